@@ -1,0 +1,108 @@
+"""PPO-clip with GAE(lambda) (notes: "Proximal Policy Optimization", Algorithm 1 PPO-Clip)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from rlx.algos.common import ActorCritic, make_optimizer, minibatches, set_lr
+from rlx.buffers.rollout import Rollout
+from rlx.config import param
+from rlx.envs import EnvSpec
+from rlx.objectives.policy import approx_kl, clipped_surrogate, explained_variance, normalize, probability_ratio, value_loss
+from rlx.objectives.returns import gae
+from rlx.schema import NetworkConfig
+
+
+@dataclass
+class PPOConfig:
+    lr: float = param(3e-4, gt=0, help="Adam learning rate")
+    gamma: float = param(0.99, gt=0, le=1, help="discount")
+    gae_lambda: float = param(0.95, ge=0, le=1, help="GAE lambda")
+    clip_eps: float = param(0.2, gt=0, help="PPO clip epsilon")
+    n_steps: int = param(2048, ge=1, help="steps per env per rollout")
+    batch_size: int = param(64, ge=1, help="minibatch size")
+    n_epochs: int = param(10, ge=1, help="passes over each rollout")
+    ent_coef: float = param(0.0, ge=0, help="entropy bonus weight")
+    vf_coef: float = param(0.5, ge=0, help="value loss weight")
+    max_grad_norm: float = param(0.5, gt=0, help="gradient-norm clip")
+    clip_vf: float | None = param(None, gt=0, help="value clipping range (null: off)")
+    normalize_advantage: bool = param(True)
+    anneal_lr: bool = param(False, help="linearly anneal lr to 0")
+    anneal_clip: bool = param(False, help="linearly anneal clip_eps to 0")
+    target_kl: float | None = param(None, gt=0, help="stop an update's epochs early past this KL")
+    normalize_obs: bool = param(False, help="running observation normalization (stats saved in checkpoints)")
+    log_std_init: float = param(0.0, help="initial log std of the Gaussian policy")
+
+
+class PPO:
+    """Clipped-surrogate policy optimization over epochs x minibatches of one on-policy rollout."""
+
+    loop = "on_policy"
+    Config = PPOConfig
+    action_spaces = ("discrete", "continuous")
+
+    def __init__(self, spec: EnvSpec, hp: PPOConfig, net: NetworkConfig, device: torch.device):
+        self.hp, self.device = hp, device
+        self.model = ActorCritic(spec, net, hp.normalize_obs, hp.log_std_init).to(device)
+        self.optimizer = make_optimizer(self.model.parameters(), hp.lr)
+        self.n_steps = hp.n_steps
+        self.updates = 0
+
+    # -- acting (used by the shared loop and by evaluation) ------------------------------------
+    def explore(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.model.explore(obs)
+
+    def value(self, obs: Tensor) -> Tensor:
+        return self.model.value(obs)
+
+    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        return self.model.act(obs, deterministic)
+
+    # -- learning ------------------------------------------------------------------------------
+    def update(self, rollout: Rollout, progress: float) -> dict[str, float]:
+        """One PPO update on a full rollout; ``progress`` in [0, 1] drives the linear annealing."""
+        hp = self.hp
+        lr = hp.lr * (1.0 - progress) if hp.anneal_lr else hp.lr
+        clip = hp.clip_eps * (1.0 - progress) if hp.anneal_clip else hp.clip_eps
+        set_lr(self.optimizer, lr)
+        advantages = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done, hp.gamma, hp.gae_lambda)
+        returns = advantages + rollout.values
+        obs, actions, old_logp, old_values = rollout.flat("obs", "actions", "log_probs", "values")
+        advantages, returns = advantages.reshape(-1), returns.reshape(-1)
+
+        stats: list[Tensor] = []
+        for epoch in range(hp.n_epochs):
+            for idx in minibatches(obs.shape[0], hp.batch_size, obs.device):
+                logp, entropy, values = self.model.evaluate_actions(obs[idx], actions[idx])
+                adv = normalize(advantages[idx]) if hp.normalize_advantage else advantages[idx]
+                ratio = probability_ratio(logp, old_logp[idx])
+                policy_loss = -clipped_surrogate(ratio, adv, clip).mean()
+                v_loss = value_loss(values, returns[idx], old_values[idx], hp.clip_vf)
+                entropy_mean = entropy.mean()
+                loss = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy_mean
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.model.parameters(), hp.max_grad_norm, foreach=True)
+                self.optimizer.step()
+                with torch.no_grad():
+                    kl = approx_kl(logp, old_logp[idx])
+                    clip_frac = ((ratio - 1.0).abs() > clip).float().mean()
+                stats.append(torch.stack([policy_loss.detach(), v_loss.detach(), entropy_mean.detach(), kl, clip_frac]))
+            if hp.target_kl is not None and kl.item() > 1.5 * hp.target_kl:
+                break
+        self.updates += 1
+        means = torch.stack(stats).mean(0).tolist()
+        ev = explained_variance(old_values, returns).item()
+        keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+        return {**dict(zip(keys, means)), "explained_variance": ev, "lr": lr, "clip_eps": clip}
+
+    # -- persistence ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = state["updates"]

@@ -1,0 +1,96 @@
+"""Atomic checkpoints: write to a temp file in the same directory, fsync, then rename over the target.
+
+A crash or SIGKILL mid-write leaves the previous file intact; readers only ever see complete files.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlx import __version__
+from rlx.errors import UserError
+
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        os.fsync(dir_fd)
+        os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Serialize once in memory, then write atomically (one file replace, never a partial file)."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT_VERSION, "rlx_version": __version__, **state}, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint file or a run dir (its best checkpoint, else last); UserError if unusable."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "best.pt", path / "checkpoints" / "last.pt", path / "best.pt", path / "last.pt"):
+            if candidate.is_file():
+                path = candidate
+                break
+        else:
+            raise UserError(f"{path}: no checkpoints/best.pt or checkpoints/last.pt in this run dir")
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint file or run dir")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # any unpickling failure means the file is not a usable checkpoint
+        raise UserError(f"{path}: not a readable rlx checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if not isinstance(state, dict) or "format" not in state or "algo_name" not in state:
+        raise UserError(f"{path}: not an rlx checkpoint (missing format/algo_name)")
+    if state["format"] != FORMAT_VERSION:
+        raise UserError(
+            f"{path}: checkpoint format {state['format']} (rlx {state.get('rlx_version', '?')}) is incompatible with "
+            f"this rlx {__version__} (format {FORMAT_VERSION})"
+        )
+    state["path"] = str(path)
+    return state
+
+
+class Checkpointer:
+    """last.pt (always the newest), best.pt (highest eval return), and up to ``keep`` periodic step_N.pt."""
+
+    def __init__(self, directory: Path, keep: int = 3):
+        self.dir = Path(directory)
+        self.keep = keep
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def save_last(self, state: dict[str, Any], periodic: bool = False) -> None:
+        save_checkpoint(self.dir / "last.pt", state)
+        if periodic and self.keep > 0:
+            save_checkpoint(self.dir / f"step_{state['env_steps']}.pt", state)
+            self._prune()
+
+    def save_best(self, state: dict[str, Any]) -> None:
+        save_checkpoint(self.dir / "best.pt", state)
+
+    def _prune(self) -> None:
+        periodic = sorted(self.dir.glob("step_*.pt"), key=lambda p: int(re.findall(r"\d+", p.stem)[0]))
+        for old in periodic[: -self.keep]:
+            old.unlink(missing_ok=True)

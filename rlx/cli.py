@@ -1,0 +1,123 @@
+"""The `rlx` command: parse, compose, call. Nothing algorithmic lives here."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from rlx.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="rlx: train, sweep and evaluate actor-critic RL agents from YAML configs (Hydra).")
+
+PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr, exit code 2, no traceback."""
+    typer.echo(f"rlx: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _run_hydra(args: list[str]) -> None:
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+    def _main(cfg):  # pragma: no cover - runs inside Hydra
+        from rlx.run import hydra_job
+
+        return hydra_job(cfg)
+
+    sys.argv = ["rlx", *args]
+    _main()
+
+
+@app.command(context_settings=PASSTHROUGH)
+def train(ctx: typer.Context) -> None:
+    """Train an agent. Arguments are Hydra overrides and flags, e.g.
+
+    rlx train algo=ppo env=pendulum algo.clip_eps=0.1 seed=3\n
+    rlx train -m algo.clip_eps=0.1,0.2 seed=0,1,2   (multirun)\n
+    rlx train --cfg job                              (print the composed config)
+    """
+    from rlx.compose import CUSTOM_CONFIG_FLAGS, split_args, validate
+
+    args = list(ctx.args)
+    overrides, flags = split_args(args)
+    if not CUSTOM_CONFIG_FLAGS.intersection(flags) and not {"--help", "-h", "--hydra-help"}.intersection(flags):
+        try:
+            validate(overrides)
+        except UserError as e:
+            fail(str(e))
+    _run_hydra(args)
+
+
+@app.command("eval")
+def eval_(
+    path: Path = typer.Argument(..., help="checkpoint file, or a run dir (uses its best checkpoint)"),
+    episodes: Optional[int] = typer.Option(None, "--episodes", "-n", min=1, help="episodes (default: the run's eval.episodes)"),
+    deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="greedy/mean action or sampled"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    video: Optional[Path] = typer.Option(None, "--video", help="record the episodes as mp4 into this dir"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="eval env seed (default: the run's eval seed)"),
+) -> None:
+    """Evaluate a saved checkpoint; needs nothing but the checkpoint."""
+    from rlx.run import evaluate_checkpoint
+
+    try:
+        result = evaluate_checkpoint(path, episodes, deterministic, video, device, seed)
+    except UserError as e:
+        fail(str(e))
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        mode = "deterministic" if deterministic else "stochastic"
+        typer.echo(f"{result['algo']} on {result['env_id']} ({result['env_steps']:,} steps): "
+                   f"return {result['return_mean']:.2f} ± {result['return_std']:.2f} over {result['episodes']} {mode} episodes")
+        if video:
+            typer.echo(f"videos: {video}")
+
+
+@app.command("list")
+def list_() -> None:
+    """Show the available algorithms, envs and networks."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rlx.compose import group_options
+    from rlx.registry import ALGOS, DESCRIPTIONS
+
+    from importlib import resources
+
+    console = Console()
+    table = Table(title="algorithms (algo=NAME)")
+    for col in ("name", "actions", "description"):
+        table.add_column(col)
+    for name, cls in ALGOS.items():
+        table.add_row(name, ", ".join(cls.action_spaces), DESCRIPTIONS.get(name, ""))
+    console.print(table)
+    for group in ("env", "network"):
+        t = Table(title=f"{group} configs ({group}=NAME)")
+        t.add_column("name")
+        t.add_column("description")
+        for opt in group_options(group):
+            text = (resources.files("rlx.conf") / group / f"{opt}.yaml").read_text().splitlines()
+            desc = next((line.lstrip("# ").strip() for line in text if line.startswith("#")), "")
+            t.add_row(opt, desc)
+        console.print(t)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as e:  # anything that slipped past a command's own handling
+        typer.echo(f"rlx: error: {e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Hydra composition outside a Hydra app: validate overrides (including every value of a sweep)
+before anything runs, and turn Hydra's multi-line errors into one line naming the key."""
+from __future__ import annotations
+
+import difflib
+import re
+from importlib import resources
+from typing import Iterable
+
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import IntervalSweep, Override
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from rlx.errors import UserError
+
+CONF_MODULE = "rlx.conf"
+# Hydra command-line flags (not overrides); those in the first set take a value.
+FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                    "--config-dir", "-cd", "--experimental-rerun"}
+INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+CUSTOM_CONFIG_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
+PLUGIN_EXTRAS = {"hydra/launcher/joblib": "joblib", "hydra/launcher/submitit_slurm": "slurm",
+                 "hydra/launcher/submitit_local": "slurm", "hydra/launcher/ray": "ray", "hydra/sweeper/optuna": "optuna"}
+
+
+def group_options(group: str) -> list[str]:
+    """The YAML files shipped in one config group (``algo``, ``env``, ...)."""
+    root = resources.files(CONF_MODULE) / group
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def split_args(args: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(overrides, hydra flags) from the raw arguments after ``rlx train``."""
+    overrides, flags = [], []
+    it = iter(args)
+    for a in it:
+        if a.startswith("-"):
+            flags.append(a)
+            if a in FLAGS_WITH_VALUE:
+                flags.append(next(it, ""))
+        elif flags and flags[-1] == "--info" and a in INFO_VALUES:
+            flags.append(a)
+        else:
+            overrides.append(a)
+    return overrides, flags
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """Compose rlx's config as ``rlx train`` would, with friendly errors."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(CONF_MODULE, version_base="1.3"):
+            return compose("config", overrides=list(overrides))
+    except HydraException as e:
+        raise UserError(friendly_hydra_error(str(e))) from None
+    except Exception as e:  # omegaconf errors (type/struct) surface here too
+        raise UserError(friendly_hydra_error(str(e))) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def friendly_hydra_error(msg: str) -> str:
+    """One line from Hydra's error text, with a suggestion where we can make one."""
+    m = re.search(r"Could not find '([^']+)/([^']+)'", msg)
+    if m:
+        group, option = m.groups()
+        if f"{group}/{option}" in PLUGIN_EXTRAS:
+            return f"{group}={option}: the Hydra plugin is not installed; pip install 'rlx[{PLUGIN_EXTRAS[group + '/' + option]}]'"
+        try:
+            opts = group_options(group)
+        except (FileNotFoundError, ModuleNotFoundError, NotADirectoryError):
+            opts = re.findall(r"^\t(\S+)", msg, re.M)
+        close = difflib.get_close_matches(option, opts, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{group}={option} is not an option{hint}; choose one of: {', '.join(opts)}"
+    m = re.search(r"Could not override '([^']+)'", msg) or re.search(r"Key '([^']+)' is not in struct", msg)
+    if m:
+        key = m.group(1)
+        full = re.search(r"full_key: (\S+)", msg)
+        key = full.group(1) if full else key
+        return f"unknown key '{key}'{_suggest_key(key)}"
+    m = re.search(r"Could not append to config. An item is already at '([^']+)'", msg)
+    if m:
+        return f"'+{m.group(1)}': the key already exists; set it without '+'"
+    first = next((line.strip() for line in msg.splitlines() if line.strip()), msg)
+    return first
+
+
+def _all_keys() -> list[str]:
+    try:
+        cfg = compose_config([])
+    except UserError:
+        return []
+    out: list[str] = []
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            out.append(key)
+            if isinstance(v, DictConfig):
+                walk(v, key + ".")
+
+    walk(cfg, "")
+    return out
+
+
+def _suggest_key(key: str) -> str:
+    keys = _all_keys()
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    return f": did you mean '{close[0]}'?" if close else " (see `rlx train --cfg job` for all keys)"
+
+
+def _sweep_values(o: Override) -> list[str]:
+    """The individual values a sweep override will take (interval sweeps: their end points)."""
+    if not o.is_sweep_override():
+        return [o.get_value_element_as_str()]
+    value = o.value()
+    if isinstance(value, IntervalSweep):
+        return [str(value.start), str(value.end)]
+    return list(o.sweep_string_iterator())
+
+
+def expand_for_validation(overrides: list[str]) -> list[list[str]]:
+    """Override lists that together cover every value of every swept key (not the full product)."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise UserError(friendly_hydra_error(str(e))) from None
+    options = [[f"{o.get_key_element()}={v}" for v in _sweep_values(o)] if o.is_sweep_override() else [o.input_line]
+               for o in parsed]
+    base = [opts[0] for opts in options]
+    combos = [base]
+    for i, opts in enumerate(options):
+        for alternative in opts[1:]:
+            combos.append(base[:i] + [alternative] + base[i + 1:])
+    return combos
+
+
+def validate(overrides: list[str]) -> DictConfig:
+    """Compose and fully validate every configuration the overrides describe; returns the first."""
+    from rlx.run import check_action_space, parse_settings  # run imports torch; keep `rlx --help` fast
+    from rlx.envs import env_spec
+
+    first: DictConfig | None = None
+    specs: dict[str, object] = {}
+    for combo in expand_for_validation(overrides):
+        cfg = compose_config(combo)
+        s = parse_settings(cfg)
+        key = repr((s.env.id, s.env.kwargs))
+        if key not in specs:
+            specs[key] = env_spec(s.env.id, s.env.kwargs)
+        check_action_space(s.algo_name, specs[key])
+        first = first or cfg
+    assert first is not None
+    return first

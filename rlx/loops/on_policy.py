@@ -1,0 +1,63 @@
+"""The on-policy loop shared by every on-policy algorithm: rollout -> bootstrap -> update.
+
+It knows the algorithm only through ``n_steps``, ``explore``, ``value`` and ``update``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlx.buffers.rollout import RolloutBuffer
+from rlx.evaluation import to_env_actions
+from rlx.loops.session import Session, restore_vector_env, vector_env_state
+
+
+def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: torch.device) -> dict[str, Any]:
+    n_envs, space = envs.num_envs, envs.single_action_space
+    discrete = isinstance(space, gym.spaces.Discrete)
+    buffer = RolloutBuffer(
+        algo.n_steps, n_envs, envs.single_observation_space.shape,
+        () if discrete else space.shape, torch.long if discrete else torch.float32, device,
+    )
+    final_obs = torch.zeros_like(buffer.data.obs)  # where an episode was truncated: its last observation
+    obs = _initial_obs(envs, session)
+
+    def loop_state() -> dict[str, Any]:
+        return {"obs": obs, "envs": vector_env_state(envs)}
+
+    while not session.done:
+        truncated_any = False
+        for t in range(algo.n_steps):
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            actions, log_probs, values = algo.explore(obs_t)
+            next_obs, rewards, terminated, truncated, info = envs.step(to_env_actions(actions, space))
+            done = terminated | truncated
+            session.tracker.step(rewards, done)
+            if truncated.any():
+                truncated_any = True
+                for i in np.flatnonzero(truncated):
+                    final_obs[t, i] = torch.as_tensor(info["final_obs"][i], device=device)
+            buffer.add(obs_t, actions, log_probs, values, torch.as_tensor(rewards, device=device),
+                       torch.as_tensor(terminated, device=device), torch.as_tensor(done, device=device))
+            obs = next_obs
+        session.add_steps(algo.n_steps * n_envs)
+        last_values = algo.value(torch.as_tensor(obs, dtype=torch.float32, device=device))
+        final_values = None
+        if truncated_any:  # V(final obs) for time-limit truncations, in one batched call
+            final_values = algo.value(final_obs.reshape(-1, *final_obs.shape[2:])).reshape(algo.n_steps, n_envs)
+        rollout = buffer.finish(last_values, final_values)
+        session.record(algo.update(rollout, session.progress))
+        session.tick(loop_state)
+    return session.finish(loop_state)
+
+
+def _initial_obs(envs: gym.vector.SyncVectorEnv, session: Session) -> np.ndarray:
+    """Fresh episodes, or, on resume, the exact env state and observation from the checkpoint."""
+    state = session.loop_state
+    if state is not None and restore_vector_env(envs, state.get("envs")):
+        return state["obs"]
+    obs, _ = envs.reset()
+    return obs

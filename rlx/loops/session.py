@@ -1,0 +1,277 @@
+"""The machinery every training loop shares: step counting, logging, evaluation, checkpoints, summary.
+
+A loop (on-policy, off-policy, async) only collects experience and calls ``algo.update``; at its safe
+points (after an update, when the algorithm's state is consistent) it calls :meth:`Session.tick`,
+which logs, evaluates and checkpoints on the configured cadences.
+"""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlx.checkpoint import Checkpointer
+from rlx.envs import EpisodeTracker
+from rlx.evaluation import Evaluator
+from rlx.logging import Logger, RateMeter
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN/inf appeared in a loss, the parameters or an observation; the run stops, checkpoints stay good."""
+
+
+@dataclass
+class Cadence:
+    """Fires when the step counter crosses the next multiple of ``every`` (never when every == 0)."""
+
+    every: int
+    next: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.next:
+            self.next = self.every
+
+    def due(self, steps: int) -> bool:
+        if self.every <= 0 or steps < self.next:
+            return False
+        self.next = (steps // self.every + 1) * self.every
+        return True
+
+
+@dataclass
+class Counters:
+    env_steps: int = 0
+    updates: int = 0
+    wall_s: float = 0.0
+    best_eval_return: float = -math.inf
+    last_eval: tuple[float, float] | None = None
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def vector_env_state(envs: gym.vector.SyncVectorEnv) -> bytes | None:
+    """Pickle the sub-envs (simulator state, time-limit counters, their RNGs) so a resume continues
+    mid-episode exactly; None for envs that cannot be pickled (then resume starts new episodes)."""
+    try:
+        return pickle.dumps((envs.envs, envs.action_space.np_random.bit_generator.state))
+    except Exception:
+        return None
+
+
+def restore_vector_env(envs: gym.vector.SyncVectorEnv, blob: bytes | None) -> bool:
+    if blob is None:
+        return False
+    sub_envs, space_rng = pickle.loads(blob)
+    envs.envs = sub_envs
+    envs.action_space.np_random.bit_generator.state = space_rng
+    return True
+
+
+class Session:
+    """Counts env steps and drives logging, evaluation and checkpoints for one run."""
+
+    def __init__(
+        self,
+        algo: Any,
+        algo_name: str,
+        config: dict,
+        logger: Logger,
+        checkpointer: Checkpointer,
+        evaluator: Evaluator,
+        total_steps: int,
+        log_every: int,
+        eval_every: int,
+        checkpoint_every: int,
+        num_envs: int,
+        deterministic_eval: bool = True,
+    ):
+        self.algo, self.algo_name, self.config = algo, algo_name, config
+        self.logger, self.checkpointer, self.evaluator = logger, checkpointer, evaluator
+        self.total_steps = total_steps
+        self.deterministic_eval = deterministic_eval
+        self.counters = Counters()
+        self.cadence = {"log": Cadence(log_every), "eval": Cadence(eval_every), "checkpoint": Cadence(checkpoint_every)}
+        self.tracker = EpisodeTracker(num_envs)
+        self.pending: list[dict[str, float]] = []
+        self.recent_returns: list[float] = []
+        self.rate = RateMeter()
+        self.stop_requested: str | None = None
+        self._t0 = time.perf_counter()
+        self._wall_before = 0.0
+        self.loop_state: dict[str, Any] | None = None  # set by resume; consumed by the loop
+
+    # -- counters --------------------------------------------------------------------------------
+    @property
+    def env_steps(self) -> int:
+        return self.counters.env_steps
+
+    @property
+    def done(self) -> bool:
+        return self.env_steps >= self.total_steps or self.stop_requested is not None
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.env_steps / self.total_steps)
+
+    def wall_s(self) -> float:
+        return self._wall_before + time.perf_counter() - self._t0
+
+    def add_steps(self, n: int) -> None:
+        self.counters.env_steps += n
+
+    def record(self, metrics: dict[str, float]) -> None:
+        """Update metrics from one ``algo.update``; averaged into the next log line."""
+        self.counters.updates += 1
+        self.pending.append(metrics)
+
+    # -- the safe-point hook ---------------------------------------------------------------------
+    def tick(self, loop_state: Callable[[], dict[str, Any]]) -> None:
+        steps = self.env_steps
+        returns, lengths = self.tracker.drain()
+        if returns:
+            self.recent_returns = (self.recent_returns + returns)[-100:]
+            self._episode_lengths = lengths
+        self.logger.progress(steps, self.rate.read(steps) if steps else 0.0, float(np.mean(self.recent_returns)) if self.recent_returns else None)
+        if self.cadence["log"].due(steps):
+            self._log_line(returns, lengths)
+        if self.cadence["eval"].due(steps) and steps < self.total_steps:
+            self.evaluate(loop_state)
+        if self.cadence["checkpoint"].due(steps) and steps < self.total_steps:
+            self.save(loop_state, periodic=True)
+
+    def _log_line(self, returns: list[float], lengths: list[int]) -> None:
+        wall = self.wall_s()
+        line: dict[str, Any] = {"env_steps": self.env_steps, "updates": self.counters.updates, "wall_s": round(wall, 3),
+                                "sps": round(self.env_steps_this_session / max(time.perf_counter() - self._t0, 1e-9), 1),
+                                "episodes": self.tracker.episodes}
+        if self.recent_returns:
+            window = self.recent_returns[-20:]
+            line.update(episode_return_mean=float(np.mean(window)), episode_return_std=float(np.std(window)))
+        if lengths:
+            line["episode_length_mean"] = float(np.mean(lengths))
+        if self.pending:
+            keys = self.pending[-1].keys()
+            for k in keys:
+                vals = [m[k] for m in self.pending if k in m and m[k] is not None]
+                line[k] = float(np.mean(vals)) if vals else None
+            self._check_finite(self.pending[-1])
+            self.pending = []
+        self.logger.log(line)
+
+    @property
+    def env_steps_this_session(self) -> int:
+        return self.env_steps - getattr(self, "_start_steps", 0)
+
+    def _check_finite(self, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            if isinstance(v, float) and not math.isfinite(v) and k not in ("explained_variance",):
+                raise NonFiniteError(f"non-finite {k}={v} in the update at env step {self.env_steps}")
+
+    def evaluate(self, loop_state: Callable[[], dict[str, Any]] | None = None) -> tuple[float, float]:
+        returns = self.evaluator(self.algo.act, self.deterministic_eval)
+        mean, std = float(returns.mean()), float(returns.std())
+        self.counters.last_eval = (mean, std)
+        self.logger.log({"env_steps": self.env_steps, "wall_s": round(self.wall_s(), 3), "eval_return_mean": mean, "eval_return_std": std})
+        if mean > self.counters.best_eval_return:
+            self.counters.best_eval_return = mean
+            if loop_state is not None:
+                self.checkpointer.save_best(self.checkpoint_state(loop_state()))
+        return mean, std
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def checkpoint_state(self, loop_state: dict[str, Any]) -> dict[str, Any]:
+        algo_state = self.algo.state_dict()
+        _assert_finite(algo_state, self.env_steps)
+        c = self.counters
+        return {
+            "algo_name": self.algo_name,
+            "config": self.config,
+            "env_steps": self.env_steps,
+            "algo": algo_state,
+            "loop": loop_state,
+            "session": {
+                "counters": {**c.__dict__, "wall_s": self.wall_s()},
+                "cadence": {k: v.next for k, v in self.cadence.items()},
+                "tracker": self.tracker.state_dict(),
+                "recent_returns": list(self.recent_returns),
+                "wandb_id": self.logger.wandb_id,
+            },
+            "rng": rng_state(),
+        }
+
+    def save(self, loop_state: Callable[[], dict[str, Any]], periodic: bool = False) -> None:
+        self.checkpointer.save_last(self.checkpoint_state(loop_state()), periodic=periodic)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: algorithm, counters, cadences, episode stats, RNG, loop state."""
+        self.algo.load_state_dict(state["algo"])
+        s = state["session"]
+        self.counters = Counters(**{**s["counters"], "last_eval": tuple(s["counters"]["last_eval"]) if s["counters"]["last_eval"] else None})
+        self._wall_before = self.counters.wall_s
+        for k, nxt in s["cadence"].items():
+            self.cadence[k].next = nxt
+        self.tracker.load_state_dict(s["tracker"])
+        self.recent_returns = list(s["recent_returns"])
+        self._start_steps = self.counters.env_steps
+        self.rate = RateMeter(self.counters.env_steps)
+        set_rng_state(state["rng"])
+        self.loop_state = state["loop"]
+
+    # -- the end ---------------------------------------------------------------------------------
+    def finish(self, loop_state: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Final evaluation, last checkpoint, summary.json contents."""
+        if self.pending or self.tracker.finished_returns:
+            self._log_line(*self.tracker.drain())
+        mean, std = self.evaluate(loop_state)
+        self.save(loop_state)
+        wall = self.wall_s()
+        session_wall = time.perf_counter() - self._t0
+        return {
+            "status": "ok" if self.stop_requested is None else "stopped",
+            "algo": self.algo_name,
+            "env_id": self.config["env"]["id"],
+            "seed": self.config["seed"],
+            "env_steps": self.env_steps,
+            "updates": self.counters.updates,
+            "wall_s": round(wall, 3),
+            "sps": round(self.env_steps_this_session / max(session_wall, 1e-9), 1),
+            "eval_return_mean": mean,
+            "eval_return_std": std,
+            "best_eval_return": self.counters.best_eval_return,
+            "episodes": self.tracker.episodes,
+        }
+
+
+def _assert_finite(obj: Any, step: int, path: str = "") -> None:
+    """Refuse to checkpoint NaN/inf weights: the last good checkpoint must stay the last one written."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point() and not bool(torch.isfinite(obj).all()):
+            raise NonFiniteError(f"non-finite values in {path or 'state'} at env step {step}; last good checkpoint kept")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _assert_finite(v, step, f"{path}.{k}" if path else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _assert_finite(v, step, f"{path}[{i}]")

@@ -1,0 +1,68 @@
+"""Multi-layer perceptrons and the observation normalizer that travels inside the model."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+def mlp(
+    in_dim: int,
+    out_dim: int,
+    hidden_sizes: Sequence[int],
+    activation: str = "tanh",
+    out_gain: float | None = None,
+    orthogonal_init: bool = True,
+) -> nn.Sequential:
+    """in_dim -> hidden... -> out_dim. Orthogonal init (gain sqrt(2) hidden, ``out_gain`` last) as in SB3/CleanRL."""
+    layers: list[nn.Module] = []
+    sizes = [in_dim, *hidden_sizes]
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
+    layers.append(nn.Linear(sizes[-1], out_dim))
+    if orthogonal_init:
+        linears = [m for m in layers if isinstance(m, nn.Linear)]
+        for i, layer in enumerate(linears):
+            last = i == len(linears) - 1
+            gain = (out_gain if out_gain is not None else 1.0) if last else 2**0.5
+            nn.init.orthogonal_(layer.weight, gain)
+            nn.init.zeros_(layer.bias)
+    return nn.Sequential(*layers)
+
+
+class ObsNormalizer(nn.Module):
+    """Running mean/std of observations (parallel-variance update, as SB3's RunningMeanStd).
+
+    The statistics are buffers, so they are saved and loaded with the model's ``state_dict`` and a
+    checkpoint evaluated later normalizes exactly as during training. Identity when disabled.
+    """
+
+    def __init__(self, shape: Sequence[int], enabled: bool = True, clip: float = 10.0, eps: float = 1e-8):
+        super().__init__()
+        self.enabled = enabled
+        self.clip = clip
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("var", torch.ones(shape))
+        self.register_buffer("count", torch.tensor(eps))
+
+    @torch.no_grad()
+    def update(self, batch: Tensor) -> None:
+        if not self.enabled:
+            return
+        batch = batch.reshape(-1, *self.mean.shape).to(self.mean.dtype)
+        b_mean, b_var, b_count = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.mean += delta * b_count / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        if not self.enabled:
+            return obs
+        return torch.clamp((obs - self.mean) / torch.sqrt(self.var + self.eps), -self.clip, self.clip)

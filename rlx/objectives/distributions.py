@@ -1,0 +1,100 @@
+"""Policy distributions as pure functions: tanh-squashed Gaussian (continuous SAC) and categorical.
+
+Notes (SAC, "Continuous Action Generation"): the actor outputs a mean and a standard deviation, draws
+an unbounded Gaussian action, then applies tanh and scaling to respect the action bounds.
+
+Log-prob convention: tanh-Gaussian log-probs are densities of the action in the unit box [-1, 1]^d.
+:func:`scale_action` maps that action to the env's Box [low, high], which shifts the density by the
+constant −Σ log((high−low)/2); these functions do NOT include it. As in SB3/CleanRL/the SAC paper's
+code, the constant is left out: it has no gradient, and the target entropy (e.g. −dim(A)) is then
+understood in unit-box units.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_LOG_2 = math.log(2.0)
+
+
+def _squash_log_prob(z: Tensor, log_std: Tensor, u: Tensor) -> Tensor:
+    # z = (u − mean)/std. log N(u; mean, std) minus log|d tanh(u)/du| = log(1 − tanh(u)²), written as
+    # 2(log 2 − u − softplus(−2u)) because 1 − tanh(u)² underflows to 0 (log → −inf) for |u| ≳ 10.
+    normal = -0.5 * z.pow(2) - log_std - _HALF_LOG_2PI
+    log_det = 2.0 * (_LOG_2 - u - F.softplus(-2.0 * u))
+    return (normal - log_det).sum(dim=-1)
+
+
+def tanh_gaussian_log_prob(mean: Tensor, log_std: Tensor, u: Tensor) -> Tensor:
+    """log π(a|s) of a = tanh(u) for a pre-squash sample u, summed over the last (action) dim.
+
+    log π(a|s) = Σ_j [log N(u_j; μ_j, σ_j) − log(1 − tanh(u_j)²)] (change of variables through tanh,
+    SAC paper appendix C). Taking u rather than a avoids atanh, which is unstable near ±1.
+    """
+    return _squash_log_prob((u - mean) / log_std.exp(), log_std, u)
+
+
+def tanh_gaussian_sample(
+    mean: Tensor,
+    log_std: Tensor,
+    generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Reparameterized sample a = tanh(μ + σ·ε), ε ~ N(0, I), and its log-prob ``[..., d] -> [..., d], [...]``.
+
+    Notes eq. a_t = f_φ(ε_t; s_t) (reparameterization trick), squashed by tanh: gradients flow to
+    ``mean`` and ``log_std`` through both the action and the log-prob. ``noise`` is a pre-drawn ε
+    (standard normal); otherwise it is drawn with ``generator``. Clamp ``log_std`` in the network.
+    """
+    if noise is None:
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    u = mean + log_std.exp() * noise
+    # (u − mean)/std is ε exactly, so use it directly rather than recompute it with rounding error.
+    return torch.tanh(u), _squash_log_prob(noise, log_std, u)
+
+
+def tanh_gaussian_deterministic(mean: Tensor) -> Tensor:
+    """Deterministic (evaluation) action tanh(μ), the squashed mean of the Gaussian."""
+    return torch.tanh(mean)
+
+
+def scale_action(a_in_unit_box: Tensor, low: float | Tensor, high: float | Tensor) -> Tensor:
+    """Affine map [-1, 1] → [low, high]: low + (a + 1)(high − low)/2.
+
+    Bounds must be finite; log-probs are not adjusted (see module docstring).
+    """
+    low_t, high_t = _bounds(a_in_unit_box, low, high)
+    return low_t + 0.5 * (a_in_unit_box + 1.0) * (high_t - low_t)
+
+
+def unscale_action(a: Tensor, low: float | Tensor, high: float | Tensor) -> Tensor:
+    """Inverse of :func:`scale_action`, [low, high] → [-1, 1]: 2(a − low)/(high − low) − 1."""
+    low_t, high_t = _bounds(a, low, high)
+    return 2.0 * (a - low_t) / (high_t - low_t) - 1.0
+
+
+def _bounds(like: Tensor, low: float | Tensor, high: float | Tensor) -> tuple[Tensor, Tensor]:
+    # Accepts gymnasium Box bounds (numpy arrays) as well as floats/tensors.
+    return (
+        torch.as_tensor(low, dtype=like.dtype, device=like.device),
+        torch.as_tensor(high, dtype=like.dtype, device=like.device),
+    )
+
+
+def categorical_probs_log_probs(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """(π(·|s), log π(·|s)) from logits over the last dim, via softmax/log_softmax (no log of a softmax)."""
+    return torch.softmax(logits, dim=-1), torch.log_softmax(logits, dim=-1)
+
+
+def categorical_entropy(logits: Tensor) -> Tensor:
+    """Entropy H(π(·|s)) = −Σ_a π(a|s) log π(a|s) over the last dim, ``[..., A] -> [...]``.
+
+    Actions masked with −inf logits contribute 0 (as in ``torch.distributions.Categorical``).
+    """
+    probs, log_probs = categorical_probs_log_probs(logits)
+    log_probs = log_probs.clamp(min=torch.finfo(log_probs.dtype).min)
+    return -(probs * log_probs).sum(dim=-1)

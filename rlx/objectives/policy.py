@@ -1,0 +1,65 @@
+"""Policy-gradient and value losses: pure tensor-in/tensor-out functions (notes: PPO, actor-critic)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def reinforce_loss(log_prob: Tensor, weights: Tensor) -> Tensor:
+    """Policy-gradient surrogate: -mean(log pi(a|s) * w), w = reward-to-go, Q, or an advantage.
+
+    Its gradient is the notes' grad J = 1/N sum grad log pi(a|s) * w; ``weights`` carry no gradient.
+    """
+    return -(log_prob * weights.detach()).mean()
+
+
+def probability_ratio(log_prob: Tensor, old_log_prob: Tensor) -> Tensor:
+    """r(theta) = pi_theta(a|s) / pi_theta_old(a|s), computed in log space for stability."""
+    return torch.exp(log_prob - old_log_prob)
+
+
+def clipped_surrogate(ratio: Tensor, advantages: Tensor, clip_eps: float) -> Tensor:
+    """PPO-clip objective per sample: min(r A, clip(r, 1-eps, 1+eps) A) (to be maximized).
+
+    For A > 0 the objective stops growing once r > 1+eps; for A < 0 once r < 1-eps: outside the
+    trust region in the direction that helps, the gradient is zero.
+    """
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
+    return torch.minimum(unclipped, clipped)
+
+
+def clipped_surrogate_loss(log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, clip_eps: float) -> Tensor:
+    """Negated mean PPO-clip objective, the quantity gradient descent minimizes."""
+    return -clipped_surrogate(probability_ratio(log_prob, old_log_prob), advantages, clip_eps).mean()
+
+
+def value_loss(values: Tensor, targets: Tensor, old_values: Tensor | None = None, clip: float | None = None) -> Tensor:
+    """Critic regression 0.5 * (V - target)^2; with ``clip``, PPO's pessimistic clipped variant.
+
+    Value clipping keeps V within ``clip`` of its old prediction and takes the larger of the two errors.
+    """
+    err = (values - targets) ** 2
+    if clip is not None and old_values is not None:
+        clipped = old_values + torch.clamp(values - old_values, -clip, clip)
+        err = torch.maximum(err, (clipped - targets) ** 2)
+    return 0.5 * err.mean()
+
+
+def normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Zero-mean, unit-std (advantage normalization); a single element is only centred."""
+    if x.numel() < 2:
+        return x - x.mean()
+    return (x - x.mean()) / (x.std() + eps)
+
+
+def explained_variance(pred: Tensor, target: Tensor) -> Tensor:
+    """1 - Var[target - pred] / Var[target]: 1 is a perfect critic, 0 no better than a constant."""
+    var = target.var()
+    return torch.where(var == 0, torch.full_like(var, float("nan")), 1 - (target - pred).var() / var)
+
+
+def approx_kl(log_prob: Tensor, old_log_prob: Tensor) -> Tensor:
+    """Low-variance estimator of KL(pi_old || pi): E[(r - 1) - log r] (Schulman's k3)."""
+    log_ratio = log_prob - old_log_prob
+    return ((torch.exp(log_ratio) - 1) - log_ratio).mean()

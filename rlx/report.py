@@ -1,0 +1,685 @@
+"""Aggregate a Hydra multirun sweep into a report: which setting won, and how sure we are.
+
+Input: a multirun directory (``SWEEP_DIR/<job>/{.hydra/overrides.yaml, metrics.jsonl,
+summary.json}``). Output: ``report.csv``, ``report.md`` and ``report.png`` in that directory.
+
+Statistics follow the rliable recommendations (Agarwal et al., 2021): rank by the
+interquartile mean (IQM) of final eval returns across seeds, give percentile-bootstrap
+confidence intervals, and report the probability of improvement over the runner-up
+instead of claiming a winner from point estimates alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+import yaml
+
+__all__ = [
+    "ReportError",
+    "RunRecord",
+    "ConfigRow",
+    "Verdict",
+    "ReportPaths",
+    "iqm",
+    "bootstrap_ci",
+    "area_under_curve",
+    "probability_of_improvement",
+    "parse_override",
+    "load_sweep",
+    "aggregate",
+    "compare_top",
+    "render_markdown",
+    "write_csv",
+    "plot_curves",
+    "write_report",
+    "print_report",
+]
+
+NO_SUMMARY_ERROR = "no summary.json (run killed or still running)"
+CONFIDENCE = 0.95
+
+
+class ReportError(RuntimeError):
+    """The sweep directory cannot be reported on (missing, or holds no runs)."""
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def iqm(values: Sequence[float] | np.ndarray, axis: int | None = None) -> Any:
+    """Interquartile mean: mean of the middle 50% (``scipy.stats.trim_mean(x, 0.25)``).
+
+    Trims ``floor(0.25 * n)`` values from each end, so for n <= 3 nothing is trimmed and
+    it equals the plain mean. ``axis=None`` flattens; an int reduces along that axis
+    (used to vectorise the bootstrap).
+    """
+    x = np.asarray(values, dtype=float)
+    if axis is None:
+        x = x.ravel()
+        axis = 0
+    n = x.shape[axis]
+    if n == 0:
+        raise ValueError("iqm of an empty sequence")
+    cut = int(0.25 * n)
+    x = np.sort(x, axis=axis)
+    return np.take(x, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
+
+
+# Statistics known to accept ``axis=`` so the bootstrap can resample in one shot.
+_VECTORISED_STATS: tuple[Callable[..., Any], ...] = (np.mean, np.median, iqm)
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    stat: Callable[..., Any] = np.mean,
+    n_boot: int = 2000,
+    confidence: float = CONFIDENCE,
+    rng: np.random.Generator | int | None = None,
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of ``stat`` over ``values``.
+
+    ``rng`` may be a Generator or a seed; the default is seed 0 so reports are reproducible.
+    A single value gives the degenerate interval ``(v, v)``.
+    """
+    x = np.asarray(values, dtype=float).ravel()
+    if x.size == 0:
+        raise ValueError("bootstrap_ci of an empty sequence")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if x.size == 1:
+        v = float(x[0])
+        return v, v
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(0 if rng is None else rng)
+    samples = x[gen.integers(0, x.size, size=(n_boot, x.size))]
+    if stat in _VECTORISED_STATS:
+        boot = np.asarray(stat(samples, axis=1), dtype=float)
+    else:
+        boot = np.array([stat(s) for s in samples], dtype=float)
+    alpha = 1.0 - confidence
+    lo, hi = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
+def area_under_curve(steps: Sequence[float] | np.ndarray, returns: Sequence[float] | np.ndarray) -> float:
+    """Normalised trapezoid AUC: the mean return over the step range (trapz / (last - first)).
+
+    Rewards learning fast, not only ending high. One point (or a zero-width range) gives
+    the mean of the returns. Points are sorted by step first.
+    """
+    s = np.asarray(steps, dtype=float).ravel()
+    r = np.asarray(returns, dtype=float).ravel()
+    if s.shape != r.shape:
+        raise ValueError(f"steps and returns differ in length: {s.size} vs {r.size}")
+    if s.size == 0:
+        raise ValueError("area_under_curve of an empty curve")
+    order = np.argsort(s, kind="stable")
+    s, r = s[order], r[order]
+    span = s[-1] - s[0]
+    if span <= 0:
+        return float(r.mean())
+    # Written out rather than np.trapz/np.trapezoid: the name changed across numpy 1.x/2.x.
+    area = float(np.sum(np.diff(s) * (r[1:] + r[:-1]) / 2.0))
+    return area / float(span)
+
+
+def probability_of_improvement(
+    x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
+) -> float:
+    """P(X > Y) estimated over all pairs of runs (Mann-Whitney U / (n*m)); ties count 0.5."""
+    a = np.asarray(x, dtype=float).ravel()
+    b = np.asarray(y, dtype=float).ravel()
+    if a.size == 0 or b.size == 0:
+        raise ValueError("probability_of_improvement needs at least one value on each side")
+    diff = a[:, None] - b[None, :]
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class RunRecord:
+    """One Hydra job of the sweep."""
+
+    run_dir: Path
+    overrides: dict[str, str]  # the configuration's overrides (no seed, no hydra.*)
+    config_key: str  # canonical, sortable string of ``overrides``
+    seed: int | None
+    status: str  # "ok" or "failed"
+    error: str | None
+    final_return: float | None  # summary.json eval_return_mean
+    curve: tuple[np.ndarray, np.ndarray]  # (env_steps, eval_return_mean) from EVAL lines
+    sps: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """Split a Hydra override string into ``(key, value)``, dropping ``+``/``++`` prefixes."""
+    key, sep, value = text.partition("=")
+    key = key.strip().lstrip("+")
+    return key, value.strip() if sep else ""
+
+
+def _is_hydra_internal(key: str) -> bool:
+    return key == "hydra" or key.startswith("hydra.") or key.startswith("hydra/")
+
+
+def _natural(value: str) -> tuple[int, Any]:
+    """Sort numbers numerically (1e-3 < 3e-4 would be wrong as strings), others as text."""
+    try:
+        return (0, float(value))
+    except ValueError:
+        return (1, value)
+
+
+def _config_sort_key(overrides: dict[str, str]) -> tuple:
+    return tuple((k, _natural(v)) for k, v in sorted(overrides.items()))
+
+
+def _config_key(overrides: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None (json NaN, null, strings and missing all map to None)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _read_metrics(path: Path) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """EVAL points (steps, returns) and all sps values from metrics.jsonl.
+
+    Unparseable lines are skipped: a killed run typically leaves a truncated last line.
+    """
+    steps: list[float] = []
+    rets: list[float] = []
+    sps: list[float] = []
+    if path.is_file():
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if not isinstance(rec, dict):
+                    continue
+                s = _finite(rec.get("sps"))
+                if s is not None:
+                    sps.append(s)
+                step, ret = _finite(rec.get("env_steps")), _finite(rec.get("eval_return_mean"))
+                if step is not None and ret is not None:
+                    steps.append(step)
+                    rets.append(ret)
+    s_arr, r_arr = np.asarray(steps, dtype=float), np.asarray(rets, dtype=float)
+    order = np.argsort(s_arr, kind="stable")
+    return s_arr[order], r_arr[order], sps
+
+
+def _read_overrides(run_dir: Path) -> list[str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ReportError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
+    return [str(o) for o in data] if isinstance(data, list) else []
+
+
+def _is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any(
+        (path / p).exists() for p in (".hydra/overrides.yaml", "metrics.jsonl", "summary.json")
+    )
+
+
+def _run_dir_sort_key(path: Path) -> tuple:
+    # Hydra numbers jobs 0, 1, ..., 10: sort numerically so 10 does not come before 2.
+    return (0, int(path.name), "") if path.name.isdigit() else (1, 0, path.name)
+
+
+def _load_run(run_dir: Path) -> RunRecord:
+    overrides: dict[str, str] = {}
+    seed: int | None = None
+    for text in _read_overrides(run_dir):
+        key, value = parse_override(text)
+        if _is_hydra_internal(key):
+            continue
+        if key == "seed":
+            try:
+                seed = int(value)
+            except ValueError:
+                seed = None
+            continue
+        overrides[key] = value
+
+    steps, rets, sps_values = _read_metrics(run_dir / "metrics.jsonl")
+
+    status, error, final, sps = "failed", NO_SUMMARY_ERROR, None, None
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        try:
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+            if not isinstance(summary, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, OSError) as exc:
+            summary = None
+            error = f"unreadable summary.json: {exc}"
+        if summary is not None:
+            final = _finite(summary.get("eval_return_mean"))
+            sps = _finite(summary.get("sps"))
+            if summary.get("status") == "ok":
+                status, error = "ok", None
+                if final is None and rets.size:
+                    # Older/partial summaries: the last eval point is the same quantity.
+                    final = float(rets[-1])
+                if final is None:
+                    status, error = "failed", "finished but recorded no eval return"
+            else:
+                error = str(summary.get("error") or f"status={summary.get('status')!r}")
+    if sps is None and sps_values:
+        sps = float(np.mean(sps_values))
+
+    return RunRecord(
+        run_dir=run_dir,
+        overrides=overrides,
+        config_key=_config_key(overrides),
+        seed=seed,
+        status=status,
+        error=error,
+        final_return=final,
+        curve=(steps, rets),
+        sps=sps,
+    )
+
+
+def load_sweep(sweep_dir: str | Path) -> list[RunRecord]:
+    """Read every job of a multirun directory (a single-run directory also works).
+
+    Raises ReportError when the directory is missing or holds no runs.
+    """
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise ReportError(f"sweep directory not found: {root}")
+    run_dirs = sorted((p for p in root.iterdir() if _is_run_dir(p)), key=_run_dir_sort_key)
+    if not run_dirs and _is_run_dir(root):
+        run_dirs = [root]  # pointed at one job of the sweep, or a single `rlx train` run
+    if not run_dirs:
+        raise ReportError(f"no runs found in {root} (expected job dirs like 0/, 1/ with summary.json)")
+    return [_load_run(d) for d in run_dirs]
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+@dataclass
+class ConfigRow:
+    """One configuration, aggregated over its seeds (statistics over ok runs only)."""
+
+    config: dict[str, str]
+    n_seeds: int  # ok runs that contribute to the statistics
+    n_failed: int
+    errors: list[str]  # "<job dir>: <error>" per failed run
+    mean: float
+    iqm: float
+    ci_low: float  # 95% percentile-bootstrap CI of the IQM
+    ci_high: float
+    auc_mean: float
+    sps_mean: float
+    is_best: bool = False
+    config_key: str = ""
+    finals: list[float] = field(default_factory=list)  # per-seed final eval returns
+    seeds: list[int | None] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in sorted(self.config.items())) or "(defaults)"
+
+    @property
+    def status(self) -> str:
+        if self.n_seeds == 0:
+            return "failed"
+        return "partial" if self.n_failed else "ok"
+
+
+@dataclass
+class Verdict:
+    """How sure we are that the best configuration beats the runner-up."""
+
+    best: ConfigRow | None
+    runner_up: ConfigRow | None
+    p_improvement: float | None  # P(best run > runner-up run) over seed pairs
+    separable: bool | None  # True: 95% CIs do not overlap; None: cannot tell
+    text: str
+
+
+def aggregate(runs: Sequence[RunRecord]) -> list[ConfigRow]:
+    """Group runs by configuration, compute per-config statistics, and flag the best.
+
+    Best = highest IQM of final eval return among configs with at least one ok run,
+    tie-broken by mean (then by config order).
+    """
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(run.config_key, []).append(run)
+
+    rows: list[ConfigRow] = []
+    for key in sorted(groups, key=lambda k: _config_sort_key(groups[k][0].overrides)):
+        members = groups[key]
+        # load_sweep guarantees ok runs have a final return; the check guards hand-built records.
+        ok = [r for r in members if r.ok and r.final_return is not None]
+        failed = [r for r in members if not (r.ok and r.final_return is not None)]
+        finals = np.array([r.final_return for r in ok], dtype=float)
+        nan = float("nan")
+        if finals.size:
+            mean, center = float(finals.mean()), float(iqm(finals))
+            lo, hi = bootstrap_ci(finals, stat=iqm)
+        else:
+            mean = center = lo = hi = nan
+        aucs = [area_under_curve(*r.curve) for r in ok if r.curve[0].size]
+        sps = [r.sps for r in ok if r.sps is not None]
+        rows.append(
+            ConfigRow(
+                config=dict(members[0].overrides),
+                n_seeds=len(ok),
+                n_failed=len(failed),
+                errors=[f"{r.run_dir.name}: {r.error or 'failed'}" for r in failed],
+                mean=mean,
+                iqm=center,
+                ci_low=lo,
+                ci_high=hi,
+                auc_mean=float(np.mean(aucs)) if aucs else nan,
+                sps_mean=float(np.mean(sps)) if sps else nan,
+                config_key=key,
+                finals=finals.tolist(),
+                seeds=[r.seed for r in ok],
+            )
+        )
+
+    ranked = _ranked(rows)
+    if ranked:
+        ranked[0].is_best = True
+    return rows
+
+
+def _ranked(rows: Sequence[ConfigRow]) -> list[ConfigRow]:
+    """Configs with ok runs, best first (IQM, then mean; stable on config order)."""
+    candidates = [r for r in rows if r.n_seeds > 0]
+    return sorted(candidates, key=lambda r: (-r.iqm, -r.mean))
+
+
+def _fmt(x: float | None) -> str:
+    """Compact number for humans: 487.1, 12.35, 0.0123, 12,345."""
+    if x is None or not math.isfinite(x):
+        return "—"
+    ax = abs(x)
+    if ax >= 10_000:
+        return f"{x:,.0f}"
+    if ax >= 100:
+        return f"{x:.1f}"
+    if ax >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def _describe(row: ConfigRow) -> str:
+    seeds = f"{row.n_seeds} seed{'s' if row.n_seeds != 1 else ''}"
+    return f"{row.label} (IQM {_fmt(row.iqm)}, 95% CI [{_fmt(row.ci_low)}, {_fmt(row.ci_high)}], {seeds})"
+
+
+def compare_top(rows: Sequence[ConfigRow]) -> Verdict:
+    """Best vs runner-up: CI overlap and probability of improvement, as one sentence."""
+    ranked = _ranked(rows)
+    if not ranked:
+        return Verdict(None, None, None, None, "No configuration finished successfully; see failed runs below.")
+    best = ranked[0]
+    if len(ranked) == 1:
+        return Verdict(
+            best, None, None, None,
+            f"Best: {_describe(best)}; no runner-up to compare against (only one configuration finished).",
+        )
+    runner = ranked[1]
+    p = probability_of_improvement(best.finals, runner.finals)
+    if min(best.n_seeds, runner.n_seeds) < 2:
+        # A 1-seed "CI" is a point, so non-overlap would mean nothing.
+        separable, how = None, "cannot tell: need at least 2 seeds per configuration for a CI"
+    elif max(best.ci_low, runner.ci_low) <= min(best.ci_high, runner.ci_high):
+        separable, how = False, "not separable at 95%: CIs overlap"
+    else:
+        separable, how = True, "clear winner: 95% CIs do not overlap"
+    text = f"Best: {_describe(best)}; runner-up: {_describe(runner)}; P(best > runner-up) = {p:.2f} — {how}."
+    return Verdict(best, runner, p, separable, text)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+class ReportPaths(NamedTuple):
+    csv: Path
+    markdown: Path
+    png: Path
+
+
+def _swept_keys(rows: Sequence[ConfigRow]) -> list[str]:
+    return sorted({k for r in rows for k in r.config})
+
+
+def _varying_keys(rows: Sequence[ConfigRow]) -> list[str]:
+    """Keys whose value differs between configs: what the legend needs to tell lines apart."""
+    keys = _swept_keys(rows)
+    varying = [k for k in keys if len({r.config.get(k) for r in rows}) > 1]
+    return varying or keys
+
+
+def _short_label(row: ConfigRow, keys: Sequence[str]) -> str:
+    parts = [f"{k}={row.config[k]}" for k in keys if k in row.config]
+    return ", ".join(parts) or row.label
+
+
+def _csv_num(x: float) -> str:
+    return "" if not math.isfinite(x) else repr(round(float(x), 6))
+
+
+def write_csv(rows: Sequence[ConfigRow], path: str | Path) -> Path:
+    """One row per configuration; swept keys first, blanks for missing numbers."""
+    path = Path(path)
+    keys = _swept_keys(rows)
+    header = [*keys, "status", "n_seeds", "n_failed", "mean", "iqm", "ci_low", "ci_high",
+              "auc", "sps", "best", "errors"]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for r in rows:
+            w.writerow([
+                *(r.config.get(k, "") for k in keys),
+                r.status, r.n_seeds, r.n_failed,
+                _csv_num(r.mean), _csv_num(r.iqm), _csv_num(r.ci_low), _csv_num(r.ci_high),
+                _csv_num(r.auc_mean), _csv_num(r.sps_mean),
+                "True" if r.is_best else "False",
+                " | ".join(r.errors),
+            ])
+    return path
+
+
+def _md_cell(text: str, limit: int = 80) -> str:
+    """First line of ``text``, truncated and with pipes escaped so the table stays a table."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    if len(line) > limit:
+        line = line[: limit - 1] + "…"
+    return line.replace("|", "\\|")
+
+
+def render_markdown(rows: Sequence[ConfigRow], runs: Sequence[RunRecord], title: str) -> str:
+    """The report.md text: verdict sentence, table (best row bold), failed runs with errors."""
+    verdict = compare_top(rows)
+    keys = _swept_keys(rows)
+    lines = [f"# Sweep report: {title}", "", verdict.text, ""]
+    header = [*(keys or ["config"]), "status", "seeds", "failed", "mean", "IQM", "95% CI (IQM)",
+              "AUC", "SPS", "error"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    for r in rows:
+        ci = "—" if r.n_seeds == 0 else f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+        first_error = r.errors[0].split(": ", 1)[-1] if r.errors else ""
+        cells = [
+            *([_md_cell(r.config.get(k, "")) for k in keys] if keys else [r.label]),
+            r.status + (" (best)" if r.is_best else ""),
+            str(r.n_seeds), str(r.n_failed), _fmt(r.mean), _fmt(r.iqm), ci,
+            _fmt(r.auc_mean), _fmt(r.sps_mean), _md_cell(first_error, 60),
+        ]
+        if r.is_best:
+            cells = [f"**{c}**" if c else c for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Statistics use final eval returns of ok runs; IQM = interquartile mean over seeds, "
+                 "CI = 95% percentile bootstrap; AUC = mean eval return over training (normalised).")
+
+    failed = [r for r in runs if not r.ok]
+    if failed:
+        lines += ["", "## Failed runs", ""]
+        for r in failed:
+            desc = ", ".join(f"{k}={v}" for k, v in sorted(r.overrides.items())) or "(defaults)"
+            seed = f", seed={r.seed}" if r.seed is not None else ""
+            err = " ".join((r.error or "failed").split())  # one line per run
+            lines.append(f"- `{r.run_dir.name}/` ({desc}{seed}): {err}")
+    return "\n".join(lines) + "\n"
+
+
+def _mean_curve(
+    runs: Sequence[RunRecord], max_points: int = 200
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Mean eval curve over seeds on a common grid, with a 95% bootstrap band.
+
+    Each run is interpolated only inside its own step range (no extrapolation), so a
+    grid point averages the seeds that actually reached it. Where one seed covers a
+    point the band is that seed's value (min == max).
+    """
+    curves = [r.curve for r in runs if r.curve[0].size]
+    if not curves:
+        return None
+    grid = np.unique(np.concatenate([s for s, _ in curves]))
+    if grid.size > max_points:
+        grid = np.linspace(grid[0], grid[-1], max_points)
+    table = np.full((len(curves), grid.size), np.nan)
+    for i, (s, v) in enumerate(curves):
+        inside = (grid >= s[0]) & (grid <= s[-1])
+        table[i, inside] = np.interp(grid[inside], s, v)
+    mean = np.full(grid.size, np.nan)
+    lo = np.full(grid.size, np.nan)
+    hi = np.full(grid.size, np.nan)
+    rng = np.random.default_rng(0)
+    for j in range(grid.size):
+        col = table[:, j][~np.isnan(table[:, j])]
+        if col.size == 0:
+            continue
+        mean[j] = col.mean()
+        lo[j], hi[j] = bootstrap_ci(col, n_boot=1000, rng=rng) if col.size > 1 else (col.min(), col.max())
+    keep = ~np.isnan(mean)
+    return grid[keep], mean[keep], lo[keep], hi[keep]
+
+
+def plot_curves(rows: Sequence[ConfigRow], runs: Sequence[RunRecord], path: str | Path, title: str) -> Path:
+    """Eval return vs env steps, one line per configuration, best drawn thicker."""
+    # Figure + Agg canvas directly (no pyplot): no global backend switch, no GUI, thread-safe.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import EngFormatter
+
+    path = Path(path)
+    fig = Figure(figsize=(8, 5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    keys = _varying_keys(rows)
+    by_key: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        if run.ok:
+            by_key.setdefault(run.config_key, []).append(run)
+
+    drawn = 0
+    for i, row in enumerate(rows):
+        curve = _mean_curve(by_key.get(row.config_key, []))
+        if curve is None:
+            continue
+        x, m, lo, hi = curve
+        color = f"C{i % 10}"
+        label = f"{_short_label(row, keys)} (n={row.n_seeds})" + ("  ★ best" if row.is_best else "")
+        lw = 3.0 if row.is_best else 1.4
+        ax.plot(x, m, color=color, lw=lw, label=label, marker="o" if x.size == 1 else None,
+                zorder=3 if row.is_best else 2)
+        ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+        drawn += 1
+
+    if drawn == 0:
+        ax.text(0.5, 0.5, "no eval data from successful runs", ha="center", va="center",
+                transform=ax.transAxes)
+    else:
+        ax.legend(loc="best", fontsize=8)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("eval return (mean over seeds, 95% CI band)")
+    ax.set_title(f"{title}: eval return vs env steps")
+    ax.grid(True, alpha=0.3)
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k / 1M reads better than 1e5 offsets
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> ReportPaths:
+    """Load, aggregate and write report.csv / report.md / report.png (into the sweep dir by default)."""
+    root = Path(sweep_dir)
+    runs = load_sweep(root)
+    rows = aggregate(runs)
+    out = Path(out_dir) if out_dir is not None else root
+    out.mkdir(parents=True, exist_ok=True)
+    title = root.resolve().name
+    csv_path = write_csv(rows, out / "report.csv")
+    md_path = out / "report.md"
+    md_path.write_text(render_markdown(rows, runs, title), encoding="utf-8")
+    png_path = plot_curves(rows, runs, out / "report.png", title)
+    return ReportPaths(csv=csv_path, markdown=md_path, png=png_path)
+
+
+def print_report(rows: Sequence[ConfigRow], console: Any | None = None) -> None:
+    """Print the verdict and a rich table of ``rows`` (best row bold green, failed red)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console or Console()
+    keys = _swept_keys(rows)
+    table = Table(title="Sweep report", show_lines=False)
+    for k in keys or ["config"]:
+        table.add_column(k)
+    for name in ("status", "seeds", "failed", "mean", "IQM", "95% CI", "AUC", "SPS"):
+        table.add_column(name, justify="left" if name == "status" else "right")
+    table.add_column("error", overflow="fold", max_width=40)
+    for r in rows:
+        ci = "—" if r.n_seeds == 0 else f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+        err = r.errors[0].split(": ", 1)[-1].strip().splitlines()[0] if r.errors else ""
+        style = "bold green" if r.is_best else ("red" if r.status == "failed" else None)
+        # escape(): override values like [64,64] and error texts would otherwise parse as markup.
+        table.add_row(
+            *(escape(c) for c in ([r.config.get(k, "") for k in keys] if keys else [r.label])),
+            r.status + (" ★" if r.is_best else ""), str(r.n_seeds), str(r.n_failed),
+            _fmt(r.mean), _fmt(r.iqm), escape(ci), _fmt(r.auc_mean), _fmt(r.sps_mean), escape(err),
+            style=style,
+        )
+    console.print(escape(compare_top(rows).text))
+    console.print(table)

@@ -1,0 +1,59 @@
+"""Typed run-level config nodes (env, network, eval, checkpoint, logger, top level)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rlx.config import param
+
+
+@dataclass
+class EnvConfig:
+    id: str = param("CartPole-v1", help="any gymnasium id, or module:EnvId / module:Class")
+    num_envs: int = param(1, ge=1, help="parallel envs in the vector env")
+    max_episode_steps: int | None = param(None, ge=1, help="override the env's time limit")
+    kwargs: dict = param({}, help="keyword arguments for gymnasium.make")
+
+
+@dataclass
+class NetworkConfig:
+    hidden_sizes: list[int] = param([64, 64], ge=1, help="MLP hidden layer widths")
+    activation: Literal["tanh", "relu", "elu", "gelu", "silu"] = param("tanh")
+
+
+@dataclass
+class EvalConfig:
+    every: int = param(10_000, ge=0, help="env steps between evaluations (0: only at the end)")
+    episodes: int = param(10, ge=1)
+    deterministic: bool = param(True)
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = param(50_000, ge=0, help="env steps between checkpoints (0: only at the end)")
+    keep: int = param(3, ge=0, help="periodic checkpoints kept besides last.pt and best.pt")
+    save_buffer: bool = param(True, help="store the replay buffer (off-policy) in checkpoints")
+
+
+@dataclass
+class WandbConfig:
+    mode: Literal["offline", "online", "disabled"] = param("offline")
+    project: str = param("rlx")
+    entity: str | None = param(None)
+    group: str | None = param(None)
+    tags: list[str] = param([])
+
+
+@dataclass
+class LoggerConfig:
+    every: int = param(2048, ge=1, help="env steps between metrics.jsonl lines")
+    progress: bool = param(True, help="show a progress bar (plain lines when not a TTY)")
+    wandb: Any = None  # validated separately as WandbConfig
+
+
+@dataclass
+class RunConfig:
+    seed: int = param(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = param("auto")
+    total_steps: int = param(100_000, gt=0, help="env steps to train for")
+    torch_threads: int = param(1, ge=0, help="torch intra-op threads (0: torch's default); 1 is fastest for small MLPs")
