@@ -3,10 +3,17 @@ from __future__ import annotations
 
 from rlx.algos.ppo import PPO
 
-ALGOS: dict[str, type] = {
+# --- on-policy family ---------------------------------------------------------------------------
+ON_POLICY: dict[str, type] = {
     "ppo": PPO,
 }
 
+# --- off-policy family --------------------------------------------------------------------------
+OFF_POLICY: dict[str, type] = {
+}
+
+ALGOS: dict[str, type] = {**ON_POLICY, **OFF_POLICY}
+
 DESCRIPTIONS: dict[str, str] = {
-    "ppo": "PPO-clip with GAE(lambda), vectorized envs (discrete + continuous)",
+    "ppo": "PPO-clip with GAE(lambda), vectorized envs",
 }

@@ -22,12 +22,13 @@ from rlx.envs import EnvSpec, env_spec, make_vec_env
 from rlx.errors import UserError
 from rlx.evaluation import Evaluator
 from rlx.logging import Logger
-from rlx.loops import on_policy
+import importlib
 from rlx.loops.session import Session
 from rlx.registry import ALGOS
 from rlx.schema import CheckpointConfig, EnvConfig, EvalConfig, LoggerConfig, NetworkConfig, RunConfig, WandbConfig
 
-LOOPS = {"on_policy": on_policy.run}
+# algo.loop -> module with run(algo, envs, session, device); imported on demand.
+LOOPS = {"on_policy": "rlx.loops.on_policy", "off_policy": "rlx.loops.off_policy", "async": "rlx.loops.async_workers"}
 TOP_LEVEL_GROUPS = ("algo", "env", "network", "eval", "checkpoint", "logger", "hydra", "tuned", "sweep")
 
 
@@ -120,7 +121,7 @@ def train(cfg: DictConfig | dict, run_dir: str | Path, resume: dict | None = Non
         session.restore(resume)
     exit_code = 1
     try:
-        summary = LOOPS[algo.loop](algo, envs, session, device)
+        summary = importlib.import_module(LOOPS[algo.loop]).run(algo, envs, session, device)
         summary["device"] = str(device)
         write_summary(run_dir, summary)
         logger.summary(summary)
