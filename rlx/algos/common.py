@@ -15,12 +15,14 @@ from rlx.schema import NetworkConfig
 class ActorCritic(nn.Module):
     """Observation normalizer + stochastic policy pi(a|s) + state-value critic V(s), separate MLPs."""
 
-    def __init__(self, spec: EnvSpec, net: NetworkConfig, normalize_obs: bool = False, log_std_init: float = 0.0):
+    def __init__(self, spec: EnvSpec, net: NetworkConfig, normalize_obs: bool = False, log_std_init: float = 0.0,
+                 critic: bool = True):
         super().__init__()
         obs_dim = int(torch.tensor(spec.obs_shape).prod())
         self.normalizer = ObsNormalizer(spec.obs_shape, enabled=normalize_obs)
         self.policy = make_policy(obs_dim, spec.action_space, net.hidden_sizes, net.activation, log_std_init)
-        self.critic = ValueNet(obs_dim, net.hidden_sizes, net.activation)
+        # critic=False (REINFORCE without baseline): no V network; V(s) reads as 0 everywhere.
+        self.critic = ValueNet(obs_dim, net.hidden_sizes, net.activation) if critic else _ZeroValue()
 
     @torch.inference_mode()
     def explore(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -45,6 +47,13 @@ class ActorCritic(nn.Module):
         x = self.normalizer(obs)
         dist = self.policy.distribution(x)
         return dist.log_prob(actions), dist.entropy(), self.critic(x)
+
+
+class _ZeroValue(nn.Module):
+    """Stand-in critic V(s) = 0 for policy-only models (no parameters, nothing to train)."""
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return obs.new_zeros(obs.shape[:-1])
 
 
 def make_optimizer(params: Iterable[nn.Parameter], lr: float, eps: float = 1e-5) -> torch.optim.Adam:

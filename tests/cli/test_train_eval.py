@@ -1,0 +1,85 @@
+"""End to end through the real CLI: a short PPO run, its run dir, W&B offline files, `rlx eval`."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import FAST, run_cli
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "ppo"
+    r = run_cli("train", "total_steps=3000", "eval.every=1024", "eval.episodes=3", "checkpoint.every=1024",
+                "logger.every=512", "logger.wandb.mode=offline", f"hydra.run.dir={out}", *FAST)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_run_dir_has_resolved_config_metrics_checkpoints_summary(run_dir):
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["algo"]["name"] == "ppo" and cfg["env"]["id"] == "CartPole-v1"
+    assert cfg["algo"]["n_steps"] == 32 and cfg["env"]["num_envs"] == 8  # RL-Zoo tuned preset applied
+    assert "${" not in (run_dir / "config.yaml").read_text()  # fully resolved
+    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [l for l in lines if "policy_loss" in l]
+    evals = [l for l in lines if "eval_return_mean" in l]
+    assert train and evals
+    for key in ("env_steps", "wall_s", "sps", "episode_return_mean", "episode_return_std", "policy_loss", "value_loss",
+                "entropy", "approx_kl", "clip_fraction", "explained_variance"):
+        assert key in train[-1], key
+    assert [l["env_steps"] for l in train] == sorted(l["env_steps"] for l in train)
+    ckpts = {p.name for p in (run_dir / "checkpoints").iterdir()}
+    assert {"last.pt", "best.pt"} <= ckpts and any(n.startswith("step_") for n in ckpts)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("env_steps", "wall_s", "sps", "eval_return_mean", "eval_return_std", "best_eval_return"):
+        assert key in summary
+    assert summary["env_steps"] >= 3000 and summary["status"] == "ok"
+    assert summary["best_eval_return"] >= summary["eval_return_mean"] or summary["best_eval_return"] == pytest.approx(summary["eval_return_mean"])
+
+
+def test_wandb_offline_files_written(run_dir):
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("run-*.wandb")), "no .wandb data file for `wandb sync`"
+
+
+def test_checkpoint_is_self_contained(run_dir):
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert state["algo_name"] == "ppo" and state["config"]["env"]["id"] == "CartPole-v1"
+    assert {"model", "optimizer"} <= state["algo"].keys() and "rng" in state and "rlx_version" in state
+
+
+def test_eval_json_from_run_dir_and_file(run_dir, tmp_path):
+    r = run_cli("eval", str(run_dir), "--json", "--episodes", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["episodes"] == 2 and {"return_mean", "return_std"} <= out.keys()
+    assert out["checkpoint"].endswith("best.pt")
+    r = run_cli("eval", str(run_dir / "checkpoints" / "last.pt"), "--episodes", "2", "--stochastic", cwd=tmp_path)
+    assert r.returncode == 0 and "±" in r.stdout
+
+
+def test_eval_records_video(run_dir, tmp_path):
+    pytest.importorskip("moviepy")
+    r = run_cli("eval", str(run_dir), "--episodes", "1", "--video", str(tmp_path / "vid"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert list((tmp_path / "vid").glob("*.mp4"))
+
+
+def test_list_shows_algorithms_envs_networks(tmp_path):
+    r = run_cli("list", cwd=tmp_path)
+    assert r.returncode == 0
+    for word in ("ppo", "cartpole", "pendulum", "mlp"):
+        assert word in r.stdout
+
+
+def test_cfg_job_shows_tuned_preset_and_overrides(tmp_path):
+    r = run_cli("train", "--cfg", "job", "algo.clip_eps=0.1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    cfg = yaml.safe_load(r.stdout)
+    assert cfg["algo"]["clip_eps"] == 0.1 and cfg["algo"]["n_epochs"] == 20
+    r = run_cli("train", "--cfg", "job", "~tuned", cwd=tmp_path)
+    assert yaml.safe_load(r.stdout)["algo"]["n_steps"] == 2048

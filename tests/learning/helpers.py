@@ -1,0 +1,13 @@
+"""Train through the same code path as `rlx train` (composed Hydra config -> rlx.run.train)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlx.compose import compose_config
+from rlx.run import train
+
+QUIET = ["logger.wandb.mode=disabled", "logger.progress=false", "checkpoint.every=0"]
+
+
+def train_summary(overrides: list[str], run_dir: Path) -> dict:
+    return train(compose_config([*overrides, *QUIET]), run_dir)
