@@ -43,16 +43,48 @@ def train(ctx: typer.Context) -> None:
     rlx train -m algo.clip_eps=0.1,0.2 seed=0,1,2   (multirun)\n
     rlx train --cfg job                              (print the composed config)
     """
+    args = list(ctx.args)
+    _validate_or_fail(args)
+    _run_hydra(args)
+
+
+def _validate_or_fail(args: list[str]) -> None:
+    """Validate every configuration the arguments describe before any run starts."""
     from rlx.compose import CUSTOM_CONFIG_FLAGS, split_args, validate
 
-    args = list(ctx.args)
     overrides, flags = split_args(args)
-    if not CUSTOM_CONFIG_FLAGS.intersection(flags) and not {"--help", "-h", "--hydra-help"}.intersection(flags):
-        try:
-            validate(overrides)
-        except UserError as e:
-            fail(str(e))
-    _run_hydra(args)
+    if CUSTOM_CONFIG_FLAGS.intersection(flags) or {"--help", "-h", "--hydra-help"}.intersection(flags):
+        return  # user config dirs/names: validated inside the run instead
+    try:
+        validate(overrides)
+    except UserError as e:
+        fail(str(e))
+
+
+@app.command(context_settings=PASSTHROUGH)
+def sweep(ctx: typer.Context) -> None:
+    """Run a Hydra multirun (`rlx train --multirun ...`) and write the sweep report when it ends, e.g.
+
+    rlx sweep algo=ppo algo.clip_eps=0.1,0.2,0.3 algo.gae_lambda=0.9,0.95 seed=0,1,2\n
+    rlx sweep sweep=ppo_clip_eps hydra/launcher=joblib hydra.launcher.n_jobs=2
+    """
+    from rlx.sweep import run_sweep
+
+    try:
+        run_sweep(list(ctx.args), validate_fn=_validate_or_fail, hydra_fn=_run_hydra)
+    except UserError as e:
+        fail(str(e))
+
+
+@app.command()
+def report(sweep_dir: Path = typer.Argument(..., help="a multirun/sweep directory")) -> None:
+    """(Re)write report.md, report.csv and report.png for a sweep directory and print the table."""
+    from rlx.sweep import report_sweep
+
+    try:
+        report_sweep(sweep_dir)
+    except UserError as e:
+        fail(str(e))
 
 
 @app.command("eval")
