@@ -114,6 +114,46 @@ def eval_(
             typer.echo(f"videos: {video}")
 
 
+@app.command(context_settings=PASSTHROUGH)
+def resume(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="the run dir to continue")) -> None:
+    """Continue a run from its last checkpoint, e.g. `rlx resume RUN_DIR total_steps=200000`.
+
+    Only keys that don't change what the run learns may be overridden (total_steps, logging, eval,
+    checkpoint cadence, device).
+    """
+    from rlx.run import resume as resume_run
+
+    try:
+        resume_run(run_dir, list(ctx.args))
+    except UserError as e:
+        fail(str(e))
+
+
+config_app = typer.Typer(help="Inspect run configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("diff")
+def config_diff(run_a: Path, run_b: Path) -> None:
+    """Show which resolved config values differ between two runs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rlx.run import config_diff as diff
+
+    try:
+        rows = diff(run_a, run_b)
+    except UserError as e:
+        fail(str(e))
+    if not rows:
+        typer.echo("configs are identical")
+        return
+    table = Table("key", str(run_a), str(run_b))
+    for key, a, b in rows:
+        table.add_row(key, repr(a), repr(b))
+    Console().print(table)
+
+
 @app.command("list")
 def list_() -> None:
     """Show the available algorithms, envs and networks."""

@@ -2,6 +2,7 @@
 before anything runs, and turn Hydra's multi-line errors into one line naming the key."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from importlib import resources
@@ -48,12 +49,12 @@ def split_args(args: Iterable[str]) -> tuple[list[str], list[str]]:
     return overrides, flags
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    """Compose rlx's config as ``rlx train`` would, with friendly errors."""
+def compose_config(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
+    """Compose rlx's config as ``rlx train`` would, with friendly errors (``hydra`` node on request)."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(CONF_MODULE, version_base="1.3"):
-            return compose("config", overrides=list(overrides))
+            return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
     except HydraException as e:
         raise UserError(friendly_hydra_error(str(e))) from None
     except Exception as e:  # omegaconf errors (type/struct) surface here too
@@ -81,6 +82,8 @@ def friendly_hydra_error(msg: str) -> str:
         key = m.group(1)
         full = re.search(r"full_key: (\S+)", msg)
         key = full.group(1) if full else key
+        if key in _all_keys():  # a dict value (e.g. env.kwargs) replaced by a dict with new keys
+            return f"{key}: new keys can't be merged into it this way; add each with +{key}.NAME=VALUE"
         return f"unknown key '{key}'{_suggest_key(key)}"
     m = re.search(r"Could not append to config. An item is already at '([^']+)'", msg)
     if m:
@@ -139,16 +142,71 @@ def expand_for_validation(overrides: list[str]) -> list[list[str]]:
     return combos
 
 
+def with_sweeper_params(overrides: list[str], hydra_cfg: DictConfig) -> list[str]:
+    """What a multirun sweeps: the config's ``hydra.sweeper.params`` (a ``sweep=`` preset's grid), then
+    the command line, which wins key by key (Hydra's BasicSweeper merges them the same way)."""
+    params = OmegaConf.select(hydra_cfg, "hydra.sweeper.params")
+    if not params:
+        return list(overrides)
+    try:
+        on_command_line = {o.get_key_element() for o in OverridesParser.create().parse_overrides(overrides)}
+    except HydraException as e:
+        raise UserError(friendly_hydra_error(str(e))) from None
+    return [f"{k}={v}" for k, v in params.items() if k not in on_command_line] + list(overrides)
+
+
+def _chosen_algo(overrides: list[str]) -> str | None:
+    """The algorithm these overrides select, composed without their algo.* keys (one of which is bad)."""
+    keep = [o for o in overrides if not o.lstrip("+~").startswith("algo.")]
+    try:
+        return str(compose_config(keep).algo.name)
+    except Exception:
+        return None
+
+
+def _name_algorithm(error: UserError, overrides: list[str]) -> UserError:
+    """'unknown key algo.X' -> the same, naming the chosen algorithm and the nearest key it does have."""
+    # Hydra's "could not override" reads as a dict-merge hint when the DEFAULT algorithm has the key.
+    m = re.match(r"unknown key '(algo\.([^'.]+))'|(algo\.([^'.:]+)): new keys can't be merged", str(error))
+    name = _chosen_algo(overrides) if m else None
+    from rlx.registry import ALGOS
+
+    if name not in ALGOS:
+        return error
+    key, leaf = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    fields = [f.name for f in dataclasses.fields(ALGOS[name].Config)]
+    if leaf in fields:
+        return error
+    close = difflib.get_close_matches(leaf, fields, n=1, cutoff=0.6)
+    hint = f"did you mean 'algo.{close[0]}'?" if close else f"its keys: {', '.join(sorted(fields))}"
+    return UserError(f"unknown key '{key}' for algo={name}: {hint}")
+
+
+def _checked(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
+    try:
+        return compose_config(overrides, return_hydra_config)
+    except UserError as e:
+        raise _name_algorithm(e, overrides) from None
+
+
 def validate(overrides: list[str]) -> DictConfig:
-    """Compose and fully validate every configuration the overrides describe; returns the first."""
+    """Compose and fully validate every configuration the overrides describe, including every value a
+    ``sweep=`` preset's ``hydra.sweeper.params`` sweeps; returns the first."""
     from rlx.run import check_action_space, parse_settings  # run imports torch; keep `rlx --help` fast
     from rlx.envs import env_spec
 
     first: DictConfig | None = None
     specs: dict[str, object] = {}
-    for combo in expand_for_validation(overrides):
-        cfg = compose_config(combo)
-        s = parse_settings(cfg)
+    combos = expand_for_validation(overrides)
+    swept = with_sweeper_params(overrides, _checked(combos[0], return_hydra_config=True))
+    if swept != list(overrides):
+        combos = expand_for_validation(swept)
+    for combo in combos:
+        cfg = _checked(combo)
+        try:
+            s = parse_settings(cfg)
+        except UserError as e:
+            raise _name_algorithm(e, combo) from None
         key = repr((s.env.id, s.env.kwargs))
         if key not in specs:
             specs[key] = env_spec(s.env.id, s.env.kwargs)

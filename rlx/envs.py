@@ -53,12 +53,16 @@ def resolve_env_id(env_id: str) -> str:
 
 
 def _make_one(env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None, render_mode: str | None = None) -> gym.Env:
+    if render_mode is not None:  # envs that don't render don't accept the argument at all
+        kwargs = {**kwargs, "render_mode": render_mode}
     try:
-        return gym.make(env_id, max_episode_steps=max_episode_steps, render_mode=render_mode, **kwargs)
+        return gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
     except gym.error.DependencyNotInstalled as e:
         extra = "mujoco" if "mujoco" in str(e).lower() else "box2d" if "box2d" in str(e).lower() else None
         how = f" Install it with: pip install 'rlx[{extra}]'" if extra else ""
         raise UserError(f"env.id={env_id}: a dependency is missing ({str(e).splitlines()[0]}).{how}") from None
+    except Exception as e:  # a user env's constructor rejected its kwargs, etc.
+        raise UserError(f"env.id={env_id}: could not be created: {type(e).__name__}: {str(e).splitlines()[0]}") from None
 
 
 def env_spec(env_id: str, kwargs: dict[str, Any] | None = None) -> EnvSpec:
@@ -132,6 +136,12 @@ class EpisodeTracker:
             self.returns[idx] = 0.0
             self.lengths[idx] = 0
 
+    def add_finished(self, returns: list[float], lengths: list[int]) -> None:
+        """Episodes that finished elsewhere (A3C's worker processes)."""
+        self.finished_returns.extend(returns)
+        self.finished_lengths.extend(lengths)
+        self.episodes += len(returns)
+
     def drain(self) -> tuple[list[float], list[int]]:
         r, l = self.finished_returns, self.finished_lengths
         self.finished_returns, self.finished_lengths = [], []
@@ -142,3 +152,29 @@ class EpisodeTracker:
 
     def load_state_dict(self, state: dict) -> None:
         self.returns, self.lengths, self.episodes = state["returns"].copy(), state["lengths"].copy(), state["episodes"]
+
+
+def check_user_env(env_id: str, kwargs: dict[str, Any] | None = None) -> list[str]:
+    """Run gymnasium's env checker on a user-supplied env (not on gymnasium's own, which are known good).
+
+    Returns the checker's warnings as one-line strings; a failed check is a UserError.
+    """
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    env_id = resolve_env_id(env_id)
+    entry = gym.spec(env_id).entry_point
+    if isinstance(entry, str) and entry.startswith("gymnasium."):
+        return []
+    env = _make_one(env_id, dict(kwargs or {}), None)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            check_env(env.unwrapped, skip_render_check=True)
+    except Exception as e:
+        raise UserError(f"env.id={env_id}: fails gymnasium's env checker: {str(e).splitlines()[0]}") from None
+    finally:
+        env.close()
+    strip = lambda m: " ".join(str(m).replace("\x1b[33m", "").replace("\x1b[0m", "").split())
+    return sorted({strip(w.message) for w in caught})

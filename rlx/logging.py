@@ -43,7 +43,7 @@ class Logger:
         self.run_dir = Path(run_dir)
         self.metrics_file = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
         self.total_steps = total_steps
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, soft_wrap=True)
         self.wandb_run = None
         self.wandb_id = wandb_id
         if wandb_cfg.mode != "disabled":

@@ -5,9 +5,13 @@ Data flow: ``cli`` -> Hydra composes ``cfg`` -> :func:`parse_settings` (typed, v
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import random
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlx.checkpoint import Checkpointer
 from rlx.config import build
-from rlx.envs import EnvSpec, env_spec, make_vec_env
+from rlx.envs import EnvSpec, check_user_env, env_spec, make_vec_env
 from rlx.errors import UserError
 from rlx.evaluation import Evaluator
 from rlx.logging import Logger
-import importlib
-from rlx.loops.session import Session
+from rlx.loops.session import NonFiniteError, Session
 from rlx.registry import ALGOS
 from rlx.schema import CheckpointConfig, EnvConfig, EvalConfig, LoggerConfig, NetworkConfig, RunConfig, WandbConfig
 
@@ -80,9 +83,17 @@ def check_action_space(algo_name: str, spec: EnvSpec) -> None:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda: no CUDA device is available here; use device=auto or device=cpu")
-    return torch.device(name)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name}: no CUDA device is available here; use device=auto or device=cpu")
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
+def job_device(device: str, job_num: int, n_gpus: int) -> str:
+    """device=auto in a multirun on a machine with several GPUs: job k runs on GPU k mod n_gpus."""
+    return f"cuda:{job_num % n_gpus}" if device == "auto" and n_gpus > 1 else device
 
 
 def seed_everything(seed: int) -> None:
@@ -108,6 +119,7 @@ def train(cfg: DictConfig | dict, run_dir: str | Path, resume: dict | None = Non
     device = resolve_device(s.run.device)
     spec = env_spec(s.env.id, s.env.kwargs)
     check_action_space(s.algo_name, spec)
+    env_warnings = check_user_env(s.env.id, s.env.kwargs)
     algo = build_algorithm(s, spec, device)
     envs = make_vec_env(s.env.id, s.env.num_envs, s.run.seed, s.env.kwargs, s.env.max_episode_steps)
     evaluator = Evaluator(s.env.id, s.eval.episodes, s.run.seed + 10_000, device, s.env.kwargs, s.env.max_episode_steps)
@@ -117,20 +129,52 @@ def train(cfg: DictConfig | dict, run_dir: str | Path, resume: dict | None = Non
                     name=f"{s.algo_name}-{spec.id}-s{s.run.seed}")
     session = Session(algo, s.algo_name, config, logger, Checkpointer(run_dir / "checkpoints", s.checkpoint.keep), evaluator,
                       s.run.total_steps, s.logger.every, s.eval.every, s.checkpoint.every, s.env.num_envs, s.eval.deterministic)
+    session.save_buffer = s.checkpoint.save_buffer
+    for w in env_warnings:
+        logger.message(f"rlx: warning: env checker ({spec.id}): {w}")
     if resume:
         session.restore(resume)
     exit_code = 1
     try:
-        summary = importlib.import_module(LOOPS[algo.loop]).run(algo, envs, session, device)
+        with stop_on_signals(session, logger):
+            summary = importlib.import_module(LOOPS[algo.loop]).run(algo, envs, session, device)
         summary["device"] = str(device)
         write_summary(run_dir, summary)
         logger.summary(summary)
         exit_code = 0
+        if session.stop_requested:
+            logger.message(f"rlx: stopped by {session.stop_requested} at env step {session.env_steps:,}; "
+                           f"checkpoint saved. Continue with: rlx resume {run_dir}")
         return summary
+    except NonFiniteError as e:
+        raise NonFiniteError(f"{e}; last good checkpoint: {run_dir / 'checkpoints' / 'last.pt'}") from None
     finally:
         logger.close(exit_code)
         envs.close()
         evaluator.close()
+
+
+@contextlib.contextmanager
+def stop_on_signals(session: Session, logger: Logger):
+    """SIGTERM/SIGINT: finish the current step, checkpoint, exit cleanly. A second one exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only live in the main thread (e.g. joblib launcher threads)
+        return
+
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        if session.stop_requested is not None:
+            logger.message(f"rlx: second {name}: exiting now (last checkpoint is intact)")
+            os._exit(128 + signum)
+        session.stop_requested = name
+        logger.message(f"rlx: {name} received: saving a checkpoint at the next safe point (again to exit at once)")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
@@ -156,9 +200,19 @@ def hydra_job(cfg: DictConfig) -> float | None:
     multirun = hc.mode == RunMode.MULTIRUN
     if multirun and hc.sweep.dir:  # all runs of one sweep share a W&B group: the sweep's id
         cfg.logger.wandb.group = cfg.logger.wandb.group or Path(hc.sweep.dir).name
+    if multirun:  # parallel jobs (joblib launcher) spread over the GPUs instead of all landing on cuda:0
+        cfg.device = job_device(cfg.device, hc.job.num, torch.cuda.device_count())
     try:
         summary = train(cfg, run_dir)
+        if summary["status"] == "stopped":  # preempted: also stop a sweep instead of starting the next run
+            sys.exit(130 if summary.get("stopped_by") == "SIGINT" else 143)
         return summary["eval_return_mean"]
+    except NonFiniteError as e:
+        if multirun:
+            write_summary(run_dir, {"status": "failed", "error": str(e)})
+            return None
+        print(f"rlx: error: {e}", file=sys.stderr)
+        sys.exit(1)
     except UserError as e:
         if multirun:
             write_summary(run_dir, {"status": "failed", "error": str(e)})
@@ -196,3 +250,82 @@ def evaluate_checkpoint(path: str | Path, episodes: int | None = None, determini
     return {"checkpoint": state["path"], "algo": s.algo_name, "env_id": s.env.id, "env_steps": state["env_steps"],
             "episodes": int(len(returns)), "return_mean": float(returns.mean()), "return_std": float(returns.std()),
             "deterministic": deterministic}
+
+
+# Keys a resume may change: they affect how long and how visibly a run goes on, not what it learns.
+RESUMABLE_KEYS = ("total_steps", "device", "torch_threads", "eval.every", "eval.episodes", "checkpoint.every",
+                  "checkpoint.keep", "logger.every", "logger.progress", "logger.wandb.mode")
+
+
+def resume(run_dir: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
+    """Continue a run from ``RUN_DIR/checkpoints/last.pt`` with its own config (plus safe overrides)."""
+    from rlx.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        raise UserError(f"{run_dir}: no checkpoints/last.pt to resume from")
+    state = load_checkpoint(last)
+    config = OmegaConf.create(state["config"])
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"resume override '{item}': expected key=value")
+        if key not in RESUMABLE_KEYS:
+            raise UserError(f"{key} cannot be changed when resuming (it would change what the run learns); "
+                            f"allowed: {', '.join(RESUMABLE_KEYS)}")
+        OmegaConf.update(config, key, yaml_value(value), force_add=False)
+    config = OmegaConf.to_container(config)
+    s = parse_settings(config)
+    if s.run.total_steps <= state["env_steps"]:
+        raise UserError(f"{run_dir}: already trained {state['env_steps']:,} env steps (total_steps={s.run.total_steps:,}); "
+                        f"pass a larger total_steps=... to extend the run")
+    _truncate_metrics(run_dir / "metrics.jsonl", state["env_steps"])
+    return train(config, run_dir, resume=state)
+
+
+def yaml_value(text: str) -> Any:
+    """Command-line value -> typed value, as Hydra would parse it (1e5 -> float, true -> bool)."""
+    import yaml
+
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def _truncate_metrics(path: Path, env_steps: int) -> None:
+    """Drop lines logged after the checkpoint (work that the resume will redo), keeping the file a clean history."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["env_steps"] <= env_steps:
+                kept.append(line)
+        except (ValueError, KeyError):
+            continue  # a half-written last line from a kill
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(l + "\n" for l in kept))
+    os.replace(tmp, path)
+
+
+def config_diff(run_a: str | Path, run_b: str | Path) -> list[tuple[str, Any, Any]]:
+    """(key, value in A, value in B) for every resolved config value that differs."""
+
+    def flat(run: Path) -> dict[str, Any]:
+        path = Path(run) / "config.yaml" if Path(run).is_dir() else Path(run)
+        if not path.is_file():
+            raise UserError(f"{run}: no config.yaml (expected a run dir)")
+        out: dict[str, Any] = {}
+
+        def walk(node: Any, prefix: str) -> None:
+            if isinstance(node, dict) and node:
+                for k, v in node.items():
+                    walk(v, f"{prefix}.{k}" if prefix else str(k))
+            else:
+                out[prefix] = node
+
+        walk(OmegaConf.to_container(OmegaConf.load(path)), "")
+        return out
+
+    a, b = flat(run_a), flat(run_b)
+    missing = "<absent>"
+    return [(k, a.get(k, missing), b.get(k, missing)) for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]

@@ -35,6 +35,8 @@ def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: tor
             actions, log_probs, values = algo.explore(obs_t)
             next_obs, rewards, terminated, truncated, info = envs.step(to_env_actions(actions, space))
             done = terminated | truncated
+            session.add_steps(n_envs)
+            session.check_transition(next_obs, rewards)
             session.tracker.step(rewards, done)
             if truncated.any():
                 truncated_any = True
@@ -43,7 +45,6 @@ def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: tor
             buffer.add(obs_t, actions, log_probs, values, torch.as_tensor(rewards, device=device),
                        torch.as_tensor(terminated, device=device), torch.as_tensor(done, device=device))
             obs = next_obs
-        session.add_steps(algo.n_steps * n_envs)
         last_values = algo.value(torch.as_tensor(obs, dtype=torch.float32, device=device))
         final_values = None
         if truncated_any:  # V(final obs) for time-limit truncations, in one batched call

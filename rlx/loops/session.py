@@ -121,6 +121,7 @@ class Session:
         self._t0 = time.perf_counter()
         self._wall_before = 0.0
         self.loop_state: dict[str, Any] | None = None  # set by resume; consumed by the loop
+        self.save_buffer = True  # checkpoint.save_buffer: off-policy loops put their replay buffer in loop_state
 
     # -- counters --------------------------------------------------------------------------------
     @property
@@ -144,6 +145,7 @@ class Session:
     def record(self, metrics: dict[str, float]) -> None:
         """Update metrics from one ``algo.update``; averaged into the next log line."""
         self.counters.updates += 1
+        self._check_finite(metrics)
         self.pending.append(metrics)
 
     # -- the safe-point hook ---------------------------------------------------------------------
@@ -176,7 +178,6 @@ class Session:
             for k in keys:
                 vals = [m[k] for m in self.pending if k in m and m[k] is not None]
                 line[k] = float(np.mean(vals)) if vals else None
-            self._check_finite(self.pending[-1])
             self.pending = []
         self.logger.log(line)
 
@@ -186,8 +187,15 @@ class Session:
 
     def _check_finite(self, metrics: dict[str, float]) -> None:
         for k, v in metrics.items():
-            if isinstance(v, float) and not math.isfinite(v) and k not in ("explained_variance",):
-                raise NonFiniteError(f"non-finite {k}={v} in the update at env step {self.env_steps}")
+            # explained variance is NaN by definition when the returns have zero variance
+            if isinstance(v, float) and not math.isfinite(v) and k != "explained_variance":
+                raise NonFiniteError(f"non-finite {k}={v} in update {self.counters.updates} at env step {self.env_steps}")
+
+    def check_transition(self, obs: np.ndarray, rewards: np.ndarray) -> None:
+        """Stop on a NaN/inf observation or reward before it reaches the networks (cheap: one pass)."""
+        if not (np.isfinite(obs).all() and np.isfinite(rewards).all()):
+            what = "observation" if not np.isfinite(obs).all() else "reward"
+            raise NonFiniteError(f"non-finite {what} from the env at env step {self.env_steps}")
 
     def evaluate(self, loop_state: Callable[[], dict[str, Any]] | None = None) -> tuple[float, float]:
         returns = self.evaluator(self.algo.act, self.deterministic_eval)
@@ -244,12 +252,16 @@ class Session:
         """Final evaluation, last checkpoint, summary.json contents."""
         if self.pending or self.tracker.finished_returns:
             self._log_line(*self.tracker.drain())
-        mean, std = self.evaluate(loop_state)
+        if self.stop_requested is None:
+            mean, std = self.evaluate(loop_state)
+        else:  # preempted: checkpoint fast, report the last evaluation
+            mean, std = self.counters.last_eval or (math.nan, math.nan)
         self.save(loop_state)
         wall = self.wall_s()
         session_wall = time.perf_counter() - self._t0
         return {
             "status": "ok" if self.stop_requested is None else "stopped",
+            "stopped_by": self.stop_requested,
             "algo": self.algo_name,
             "env_id": self.config["env"]["id"],
             "seed": self.config["seed"],
