@@ -1,10 +1,12 @@
 """Typed run-level config nodes (env, network, eval, checkpoint, logger, top level)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from rlx.config import param
+from rlx.errors import UserError
 
 
 @dataclass
@@ -54,6 +56,10 @@ class LoggerConfig:
 @dataclass
 class RunConfig:
     seed: int = param(0, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = param("auto")
+    device: str = param("auto", help="auto | cpu | cuda | cuda:N (N: GPU index, to pin a run to one GPU)")
     total_steps: int = param(100_000, gt=0, help="env steps to train for")
     torch_threads: int = param(1, ge=0, help="torch intra-op threads (0: torch's default); 1 is fastest for small MLPs")
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise UserError(f"device={self.device!r}: expected 'auto' | 'cpu' | 'cuda' | 'cuda:N'")

@@ -1,15 +1,106 @@
-"""Sweeps: a Hydra multirun plus the report (implementation in progress)."""
+"""`rlx sweep`: a Hydra multirun (`rlx train --multirun ...`) plus the sweep report.
+
+Hydra does the sweeping (BasicSweeper grids, `sweep=` presets, the Optuna sweeper) and the launching
+(in-process, joblib processes, SLURM via submitit, Ray). This module only orchestrates: validate
+every configuration first, pin the sweep dir so it knows where the runs land, run Hydra, and write
+the report (rlx.report) when the multirun ends, however it ends.
+"""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable
 
 from rlx.errors import UserError
 
+MULTIRUN_FLAGS = {"-m", "--multirun"}
+# Flags that print something instead of running: pass straight to Hydra, no report.
+NO_RUN_FLAGS = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc"}
+SWEEP_DIR_KEY = "hydra.sweep.dir"
+
 
 def run_sweep(args: list[str], validate_fn: Callable[[list[str]], None], hydra_fn: Callable[[list[str]], None]) -> None:
-    raise UserError("rlx sweep: not implemented yet")
+    """Validate, run the multirun through ``hydra_fn``, then write and print the report.
+
+    Exit status: Hydra's own when it fails (the report of what finished is still written); 1 when
+    every run failed; 0 otherwise (failed runs are listed in the report, they do not fail the sweep).
+    """
+    from rlx.compose import CUSTOM_CONFIG_FLAGS, split_args
+
+    overrides, flags = split_args(args)
+    if NO_RUN_FLAGS.intersection(flags):  # e.g. `rlx sweep --cfg hydra hydra/launcher=parallel`
+        hydra_fn(list(args))
+        return
+    args = list(args) if MULTIRUN_FLAGS.intersection(flags) else ["--multirun", *args]
+    validate_fn(args)  # exits with status 2 on bad input, before any run starts
+    if CUSTOM_CONFIG_FLAGS.intersection(flags):  # another config tree: trust its own hydra.sweep.dir
+        given = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == SWEEP_DIR_KEY]
+        sweep_dir = Path(given[-1]) if given else None
+    else:
+        sweep_dir = resolve_sweep_dir(overrides)
+        args = [a for a in args if a.split("=", 1)[0] != SWEEP_DIR_KEY] + [f"{SWEEP_DIR_KEY}={_quote(str(sweep_dir))}"]
+
+    code: int | str | None = 0
+    try:
+        hydra_fn(args)
+    except SystemExit as e:  # Hydra exits 1 when the sweeper or launcher itself fails
+        code = e.code
+    except KeyboardInterrupt:
+        code = 130
+    if sweep_dir is None:
+        print("rlx: custom config: write the report with `rlx report SWEEP_DIR`", file=sys.stderr)
+    else:
+        ok = _report_after_sweep(sweep_dir)
+        if not code and not ok:
+            code = 1
+    if code:
+        raise SystemExit(code)
 
 
-def report_sweep(sweep_dir: Path) -> None:
-    raise UserError("rlx report: not implemented yet")
+def resolve_sweep_dir(overrides: list[str]) -> Path:
+    """The sweep dir Hydra would use (``hydra.sweep.dir`` with its ``${now:...}`` resolved), so that this
+    process, Hydra and every launcher agree on it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from rlx.compose import compose_config, expand_for_validation
+
+    cfg = compose_config(expand_for_validation(overrides)[0], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # for ${hydra:...} interpolations in the dir's pattern
+    return Path(str(cfg.hydra.sweep.dir))
+
+
+def _quote(value: str) -> str:
+    """A Hydra override value that stays one plain string (commas would make it a sweep)."""
+    if "'" not in value:
+        return f"'{value}'"
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _report_after_sweep(sweep_dir: Path) -> bool:
+    """Write and print the report; True when at least one run finished."""
+    from rlx.report import ReportError
+
+    try:
+        rows = report_sweep(sweep_dir)
+    except (UserError, ReportError) as e:
+        print(f"rlx: no report: {e}", file=sys.stderr)
+        return False
+    return any(r.n_seeds > 0 for r in rows)
+
+
+def report_sweep(sweep_dir: Path) -> list:
+    """(Re)write report.md / report.csv / report.png into ``sweep_dir``, print the table, return the rows."""
+    from rlx.report import ReportError, aggregate, load_sweep, print_report, write_report
+
+    sweep_dir = Path(sweep_dir)
+    try:
+        paths = write_report(sweep_dir)
+        rows = aggregate(load_sweep(sweep_dir))
+    except ReportError as e:
+        raise UserError(str(e)) from None
+    print_report(rows)
+    failed = sum(r.n_failed for r in rows)
+    if failed:
+        print(f"{failed} of {failed + sum(r.n_seeds for r in rows)} runs failed (see the error column / report.md)")
+    print(f"report: {paths.markdown}, {paths.csv.name}, {paths.png.name}")
+    return rows

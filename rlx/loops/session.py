@@ -249,16 +249,19 @@ class Session:
 
     # -- the end ---------------------------------------------------------------------------------
     def finish(self, loop_state: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """Final evaluation, last checkpoint, summary.json contents."""
+        """Final evaluation, last checkpoint, summary.json contents.
+
+        ``wall_s``/``sps`` cover training (periodic evals and checkpoints included), not the final
+        evaluation, so they compare with libraries that time ``learn()`` alone."""
         if self.pending or self.tracker.finished_returns:
             self._log_line(*self.tracker.drain())
+        wall = self.wall_s()
+        session_wall = time.perf_counter() - self._t0
         if self.stop_requested is None:
             mean, std = self.evaluate(loop_state)
         else:  # preempted: checkpoint fast, report the last evaluation
             mean, std = self.counters.last_eval or (math.nan, math.nan)
         self.save(loop_state)
-        wall = self.wall_s()
-        session_wall = time.perf_counter() - self._t0
         return {
             "status": "ok" if self.stop_requested is None else "stopped",
             "stopped_by": self.stop_requested,

@@ -1,8 +1,11 @@
 """Several independent MLPs evaluated as one module with batched matmuls (twin critics, Q ensembles).
 
-Two critics as one ``[E, in, out]`` weight per layer cost one ``baddbmm`` per layer instead of one
-``linear`` per layer per critic: half the kernel launches and Python dispatches in the hot update path,
-with identical math (each member has its own parameters and sees the same input).
+The parameters of E critics are stacked, ``[E, in, out]`` per layer, so the members are one module (one
+``parameters()`` for the optimizer and the Polyak update, one ``state_dict``). On CUDA a layer is one
+``baddbmm`` for all members (half the kernel launches of two critics); on CPU, where MKL's plain gemm is
+faster than its batched one for these shapes (measured: twin 256x256 critic forward+backward on a
+256 batch, 2.4 ms per-member ``addmm`` vs 2.7-3.1 ms ``baddbmm``), each member is one ``addmm`` per
+layer on slices of the same stacked weights. Same math either way.
 """
 from __future__ import annotations
 
@@ -40,14 +43,21 @@ class EnsembleMLP(nn.Module):
         ``detach_params``: no gradient into this module's weights (still through ``x``), e.g. for an
         actor loss backpropagated through the critic: skips the weight-gradient matmuls entirely.
         """
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            if members is not None:
-                w, b = w[:members], b[:members]
-            if detach_params:
-                w, b = w.detach(), b.detach()
-            # Layer 0 gets the shared [B, in] input; expand is a view (stride 0), not a copy.
-            x = torch.baddbmm(b, x if x.dim() == 3 else x.expand(w.shape[0], *x.shape), w)
-            if i < last:
-                x = self.activation(x)
-        return x
+        n = self.n if members is None else members
+        ws, bs = [w[:n] for w in self.weights], [b[:n] for b in self.biases]
+        if detach_params:
+            ws, bs = [w.detach() for w in ws], [b.detach() for b in bs]
+        if x.is_cuda:
+            h = x.expand(n, *x.shape)  # a view (stride 0), not a copy
+            for i, (w, b) in enumerate(zip(ws, bs)):
+                h = torch.baddbmm(b, h, w)
+                h = self.activation(h) if i < len(ws) - 1 else h
+            return h
+        outs = []
+        for e in range(n):
+            h = x
+            for i, (w, b) in enumerate(zip(ws, bs)):
+                h = torch.addmm(b[e], h, w[e])
+                h = self.activation(h) if i < len(ws) - 1 else h
+            outs.append(h)
+        return torch.stack(outs)

@@ -75,3 +75,17 @@ def n_step_returns(
         running = rewards[t] + gamma * not_term[t] * tail
         returns[t] = running
     return returns
+
+
+def episode_returns(
+    rewards: Tensor, next_values: Tensor, terminated: Tensor, done: Tensor, gamma: float
+) -> Tensor:
+    """Monte-Carlo reward-to-go of complete episodes (the causality trick), truncation-aware.
+
+    Every episode in the batch must end with ``done``. A time-limit truncation is not a terminal state:
+    gamma * V(final obs) (``next_values`` there) is folded into its last reward before the reward-to-go,
+    so G_t = sum_{t'=t}^{T} gamma^(t'-t) r_t' + gamma^(T+1-t) V(s_{T+1}); with zero ``next_values`` it
+    is the plain reward-to-go of the observed segment.
+    """
+    truncated = done.to(rewards.dtype) * (1.0 - terminated.to(rewards.dtype))
+    return reward_to_go(rewards + gamma * truncated * next_values, done, gamma)

@@ -101,6 +101,17 @@ def discrete_soft_value(q_values: Tensor, probs: Tensor, log_probs: Tensor, alph
     return (probs * (q_values - _coef(alpha) * log_probs)).sum(dim=-1)
 
 
+def critic_regression_loss(q: Tensor, target: Tensor) -> Tensor:
+    """Σ_k mean_i ½(Q_k(s_i, a_i) − y_i)² for a stack of critics ``q`` ``[K, B]`` (or one critic ``[B]``).
+
+    Notes eq. J_Q(θ) = E_D[½(Q_θ(s_t, a_t) − Q̂(s_t, a_t))²], summed over the twin/ensemble critics that
+    share the target y (SB3's SAC critic loss; also the V loss J_V(ψ) with a value estimate for ``q``).
+    """
+    if q.shape[-1:] != target.shape or target.dim() != 1 or q.dim() > 2:
+        raise ValueError(f"critic values {tuple(q.shape)} must be [K, B] or [B] for a target of shape [B], got {tuple(target.shape)}")
+    return 0.5 * (q - target).pow(2).mean(dim=-1).sum()
+
+
 # --------------------------------------------------------------------------------------------------
 # Target policy smoothing (TD3)
 # --------------------------------------------------------------------------------------------------
@@ -154,6 +165,18 @@ def offpolicy_ac_policy_loss(log_prob: Tensor, q: Tensor) -> Tensor:
     """
     _check_same_shape(log_prob=log_prob, q=q)
     return -(log_prob * q.detach()).mean()
+
+
+def leave_one_out_baseline(q: Tensor) -> Tensor:
+    """For K ≥ 2 samples per state ``[K, B]``: b_k = (Σ_{j≠k} q_j)/(K−1), the mean of the OTHER samples.
+
+    A per-state baseline for score-function gradients that stays unbiased (b_k does not depend on
+    sample k), so E[∇log π(a_k|s)(q_k − b_k)] = E[∇log π(a_k|s) q_k]. Used by off-policy actor-critic.
+    """
+    k = q.shape[0]
+    if k < 2:
+        raise ValueError(f"a leave-one-out baseline needs at least 2 samples per state, got {k}")
+    return (q.sum(dim=0, keepdim=True) - q) / (k - 1)
 
 
 def sac_policy_loss(q: Tensor, log_prob: Tensor, alpha: float | Tensor) -> Tensor:
