@@ -1,0 +1,158 @@
+#!/usr/bin/env python
+"""rlx vs Stable-Baselines3, side by side in one invocation, plus each task's compute floor.
+
+    pip install -e ".[bench]"            # stable-baselines3, never a runtime dependency of rlx
+    python scripts/bench.py              # all tasks, 3 alternating repeats
+    python scripts/bench.py --quick      # short runs, 1 repeat (a smoke test of the numbers)
+    python scripts/bench.py --tasks ppo_cartpole,sac_pendulum --repeats 5 --markdown benchmarks/results.md
+
+For every task rlx and the peer (../shared/peer/sb3_baseline.py) run the same algorithm, env, steps,
+seed and hyperparameters, alternating, each in a fresh process with one torch thread. Reported:
+median steps/s of each, the ratio, both final deterministic eval returns (10 episodes), and the
+floor: env stepping alone plus the same number of bare gradient updates (a tight torch loop of the
+same networks and losses with no toolkit around it), measured in the same invocation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PEER = REPO.parent / "shared" / "peer" / "sb3_baseline.py"
+
+
+@dataclass
+class Task:
+    name: str
+    algo: str
+    env: str        # rlx env config name
+    env_id: str     # gymnasium id (for the peer)
+    steps: int
+    quick_steps: int
+    num_envs: int
+    updates: callable  # steps -> number of gradient updates rlx/SB3 perform
+    floor: str      # which bare-update loop measures this task's updates
+
+
+TASKS = {
+    "ppo_cartpole": Task("PPO CartPole-v1", "ppo", "cartpole", "CartPole-v1", 100_000, 20_000, 8,
+                         lambda s: -(-s // 256) * 20, "ppo"),
+    "a2c_cartpole": Task("A2C CartPole-v1", "a2c", "cartpole", "CartPole-v1", 100_000, 20_000, 8,
+                         lambda s: -(-s // 40), "a2c"),
+    "sac_pendulum": Task("SAC Pendulum-v1", "sac", "pendulum", "Pendulum-v1", 20_000, 2_000, 1,
+                         lambda s: max(0, s - 100), "sac"),
+    "td3_pendulum": Task("TD3 Pendulum-v1", "td3", "pendulum", "Pendulum-v1", 20_000, 12_000, 1,
+                         lambda s: max(0, s - 10_000), "td3"),
+    "ddpg_pendulum": Task("DDPG Pendulum-v1", "ddpg", "pendulum", "Pendulum-v1", 20_000, 12_000, 1,
+                          lambda s: max(0, s - 10_000), "ddpg"),
+}
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+
+
+def run_rlx(task: Task, steps: int, seed: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-c", "from rlx.cli import main; main()", "train", f"algo={task.algo}", f"env={task.env}",
+               f"total_steps={steps}", f"seed={seed}", "eval.every=0", "checkpoint.every=0", "logger.progress=false",
+               "logger.wandb.mode=disabled", "torch_threads=1", "device=cpu", f"hydra.run.dir={tmp}/run"]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=tmp)
+        if r.returncode != 0:
+            raise RuntimeError(f"rlx failed on {task.name}: {r.stderr.strip()[-500:]}")
+        s = json.loads(Path(tmp, "run", "summary.json").read_text())
+    return {"sps": s["sps"], "wall_s": s["wall_s"], "return": s["eval_return_mean"]}
+
+
+def run_peer(task: Task, steps: int, seed: int, peer: Path) -> dict:
+    r = subprocess.run([sys.executable, str(peer), task.algo, task.env_id, str(steps), str(seed)],
+                       capture_output=True, text=True, env=ENV)
+    if r.returncode != 0:
+        raise RuntimeError(f"peer failed on {task.name}: {r.stderr.strip()[-500:]}")
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"sps": d["sps"], "wall_s": d["wall_s"], "return": d["eval_mean"]}
+
+
+def run_floor(task: Task, steps: int) -> dict:
+    """Env-only and bare-update rates, measured in a fresh single-thread process."""
+    code = f"from scripts.floors import measure; import json; print(json.dumps(measure({task.floor!r}, {task.env_id!r}, {task.num_envs}, {steps}, {task.updates(steps)})))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**ENV, "PYTHONPATH": str(REPO)}, cwd=REPO)
+    if r.returncode != 0:
+        raise RuntimeError(f"floor failed on {task.name}: {r.stderr.strip()[-500:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {', '.join(TASKS)}")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="short runs, 1 repeat")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--peer", type=Path, default=DEFAULT_PEER)
+    ap.add_argument("--no-peer", action="store_true", help="rlx and floors only")
+    ap.add_argument("--markdown", type=Path, help="also write the table (with machine info) to this file")
+    args = ap.parse_args()
+    repeats = 1 if args.quick else args.repeats
+    have_peer = not args.no_peer and args.peer.is_file()
+    if not have_peer and not args.no_peer:
+        print(f"peer script not found at {args.peer}; running rlx and floors only", file=sys.stderr)
+
+    rows = []
+    for key in args.tasks.split(","):
+        task = TASKS[key]
+        steps = task.quick_steps if args.quick else task.steps
+        rlx_runs, peer_runs = [], []
+        for i in range(repeats):  # alternate so drifts in machine load hit both equally
+            rlx_runs.append(run_rlx(task, steps, args.seed))
+            if have_peer:
+                peer_runs.append(run_peer(task, steps, args.seed, args.peer))
+            print(f"{task.name} repeat {i + 1}/{repeats}: rlx {rlx_runs[-1]['sps']:.0f} sps"
+                  + (f", sb3 {peer_runs[-1]['sps']:.0f} sps" if peer_runs else ""), file=sys.stderr, flush=True)
+        floor = run_floor(task, steps)
+        med = lambda runs, k: statistics.median(r[k] for r in runs)
+        row = {"task": task.name, "steps": steps, "rlx_sps": med(rlx_runs, "sps"), "rlx_return": med(rlx_runs, "return"),
+               "floor_sps": floor["floor_sps"], "env_sps": floor["env_sps"], "updates_per_s": floor["updates_per_s"],
+               "updates": task.updates(steps)}
+        if peer_runs:
+            row.update(sb3_sps=med(peer_runs, "sps"), sb3_return=med(peer_runs, "return"))
+        rows.append(row)
+
+    table = render(rows, repeats)
+    print(table)
+    if args.markdown:
+        machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        import torch
+
+        header = (f"# rlx benchmark\n\nMeasured {time.strftime('%Y-%m-%d')} on {machine}, torch {torch.__version__}, "
+                  f"one torch thread, seed {args.seed}, median of {repeats} alternating repeats.\n"
+                  f"Command: `python scripts/bench.py {' '.join(sys.argv[1:])}`\n\n")
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(header + table + "\n")
+
+
+def render(rows: list[dict], repeats: int) -> str:
+    lines = ["| task | steps | rlx steps/s | SB3 steps/s | rlx / SB3 | floor steps/s | rlx / floor | rlx return | SB3 return |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        sb3 = r.get("sb3_sps")
+        sb3_sps = "-" if sb3 is None else f"{sb3:,.0f}"
+        ratio = "-" if sb3 is None else f"{r['rlx_sps'] / sb3:.2f}x"
+        sb3_ret = "-" if sb3 is None else f"{r['sb3_return']:.1f}"
+        lines.append(f"| {r['task']} | {r['steps']:,} | {r['rlx_sps']:,.0f} | {sb3_sps} | {ratio} | {r['floor_sps']:,.0f} | "
+                     f"{100 * r['rlx_sps'] / r['floor_sps']:.0f}% | {r['rlx_return']:.1f} | {sb3_ret} |")
+    detail = "; ".join(f"{r['task']}: env {r['env_sps']:,.0f} steps/s, {r['updates']:,} updates at {r['updates_per_s']:,.0f}/s"
+                       for r in rows)
+    lines += ["", "floor = env stepping alone + the same number of bare gradient updates (a tight torch loop of the same "
+              f"networks, losses and batch sizes), both measured in this invocation. {detail}."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
