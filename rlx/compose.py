@@ -65,7 +65,7 @@ def compose_config(overrides: list[str], return_hydra_config: bool = False) -> D
 
 def friendly_hydra_error(msg: str) -> str:
     """One line from Hydra's error text, with a suggestion where we can make one."""
-    m = re.search(r"Could not find '([^']+)/([^']+)'", msg)
+    m = re.search(r"Could not (?:find|load) '([^']+)/([^']+)'", msg)  # load: from a preset's defaults
     if m:
         group, option = m.groups()
         if f"{group}/{option}" in PLUGIN_EXTRAS:
@@ -182,6 +182,16 @@ def _name_algorithm(error: UserError, overrides: list[str]) -> UserError:
     return UserError(f"unknown key '{key}' for algo={name}: {hint}")
 
 
+def _check_sweeper_takes(overrides: list[str], hydra_cfg: DictConfig) -> None:
+    """interval() is for sampling sweepers (Optuna); Hydra's grid sweeper fails on it only after starting."""
+    if not str(OmegaConf.select(hydra_cfg, "hydra.sweeper._target_", default="")).endswith(".BasicSweeper"):
+        return
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if o.is_sweep_override() and isinstance(o.value(), IntervalSweep):
+            raise UserError(f"{o.input_line}: interval() needs a sampling sweeper such as hydra/sweeper=optuna_max; "
+                            "the default grid sweeper takes a,b,c lists, range() and choice()")
+
+
 def _checked(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
     try:
         return compose_config(overrides, return_hydra_config)
@@ -198,9 +208,11 @@ def validate(overrides: list[str]) -> DictConfig:
     first: DictConfig | None = None
     specs: dict[str, object] = {}
     combos = expand_for_validation(overrides)
-    swept = with_sweeper_params(overrides, _checked(combos[0], return_hydra_config=True))
+    hydra_cfg = _checked(combos[0], return_hydra_config=True)
+    swept = with_sweeper_params(overrides, hydra_cfg)
     if swept != list(overrides):
         combos = expand_for_validation(swept)
+    _check_sweeper_takes(swept, hydra_cfg)
     for combo in combos:
         cfg = _checked(combo)
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
@@ -164,10 +165,12 @@ class RunRecord:
 
 
 def parse_override(text: str) -> tuple[str, str]:
-    """Split a Hydra override string into ``(key, value)``, dropping ``+``/``++`` prefixes."""
+    """Split a Hydra override string into ``(key, value)``, dropping ``+``/``++`` prefixes.
+
+    Swept values come back Hydra-escaped (``env.id=mod\\:Env``): the escapes are undone."""
     key, sep, value = text.partition("=")
     key = key.strip().lstrip("+")
-    return key, value.strip() if sep else ""
+    return key, re.sub(r"\\([\\()\[\]{}:=, \t])", r"\1", value.strip()) if sep else ""
 
 
 def _is_hydra_internal(key: str) -> bool:
@@ -374,7 +377,7 @@ def aggregate(runs: Sequence[RunRecord]) -> list[ConfigRow]:
     """Group runs by configuration, compute per-config statistics, and flag the best.
 
     Best = highest IQM of final eval return among configs with at least one ok run,
-    tie-broken by mean (then by config order).
+    tie-broken by mean, then by AUC (then by config order).
     """
     groups: dict[str, list[RunRecord]] = {}
     for run in runs:
@@ -420,9 +423,12 @@ def aggregate(runs: Sequence[RunRecord]) -> list[ConfigRow]:
 
 
 def _ranked(rows: Sequence[ConfigRow]) -> list[ConfigRow]:
-    """Configs with ok runs, best first (IQM, then mean; stable on config order)."""
+    """Configs with ok runs, best first (IQM, then mean, then AUC; stable on config order).
+
+    AUC breaks ties at a return ceiling (CartPole's 500): the config that got there faster ranks first."""
     candidates = [r for r in rows if r.n_seeds > 0]
-    return sorted(candidates, key=lambda r: (-r.iqm, -r.mean))
+    auc = lambda r: r.auc_mean if math.isfinite(r.auc_mean) else -math.inf
+    return sorted(candidates, key=lambda r: (-r.iqm, -r.mean, -auc(r)))
 
 
 def _fmt(x: float | None) -> str:
@@ -439,9 +445,10 @@ def _fmt(x: float | None) -> str:
     return f"{x:.3g}"
 
 
-def _describe(row: ConfigRow) -> str:
+def _describe(row: ConfigRow, keys: Sequence[str] = ()) -> str:
     seeds = f"{row.n_seeds} seed{'s' if row.n_seeds != 1 else ''}"
-    return f"{row.label} (IQM {_fmt(row.iqm)}, 95% CI [{_fmt(row.ci_low)}, {_fmt(row.ci_high)}], {seeds})"
+    label = _short_label(row, keys) if keys else row.label
+    return f"{label} (IQM {_fmt(row.iqm)}, 95% CI [{_fmt(row.ci_low)}, {_fmt(row.ci_high)}], {seeds})"
 
 
 def compare_top(rows: Sequence[ConfigRow]) -> Verdict:
@@ -450,10 +457,11 @@ def compare_top(rows: Sequence[ConfigRow]) -> Verdict:
     if not ranked:
         return Verdict(None, None, None, None, "No configuration finished successfully; see failed runs below.")
     best = ranked[0]
+    keys = _varying_keys(rows)  # name configs by what differs between them
     if len(ranked) == 1:
         return Verdict(
             best, None, None, None,
-            f"Best: {_describe(best)}; no runner-up to compare against (only one configuration finished).",
+            f"Best: {_describe(best, keys)}; no runner-up to compare against (only one configuration finished).",
         )
     runner = ranked[1]
     p = probability_of_improvement(best.finals, runner.finals)
@@ -464,7 +472,9 @@ def compare_top(rows: Sequence[ConfigRow]) -> Verdict:
         separable, how = False, "not separable at 95%: CIs overlap"
     else:
         separable, how = True, "clear winner: 95% CIs do not overlap"
-    text = f"Best: {_describe(best)}; runner-up: {_describe(runner)}; P(best > runner-up) = {p:.2f} — {how}."
+    if (best.iqm, best.mean) == (runner.iqm, runner.mean):
+        how += "; tied on final return, ranked by AUC (faster learning)"
+    text = f"Best: {_describe(best, keys)}; runner-up: {_describe(runner, keys)}; P(best > runner-up) = {p:.2f} — {how}."
     return Verdict(best, runner, p, separable, text)
 
 
@@ -486,6 +496,13 @@ def _varying_keys(rows: Sequence[ConfigRow]) -> list[str]:
     keys = _swept_keys(rows)
     varying = [k for k in keys if len({r.config.get(k) for r in rows}) > 1]
     return varying or keys
+
+
+def _fixed_text(rows: Sequence[ConfigRow]) -> str:
+    """Overrides every configuration shares (left out of the table and labels: they tell nothing apart)."""
+    varying = set(_varying_keys(rows))
+    fixed = [k for k in _swept_keys(rows) if k not in varying]
+    return ", ".join(f"{k}={rows[0].config.get(k)}" for k in fixed) if rows else ""
 
 
 def _short_label(row: ConfigRow, keys: Sequence[str]) -> str:
@@ -529,8 +546,10 @@ def _md_cell(text: str, limit: int = 80) -> str:
 def render_markdown(rows: Sequence[ConfigRow], runs: Sequence[RunRecord], title: str) -> str:
     """The report.md text: verdict sentence, table (best row bold), failed runs with errors."""
     verdict = compare_top(rows)
-    keys = _swept_keys(rows)
+    keys = _varying_keys(rows)
     lines = [f"# Sweep report: {title}", "", verdict.text, ""]
+    if _fixed_text(rows):
+        lines += [f"Same in every run: {_md_cell(_fixed_text(rows), 1000)}", ""]
     header = [*(keys or ["config"]), "status", "seeds", "failed", "mean", "IQM", "95% CI (IQM)",
               "AUC", "SPS", "error"]
     lines.append("| " + " | ".join(header) + " |")
@@ -663,7 +682,7 @@ def print_report(rows: Sequence[ConfigRow], console: Any | None = None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    keys = _swept_keys(rows)
+    keys = _varying_keys(rows)
     table = Table(title="Sweep report", show_lines=False)
     for k in keys or ["config"]:
         table.add_column(k)
@@ -682,4 +701,6 @@ def print_report(rows: Sequence[ConfigRow], console: Any | None = None) -> None:
             style=style,
         )
     console.print(escape(compare_top(rows).text))
+    if _fixed_text(rows):
+        console.print(escape(f"Same in every run: {_fixed_text(rows)}"))
     console.print(table)

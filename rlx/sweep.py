@@ -28,11 +28,11 @@ def run_sweep(args: list[str], validate_fn: Callable[[list[str]], None], hydra_f
     from rlx.compose import CUSTOM_CONFIG_FLAGS, split_args
 
     overrides, flags = split_args(args)
+    validate_fn(args)  # exits with status 2 on bad input, before any run starts
     if NO_RUN_FLAGS.intersection(flags):  # e.g. `rlx sweep --cfg hydra hydra/launcher=parallel`
         hydra_fn(list(args))
         return
     args = list(args) if MULTIRUN_FLAGS.intersection(flags) else ["--multirun", *args]
-    validate_fn(args)  # exits with status 2 on bad input, before any run starts
     if CUSTOM_CONFIG_FLAGS.intersection(flags):  # another config tree: trust its own hydra.sweep.dir
         given = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == SWEEP_DIR_KEY]
         sweep_dir = Path(given[-1]) if given else None
