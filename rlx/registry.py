@@ -1,19 +1,52 @@
 """Algorithm names -> classes: a plain dict, the single place the CLI and configs look algorithms up."""
 from __future__ import annotations
 
+from rlx.algos.a2c import A2C
+from rlx.algos.a3c import A3C
+from rlx.algos.ac_batch import BatchAC
+from rlx.algos.ac_online import OnlineAC
 from rlx.algos.ppo import PPO
+from rlx.algos.reinforce import Reinforce
+from rlx.algos.ddpg import DDPG
+from rlx.algos.offpolicy_ac import OffPolicyAC
+from rlx.algos.sac import SAC
+from rlx.algos.sac_discrete import SACDiscrete
+from rlx.algos.sac_v import SACV
+from rlx.algos.td3 import TD3
 
 # --- on-policy family ---------------------------------------------------------------------------
 ON_POLICY: dict[str, type] = {
     "ppo": PPO,
+    "reinforce": Reinforce,
+    "ac_batch": BatchAC,
+    "ac_online": OnlineAC,
+    "a2c": A2C,
+    "a3c": A3C,
 }
 
 # --- off-policy family --------------------------------------------------------------------------
 OFF_POLICY: dict[str, type] = {
+    "offpolicy_ac": OffPolicyAC,
+    "ddpg": DDPG,
+    "td3": TD3,
+    "sac": SAC,
+    "sac_v": SACV,
+    "sac_discrete": SACDiscrete,
 }
 
 ALGOS: dict[str, type] = {**ON_POLICY, **OFF_POLICY}
 
 DESCRIPTIONS: dict[str, str] = {
     "ppo": "PPO-clip with GAE(lambda), vectorized envs",
+    "reinforce": "Monte-Carlo policy gradient, reward-to-go, optional learned baseline, whole episodes",
+    "ac_batch": "batch actor-critic: fit V to episode returns, TD advantage, one policy step per batch",
+    "ac_online": "online actor-critic: one env step, then one critic and one actor update (TD error)",
+    "a2c": "synchronous advantage actor-critic, n-step returns/GAE over lockstep vectorized envs",
+    "a3c": "asynchronous advantage actor-critic: Hogwild worker processes, shared RMSprop/Adam",
+    "offpolicy_ac": "off-policy actor-critic: replay buffer, fitted Q, score-function gradient with fresh policy actions",
+    "ddpg": "deep deterministic policy gradient: actor + critic, target copies (Polyak), OU/Gaussian exploration noise",
+    "td3": "twin delayed DDPG: clipped double-Q, target-policy smoothing, delayed actor updates",
+    "sac": "soft actor-critic: twin Q + Polyak targets, tanh-Gaussian policy, fixed or learned temperature",
+    "sac_v": "soft actor-critic with a soft value network V and its target (the original formulation)",
+    "sac_discrete": "soft actor-critic for discrete actions: categorical policy, exact expectations, learned temperature",
 }

@@ -1,12 +1,14 @@
 """Pieces several algorithms share: the on-policy actor-critic model, optimizers, minibatching."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Literal
 
 import torch
 from torch import Tensor, nn
 
 from rlx.buffers.rollout import Rollout
+from rlx.config import param
 from rlx.envs import EnvSpec
 from rlx.networks.heads import ValueNet, make_policy
 from rlx.networks.mlp import ObsNormalizer
@@ -91,15 +93,30 @@ OptimizerName = Literal["adam", "rmsprop", "sgd"]
 STEP_KEYS = ("policy_loss", "value_loss", "entropy", "grad_norm")
 
 
+@dataclass
+class PolicyGradientConfig:
+    """Hyperparameters REINFORCE and the batch/online actor-critics share; each adds its own fields."""
+
+    lr: float = param(1e-3, gt=0, help="policy learning rate")
+    critic_lr: float = param(1e-3, gt=0, help="critic (baseline) V(s) learning rate")
+    gamma: float = param(0.99, gt=0, le=1, help="discount")
+    ent_coef: float = param(0.0, ge=0, help="entropy bonus weight")
+    max_grad_norm: float = param(0.5, gt=0, help="gradient-norm clip")
+    optimizer: OptimizerName = param("adam", help="adam | rmsprop | sgd")
+    anneal_lr: bool = param(False, help="linearly anneal the learning rate(s) to 0 over the run")
+    normalize_obs: bool = param(False, help="running observation normalization (stats saved in checkpoints)")
+    log_std_init: float = param(0.0, help="initial log std of the Gaussian policy")
+
+
 def make_named_optimizer(name: str, params: Iterable[nn.Parameter] | list[dict], lr: float, eps: float = 1e-5,
                          alpha: float = 0.99) -> torch.optim.Optimizer:
     """Adam, RMSprop(alpha, eps) as A2C/A3C use it (SB3's defaults), or plain SGD (hand-checkable steps).
 
-    Adam uses the fused kernel: on CPU it is ~3x faster than foreach for these small MLPs, which
-    matters when an update follows every env step (online actor-critic).
+    Adam is :func:`make_optimizer`'s (fused kernel: on CPU ~3x faster than foreach for these small
+    MLPs, which matters when an update follows every env step, as in online actor-critic).
     """
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+        return make_optimizer(params, lr, eps)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, foreach=True)
     if name == "sgd":
@@ -107,12 +124,10 @@ def make_named_optimizer(name: str, params: Iterable[nn.Parameter] | list[dict],
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def actor_critic_param_groups(model: ActorCritic, critic_lr: float | None) -> list[dict]:
-    """Policy and critic parameters as two optimizer groups; the critic's own lr when ``critic_lr`` is set."""
-    critic = {"params": list(model.critic.parameters())}
-    if critic_lr is not None:
-        critic["lr"] = critic_lr
-    return [{"params": list(model.policy.parameters())}, *([critic] if critic["params"] else [])]
+def actor_critic_param_groups(model: ActorCritic, critic_lr: float) -> list[dict]:
+    """Policy and critic parameters as two optimizer groups, the critic's with its own learning rate."""
+    critic = list(model.critic.parameters())  # none for a policy-only model
+    return [{"params": list(model.policy.parameters())}, *([{"params": critic, "lr": critic_lr}] if critic else [])]
 
 
 def anneal_lr(optimizer: torch.optim.Optimizer, progress: float) -> float:
@@ -125,21 +140,24 @@ def anneal_lr(optimizer: torch.optim.Optimizer, progress: float) -> float:
 
 def gradient_step(optimizer: torch.optim.Optimizer, loss: Tensor, params: list[nn.Parameter], max_grad_norm: float,
                   apply_to: list[nn.Parameter] | None = None) -> Tensor:
-    """backward -> clip the global gradient norm -> optimizer step; returns the norm before clipping.
+    """backward -> clip each param group's gradient norm -> optimizer step; returns the overall norm
+    before clipping.
 
-    ``apply_to``: the (shared) parameters the optimizer owns when ``params`` are a worker's local
-    copy (A3C): the local gradients are handed over before the step.
+    Each group (the policy, the critic where it has its own learning rate) is clipped on its own, so
+    a large critic error does not shrink the policy's step; with one group (A2C, A3C, like SB3) it is
+    the usual global clip. ``apply_to``: the (shared) parameters the optimizer owns when ``params``
+    are a worker's local copy (A3C): the local gradients are handed over before the step.
     """
     optimizer.zero_grad(set_to_none=True)
     for p in params:  # a worker's local copy is not the optimizer's: clear it too
         p.grad = None
     loss.backward()
-    norm = nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
     if apply_to is not None:
         for shared, local in zip(apply_to, params):
             shared.grad = local.grad
+    norms = [nn.utils.clip_grad_norm_(group["params"], max_grad_norm, foreach=True) for group in optimizer.param_groups]
     optimizer.step()
-    return norm.detach()
+    return torch.linalg.vector_norm(torch.stack(norms)).detach()
 
 
 def actor_critic_step(model: ActorCritic, optimizer: torch.optim.Optimizer, obs: Tensor, actions: Tensor,
@@ -180,7 +198,8 @@ def advantage_actor_critic_update(model: ActorCritic, optimizer: torch.optim.Opt
 
 class ActorCriticAgent:
     """Acting and persistence shared by the policy-gradient family: an :class:`ActorCritic` ``model``,
-    its ``optimizer`` and an ``updates`` counter. Subclasses add ``__init__`` and ``update``."""
+    its ``optimizer`` and an ``updates`` counter. Subclasses add ``update`` (and their own ``__init__``
+    where the default, for a :class:`PolicyGradientConfig`, does not fit)."""
 
     hp: Any  # the algorithm's Config; ``anneal`` reads its ``anneal_lr``
     model: ActorCritic
@@ -188,20 +207,27 @@ class ActorCriticAgent:
     updates: int = 0
     episodes: CompleteEpisodes | None = None  # whole-episode batching, if the algorithm uses it
 
+    def __init__(self, spec: EnvSpec, hp: PolicyGradientConfig, net: NetworkConfig, device: torch.device, critic: bool = True):
+        """Policy and critic V(s) (none with ``critic=False``), one optimizer with a learning rate each."""
+        self.hp, self.device = hp, device
+        self.model = ActorCritic(spec, net, hp.normalize_obs, hp.log_std_init, critic=critic).to(device)
+        self.optimizer = make_named_optimizer(hp.optimizer, actor_critic_param_groups(self.model, hp.critic_lr), hp.lr)
+        self.updates = 0
+
     def explore(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.model.explore(obs)
-
-    def anneal(self, progress: float) -> float:
-        """The learning rate for this update: linearly decayed when the config says ``anneal_lr``."""
-        if self.hp.anneal_lr:
-            return anneal_lr(self.optimizer, progress)
-        return self.optimizer.param_groups[0]["lr"]
 
     def value(self, obs: Tensor) -> Tensor:
         return self.model.value(obs)
 
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
         return self.model.act(obs, deterministic)
+
+    def anneal(self, progress: float) -> float:
+        """The learning rate for this update: linearly decayed when the config says ``anneal_lr``."""
+        if self.hp.anneal_lr:
+            return anneal_lr(self.optimizer, progress)
+        return self.optimizer.param_groups[0]["lr"]
 
     def state_dict(self) -> dict:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "updates": self.updates}

@@ -85,6 +85,15 @@ def _bounds(like: Tensor, low: float | Tensor, high: float | Tensor) -> tuple[Te
     )
 
 
+def gaussian_entropy(log_std: Tensor) -> Tensor:
+    """Entropy of the diagonal Gaussian N(μ, σ²) before squashing, Σ_j (log σ_j + ½ log(2πe)), ``[..., d] -> [...]``.
+
+    The notes (SAC, "Continuous Action Generation"): "the agent uses the unbounded Gaussian distribution
+    to calculate the entropy of the policy" (the tanh-squashed density has no closed-form entropy).
+    """
+    return (log_std + 0.5 + _HALF_LOG_2PI).sum(dim=-1)
+
+
 def categorical_probs_log_probs(logits: Tensor) -> tuple[Tensor, Tensor]:
     """(π(·|s), log π(·|s)) from logits over the last dim, via softmax/log_softmax (no log of a softmax)."""
     return torch.softmax(logits, dim=-1), torch.log_softmax(logits, dim=-1)

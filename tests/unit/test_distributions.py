@@ -12,6 +12,7 @@ from torch.distributions.transforms import TanhTransform
 from rlx.objectives.distributions import (
     categorical_entropy,
     categorical_probs_log_probs,
+    gaussian_entropy,
     scale_action,
     tanh_gaussian_deterministic,
     tanh_gaussian_log_prob,
@@ -171,3 +172,13 @@ def test_categorical_entropy() -> None:
 def test_categorical_entropy_with_masked_action() -> None:
     h = categorical_entropy(torch.tensor([0.0, 0.0, -math.inf]))
     assert h.item() == pytest.approx(math.log(2))
+
+
+def test_gaussian_entropy_hand_numbers() -> None:
+    # H = Σ_j (log σ_j + ½ log(2πe)): σ = (1, 2) -> 2·½(1 + log 2π) + log 2
+    h = gaussian_entropy(torch.tensor([[0.0, math.log(2.0)]], dtype=torch.float64))
+    assert h.shape == (1,) and h.item() == pytest.approx(1.0 + math.log(2 * math.pi) + math.log(2.0))
+    # agrees with torch's Normal
+    log_std = torch.tensor([-1.0, 0.3, 2.0])
+    expected = torch.distributions.Normal(torch.zeros(3), log_std.exp()).entropy().sum()
+    assert gaussian_entropy(log_std).item() == pytest.approx(expected.item(), rel=1e-6)

@@ -9,11 +9,13 @@ import torch
 from rlx.objectives.targets import (
     bellman_target,
     clipped_double_q_target,
+    critic_regression_loss,
     ddpg_policy_loss,
     discrete_sac_policy_loss,
     discrete_sac_temperature_loss,
     discrete_soft_value,
     hard_update_,
+    leave_one_out_baseline,
     offpolicy_ac_policy_loss,
     polyak_update_,
     sac_policy_loss,
@@ -279,3 +281,26 @@ def test_hard_update_copies_exactly() -> None:
     ints_t, ints_o = [torch.tensor(0)], [torch.tensor(7)]  # e.g. BatchNorm num_batches_tracked
     hard_update_(ints_t, ints_o)
     assert ints_t[0].item() == 7
+
+
+# ------------------------------------------------------------------- critic regression, AC baseline
+
+
+def test_critic_regression_loss_sums_half_mse_over_critics() -> None:
+    # critic 1: ½((1−2)² + (2−2)²)/2 = 0.25; critic 2: ½((3−2)² + (0−2)²)/2 = 1.25 -> 1.5
+    q = torch.tensor([[1.0, 2.0], [3.0, 0.0]], dtype=torch.float64)
+    assert critic_regression_loss(q, t(2.0, 2.0)).item() == pytest.approx(1.5)
+    assert critic_regression_loss(q[0], t(2.0, 2.0)).item() == pytest.approx(0.25)  # one critic [B]
+
+
+def test_critic_regression_loss_rejects_silent_broadcast() -> None:
+    with pytest.raises(ValueError, match="must be"):
+        critic_regression_loss(t(1.0, 2.0).unsqueeze(-1), t(1.0, 2.0))  # [B, 1] critic vs [B] target
+
+
+def test_leave_one_out_baseline_hand_numbers() -> None:
+    # K=3 samples of one state: q = 1, 2, 6 -> baselines (2+6)/2=4, (1+6)/2=3.5, (1+2)/2=1.5
+    q = t(1.0, 2.0, 6.0).unsqueeze(-1)
+    torch.testing.assert_close(leave_one_out_baseline(q), t(4.0, 3.5, 1.5).unsqueeze(-1))
+    with pytest.raises(ValueError, match="at least 2"):
+        leave_one_out_baseline(q[:1])

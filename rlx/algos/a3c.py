@@ -1,0 +1,124 @@
+"""A3C: asynchronous advantage actor-critic (notes: "Parallel Actor-Critic (Online)", asynchronous).
+
+The model and the optimizer's statistics live in shared memory; ``num_workers`` processes (the
+"async" loop, rlx/loops/async_workers.py) each act in their own env copy, compute gradients on
+their own n-step rollouts and apply them to the shared parameters without waiting for one another
+(Hogwild). The main process only evaluates and checkpoints the shared model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rlx.algos.a2c import A2CConfig
+from rlx.algos.common import ActorCritic, ActorCriticAgent, advantage_actor_critic_update, make_named_optimizer
+from rlx.buffers.rollout import Rollout
+from rlx.config import param
+from rlx.envs import EnvSpec
+from rlx.errors import UserError
+from rlx.schema import NetworkConfig
+
+
+@dataclass
+class A3CConfig(A2CConfig):
+    """A2C's hyperparameters (``n_steps`` and the batch are per worker env) plus the worker count."""
+
+    num_workers: int = param(2, ge=1, help="worker processes, each with its own env.num_envs envs")
+
+
+def share_optimizer_state_(optimizer: torch.optim.Optimizer) -> None:
+    """Create the optimizer's per-parameter statistics now and move them to shared memory, so every
+    worker process updates the same ones (a SharedAdam / SharedRMSprop for any torch optimizer).
+
+    The statistics are created by one step with zero gradients and lr 0 (parameters unchanged,
+    moments stay 0), then the step counters are reset to 0.
+    """
+    if not optimizer.state:
+        lrs = [group["lr"] for group in optimizer.param_groups]
+        for group in optimizer.param_groups:
+            group["lr"] = 0.0
+            for p in group["params"]:
+                p.grad = torch.zeros_like(p)
+        optimizer.step()
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        for state in optimizer.state.values():
+            for v in state.values():
+                if isinstance(v, Tensor):
+                    v.zero_()
+    for state in optimizer.state.values():
+        for v in state.values():
+            if isinstance(v, Tensor):
+                v.share_memory_()
+
+
+class A3C:
+    """The shared half: the model and optimizer every worker updates; ``act`` for evaluation.
+
+    ``worker(rank)`` builds a worker's view (:class:`A3CWorker`) inside its process. Runs on the
+    CPU (Hogwild updates on shared memory); ``worker_updates[rank]`` counts each worker's updates.
+    """
+
+    loop = "async"
+    Config = A3CConfig
+    action_spaces = ("discrete", "continuous")
+
+    def __init__(self, spec: EnvSpec, hp: A3CConfig, net: NetworkConfig, device: torch.device):
+        if hp.normalize_obs:  # each worker would keep its own running statistics, and the shared model none
+            raise UserError("algo.normalize_obs=true is not supported by a3c; use a2c or ppo for observation normalization")
+        self.spec, self.hp, self.net = spec, hp, net
+        self.device = torch.device("cpu")
+        self.model = ActorCritic(spec, net, False, hp.log_std_init).share_memory()
+        self.optimizer = make_named_optimizer(hp.optimizer, self.model.parameters(), hp.lr, hp.optimizer_eps, hp.rms_alpha)
+        share_optimizer_state_(self.optimizer)
+        self.worker_updates = torch.zeros(hp.num_workers, dtype=torch.int64).share_memory_()
+        self.num_workers, self.n_steps = hp.num_workers, hp.n_steps
+
+    @property
+    def updates(self) -> int:
+        return int(self.worker_updates.sum())
+
+    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        return self.model.act(obs.cpu(), deterministic).to(obs.device)
+
+    def worker(self, rank: int) -> A3CWorker:
+        return A3CWorker(self, rank)
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "worker_updates": self.worker_updates.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])  # copies into the shared tensors
+        self.optimizer.load_state_dict(state["optimizer"])  # new tensors: share them again
+        share_optimizer_state_(self.optimizer)
+        if state["worker_updates"].shape == self.worker_updates.shape:
+            self.worker_updates.copy_(state["worker_updates"])
+
+
+class A3CWorker(ActorCriticAgent):
+    """One worker's view for the shared on-policy loop: acts with a local copy of the shared model,
+    computes the A2C loss gradient on it, hands the gradient to the shared parameters and steps the
+    shared optimizer (no lock: Hogwild), then pulls the latest shared weights."""
+
+    def __init__(self, shared: A3C, rank: int):
+        self.shared, self.rank, self.hp = shared, rank, shared.hp
+        self.model = ActorCritic(shared.spec, shared.net, False, shared.hp.log_std_init)
+        self.model.load_state_dict(shared.model.state_dict())
+        self.optimizer = shared.optimizer
+        self.shared_params = list(shared.model.parameters())
+        self.n_steps = shared.hp.n_steps
+
+    def update(self, rollout: Rollout, progress: float) -> dict[str, float]:
+        hp = self.hp
+        lr = self.anneal(progress)  # progress of all workers together (the shared step counter)
+        metrics = advantage_actor_critic_update(
+            self.model, self.optimizer, rollout, gamma=hp.gamma, lam=hp.gae_lambda, vf_coef=hp.vf_coef,
+            ent_coef=hp.ent_coef, max_grad_norm=hp.max_grad_norm, normalize_advantage=hp.normalize_advantage,
+            apply_to=self.shared_params)
+        self.model.load_state_dict(self.shared.model.state_dict())
+        self.shared.worker_updates[self.rank] += 1
+        return {**metrics, "lr": lr}

@@ -1,0 +1,211 @@
+"""What the off-policy algorithms share: the hyperparameters the loop reads, action scaling, the
+temperature α, exploration noise, optimizer steps and checkpoint plumbing.
+
+The off-policy loop (rlx/loops/off_policy.py) knows an algorithm through ``hp`` (an
+:class:`OffPolicyCommon`), ``explore``, ``act``, ``update``, ``state_dict`` and, optionally,
+``episodes_ended`` (reset per-episode exploration state such as OU noise).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rlx.config import param
+from rlx.envs import EnvSpec
+from rlx.errors import UserError
+from rlx.networks.off_policy import TanhGaussianActor
+from rlx.objectives.distributions import scale_action, unscale_action
+from rlx.objectives.noise import GaussianNoise, OrnsteinUhlenbeckNoise
+from rlx.schema import NetworkConfig
+
+
+@dataclass
+class OffPolicyCommon:
+    """Hyperparameters every off-policy algorithm has (defaults: SB3's SAC/TD3 defaults)."""
+
+    lr: float = param(3e-4, gt=0, help="Adam learning rate (actor, critics and temperature)")
+    gamma: float = param(0.99, gt=0, le=1, help="discount")
+    tau: float = param(0.005, gt=0, le=1, help="Polyak factor of the target networks (1: hard copy)")
+    buffer_size: int = param(1_000_000, ge=1, help="replay buffer capacity (transitions)")
+    learning_starts: int = param(100, ge=0, help="env steps of uniform random actions before learning")
+    batch_size: int = param(256, ge=1, help="minibatch size per gradient step")
+    train_freq: int = param(1, ge=1, help="vector-env steps between trainings")
+    gradient_steps: int = param(1, ge=1, help="gradient steps per training")
+
+
+@dataclass
+class EntropyCommon(OffPolicyCommon):
+    """The maximum-entropy algorithms' temperature α (SAC family)."""
+
+    alpha: float | str = param("auto", help="entropy temperature: a positive number, or 'auto' to learn it")
+
+    def __post_init__(self) -> None:
+        if not (self.alpha == "auto" or (isinstance(self.alpha, float) and self.alpha > 0)):
+            raise UserError(f"algo.alpha={self.alpha!r}: expected a positive number or 'auto'")
+
+
+def adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam (SB3's eps=1e-8) with the fused kernel where torch has one (CPU from torch 2.4, CUDA):
+    one kernel for all tensors; measured 80 µs vs 205 µs (foreach) per step for a 256x256 twin critic."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, eps=1e-8, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, eps=1e-8, foreach=True)
+
+
+def optimize(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
+    """One gradient step on ``loss``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def metrics(**values: Tensor) -> dict[str, float]:
+    """Scalar tensors (one device) -> floats with ONE device sync (a single ``tolist``), not one per value."""
+    return dict(zip(values, torch.stack([v.detach().float() for v in values.values()]).tolist()))
+
+
+def obs_dim(spec: EnvSpec) -> int:
+    return int(np.prod(spec.obs_shape))
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A target network: a copy that is never optimized (updated by Polyak averaging only)."""
+    return copy.deepcopy(module).requires_grad_(False)
+
+
+class ActionBounds:
+    """The env's Box [low, high]; actors work in the unit box [-1, 1]^d."""
+
+    def __init__(self, space: gym.spaces.Box, device: torch.device):
+        if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            raise UserError(f"action space {space}: bounded (finite low/high) actions are required")
+        self.low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
+        self.high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
+        self.dim = int(np.prod(space.shape))
+
+    def to_env(self, a_unit: Tensor) -> Tensor:
+        return scale_action(a_unit, self.low, self.high)
+
+    def to_unit(self, a_env: Tensor) -> Tensor:
+        return unscale_action(a_env, self.low, self.high)
+
+
+class Temperature:
+    """Entropy temperature α = exp(log α): fixed, or learned toward a target entropy H̄ (SAC's
+    automatic entropy tuning; starts at α=1 as SB3's ``ent_coef='auto'``)."""
+
+    def __init__(self, alpha: float | str, target_entropy: float, lr: float, device: torch.device):
+        self.learned = alpha == "auto"
+        self.target_entropy = target_entropy
+        self.log_alpha = torch.tensor(0.0 if self.learned else math.log(float(alpha)), device=device,
+                                      requires_grad=self.learned)
+        self.optimizer = adam([self.log_alpha], lr) if self.learned else None
+
+    def value(self) -> Tensor:
+        """α as a detached tensor (a copy: later temperature steps do not change it)."""
+        return self.log_alpha.detach().exp()
+
+    def update(self, loss_fn: Callable[..., Tensor], *policy_terms: Tensor) -> Tensor:
+        """One step on ``loss_fn(log α, *policy_terms, H̄)`` when learned; returns the loss (0 when fixed)."""
+        if self.optimizer is None:
+            return torch.zeros((), device=self.log_alpha.device)
+        loss = loss_fn(self.log_alpha, *policy_terms, self.target_entropy)
+        optimize(self.optimizer, loss)
+        return loss.detach()
+
+    def state_dict(self) -> dict:
+        return {"log_alpha": self.log_alpha.detach().clone(),
+                "optimizer": self.optimizer.state_dict() if self.optimizer else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+class ExplorationNoise:
+    """Per-env action noise for deterministic policies (a_t = μ(s_t) + N_t), in the unit box.
+
+    One process per parallel env, so an episode end resets only its own env's OU state. The processes
+    are created on the first call (the number of envs is known then); their RNG is seeded from torch's
+    (seeded) RNG, and everything is in ``state_dict`` for an exact resume.
+    """
+
+    def __init__(self, kind: Literal["ou", "gaussian"], sigma: float, dim: int):
+        self.kind, self.sigma, self.dim = kind, sigma, dim
+        self.seed = int(torch.randint(2**31 - 1, ()).item())
+        self.processes: list[Any] = []
+
+    def _ensure(self, n: int) -> None:
+        while len(self.processes) < n:
+            rng = np.random.default_rng([self.seed, len(self.processes)])
+            self.processes.append(OrnsteinUhlenbeckNoise(self.dim, sigma=self.sigma, rng=rng) if self.kind == "ou"
+                                  else GaussianNoise(self.dim, self.sigma, rng=rng))
+
+    def sample(self, n: int) -> np.ndarray:
+        """``[n, dim]`` noise, one row per env."""
+        self._ensure(n)
+        return np.stack([p.sample() for p in self.processes[:n]]).astype(np.float32)
+
+    def reset(self, done: np.ndarray) -> None:
+        for i in np.flatnonzero(done):
+            if i < len(self.processes):
+                self.processes[i].reset()
+
+    def state_dict(self) -> dict:
+        return {"processes": [p.state_dict() for p in self.processes]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._ensure(len(state["processes"]))
+        for p, s in zip(self.processes, state["processes"]):
+            p.load_state_dict(s)
+
+
+class Persistent:
+    """``state_dict``/``load_state_dict`` over the attributes named in ``persist``: modules, optimizers,
+    :class:`Temperature`, noise (anything with a ``state_dict``) and plain counters."""
+
+    persist: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict:
+        return {name: (v.state_dict() if hasattr(v := getattr(self, name), "state_dict") else v) for name in self.persist}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self.persist:
+            current = getattr(self, name)
+            if hasattr(current, "load_state_dict"):
+                current.load_state_dict(state[name])
+            else:
+                setattr(self, name, state[name])
+
+
+class TanhGaussianAgent(Persistent):
+    """Acting with a tanh-Gaussian actor rescaled to the env's Box (SAC, SAC-V, off-policy AC).
+
+    Builds ``actor``, its optimizer and the action ``bounds``; the algorithm adds its critics.
+    """
+
+    def __init__(self, spec: EnvSpec, hp: OffPolicyCommon, net: NetworkConfig, device: torch.device):
+        self.hp, self.device = hp, device
+        self.bounds = ActionBounds(spec.action_space, device)
+        self.actor = TanhGaussianActor(obs_dim(spec), self.bounds.dim, net.hidden_sizes, net.activation).to(device)
+        self.actor_opt = adam(self.actor.parameters(), hp.lr)
+        self.updates = 0
+
+    @torch.inference_mode()
+    def explore(self, obs: Tensor) -> Tensor:
+        return self.bounds.to_env(self.actor.sample(obs)[0])
+
+    @torch.inference_mode()
+    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        return self.bounds.to_env(self.actor.mode(obs) if deterministic else self.actor.sample(obs)[0])

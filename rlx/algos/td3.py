@@ -1,0 +1,51 @@
+"""Twin Delayed DDPG (Fujimoto et al. 2018): DDPG plus the three fixes for Q over-estimation.
+
+1. twin critics, target y = r + γ(1−d) min(Q'_1, Q'_2)(s', ã');
+2. target-policy smoothing ã' = clip(μ'(s') + clip(ε, −c, c), −1, 1), ε ~ N(0, σ²);
+3. delayed policy (and target) updates: one actor step per ``policy_delay`` critic steps.
+Acting, networks and the actor step are DDPG's (this class only changes ``update``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from rlx.algos.ddpg import DDPG, DDPGConfig
+from rlx.algos.off_policy_common import metrics
+from rlx.buffers.replay import Transitions
+from rlx.config import param
+from rlx.envs import EnvSpec
+from rlx.objectives.targets import clipped_double_q_target, td3_smoothed_target_action
+from rlx.schema import NetworkConfig
+
+
+@dataclass
+class TD3Config(DDPGConfig):
+    noise: Literal["ou", "gaussian"] = param("gaussian", help="exploration noise process")
+    policy_delay: int = param(2, ge=1, help="critic updates per actor (and target) update")
+    target_policy_noise: float = param(0.2, ge=0, help="σ of the target-policy smoothing noise (unit box)")
+    target_noise_clip: float = param(0.5, ge=0, help="clip c of the smoothing noise")
+
+
+class TD3(DDPG):
+    loop = "off_policy"
+    Config = TD3Config
+    n_critics = 2
+
+    def __init__(self, spec: EnvSpec, hp: TD3Config, net: NetworkConfig, device: torch.device):
+        super().__init__(spec, hp, net, device)
+        self.last_actor_loss = torch.zeros((), device=device)  # reported between delayed actor steps
+
+    def update(self, batch: Transitions, progress: float) -> dict[str, float]:
+        hp = self.hp
+        with torch.no_grad():
+            a_next = td3_smoothed_target_action(self.actor_target(batch.next_obs), hp.target_policy_noise,
+                                                hp.target_noise_clip, -1.0, 1.0)
+            q1_next, q2_next = self.critic_target(batch.next_obs, a_next)
+            y = clipped_double_q_target(batch.rewards, q1_next, q2_next, batch.terminated, hp.gamma)
+        critic_loss, q = self.critic_step(batch, y)
+        if self.updates % hp.policy_delay == 0:
+            self.last_actor_loss = self.actor_step(batch.obs)
+        return metrics(critic_loss=critic_loss, q_mean=q.mean(), actor_loss=self.last_actor_loss)

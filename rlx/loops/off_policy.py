@@ -1,0 +1,57 @@
+"""The off-policy loop shared by every off-policy algorithm: step -> replay -> update.
+
+It knows the algorithm only through ``hp`` (learning_starts, train_freq, gradient_steps, batch_size,
+buffer_size), ``explore``, ``update`` and optionally ``episodes_ended`` (e.g. OU noise reset).
+Until ``learning_starts`` env steps the actions are uniform random (``envs.action_space.sample()``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlx.buffers.replay import ReplayBuffer
+from rlx.evaluation import to_env_actions
+from rlx.loops.on_policy import _initial_obs
+from rlx.loops.session import Session, vector_env_state
+
+
+def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: torch.device) -> dict[str, Any]:
+    hp, n_envs, space = algo.hp, envs.num_envs, envs.single_action_space
+    discrete = isinstance(space, gym.spaces.Discrete)
+    buffer = ReplayBuffer(hp.buffer_size, envs.single_observation_space.shape, () if discrete else space.shape,
+                          discrete, device)
+    obs = _initial_obs(envs, session)
+    if session.loop_state is not None and session.loop_state.get("buffer") is not None:
+        buffer.load_state_dict(session.loop_state["buffer"])
+    episodes_ended = getattr(algo, "episodes_ended", None)
+    # A run resumed without its saved buffer refills this many transitions before training again.
+    min_fill = max(1, min(hp.learning_starts, hp.batch_size, hp.buffer_size))
+
+    def loop_state() -> dict[str, Any]:
+        return {"obs": obs, "envs": vector_env_state(envs), "buffer": buffer.state_dict() if session.save_buffer else None}
+
+    while not session.done:
+        if session.env_steps < hp.learning_starts:
+            actions = envs.action_space.sample()
+        else:
+            actions = to_env_actions(algo.explore(torch.as_tensor(obs, dtype=torch.float32, device=device)), space)
+        next_obs, rewards, terminated, truncated, info = envs.step(actions)
+        done = terminated | truncated
+        session.check_transition(next_obs, rewards)
+        session.tracker.step(rewards, done)
+        buffer.add(obs, actions, next_obs, rewards, terminated, truncated, info)
+        if episodes_ended is not None and done.any():
+            episodes_ended(done)
+        obs = next_obs
+        session.add_steps(n_envs)
+        # Train every train_freq vector steps after learning_starts env steps, as SB3 does (it samples
+        # with replacement, so the first batches may repeat transitions).
+        if (session.env_steps > hp.learning_starts and len(buffer) >= min_fill
+                and (session.env_steps // n_envs) % hp.train_freq == 0):
+            for _ in range(hp.gradient_steps):
+                session.record(algo.update(buffer.sample(hp.batch_size), session.progress))
+        session.tick(loop_state)
+    return session.finish(loop_state)

@@ -1,0 +1,71 @@
+"""Actor and critic heads of the off-policy family: tanh-Gaussian and deterministic actors, Q ensembles.
+
+Actors work in the unit box [-1, 1]^d; the algorithm maps to the env's Box with ``scale_action``.
+Initialization is PyTorch's ``nn.Linear`` default, as in SB3's SAC/TD3/DDPG, for like-for-like runs.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from rlx.networks.ensemble import EnsembleMLP
+from rlx.networks.mlp import mlp
+from rlx.objectives.distributions import tanh_gaussian_deterministic, tanh_gaussian_sample
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # SB3/SAC-paper clamp: keeps σ away from 0 and from exploding
+
+
+class TanhGaussianActor(nn.Module):
+    """π(a|s): a = tanh(μ(s) + σ(s)·ε). One MLP whose last layer outputs [μ, log σ] (the same function
+    as SB3's latent MLP + two linear heads)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str):
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * act_dim, hidden_sizes, activation, orthogonal_init=False)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """(μ, log σ), log σ clamped to [LOG_STD_MIN, LOG_STD_MAX]."""
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Reparameterized (a, log π(a|s)) in the unit box."""
+        return tanh_gaussian_sample(*self(obs))
+
+    def mode(self, obs: Tensor) -> Tensor:
+        return tanh_gaussian_deterministic(self(obs)[0])
+
+
+class DeterministicActor(nn.Module):
+    """μ(s) = tanh(MLP(s)) in the unit box (DDPG/TD3)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str):
+        super().__init__()
+        self.net = mlp(obs_dim, act_dim, hidden_sizes, activation, orthogonal_init=False)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return torch.tanh(self.net(obs))
+
+
+class QEnsemble(nn.Module):
+    """``n`` critics Q_i(s, a) on [s, a] -> ``[n, B]`` (continuous actions, in the unit box)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str, n: int = 2):
+        super().__init__()
+        self.net = EnsembleMLP(obs_dim + act_dim, 1, hidden_sizes, activation, n)
+
+    def forward(self, obs: Tensor, actions: Tensor, members: int | None = None, detach_params: bool = False) -> Tensor:
+        return self.net(torch.cat([obs, actions], dim=-1), members, detach_params).squeeze(-1)
+
+
+class DiscreteQEnsemble(nn.Module):
+    """``n`` critics giving Q_i(s, ·) for every action at once: ``[B, obs] -> [n, B, A]``."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int], activation: str, n: int = 2):
+        super().__init__()
+        self.net = EnsembleMLP(obs_dim, n_actions, hidden_sizes, activation, n)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs)
