@@ -35,7 +35,11 @@ class A2CConfig:
 class A2C(ActorCriticAgent):
     """N envs stepped in lockstep for ``n_steps``; one synchronized gradient step per rollout on
     -log pi(a|s) A + vf_coef * 1/2 (V - G)^2 - ent_coef * H with GAE(lambda) advantages (n-step
-    returns for lambda=1); truncated episodes bootstrap V(final obs)."""
+    returns for lambda=1); truncated episodes bootstrap V(final obs).
+
+    Like SB3's A2C (RMSprop, one global gradient clip) except that the value loss carries rlx's usual
+    1/2 (SB3: the plain squared error); RMSprop's per-parameter scaling makes that matter only through
+    the clip."""
 
     loop = "on_policy"
     Config = A2CConfig

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rlx.algos.common import ActorCritic, make_optimizer, minibatches, set_lr
+from rlx.algos.common import ActorCritic, ActorCriticAgent, make_optimizer, minibatches, set_lr
 from rlx.buffers.rollout import Rollout
 from rlx.config import param
 from rlx.envs import EnvSpec
@@ -36,8 +36,10 @@ class PPOConfig:
     log_std_init: float = param(0.0, help="initial log std of the Gaussian policy")
 
 
-class PPO:
-    """Clipped-surrogate policy optimization over epochs x minibatches of one on-policy rollout."""
+class PPO(ActorCriticAgent):
+    """Clipped-surrogate policy optimization over epochs x minibatches of one on-policy rollout.
+
+    Acting (explore/value/act) and persistence come from :class:`ActorCriticAgent`."""
 
     loop = "on_policy"
     Config = PPOConfig
@@ -49,16 +51,6 @@ class PPO:
         self.optimizer = make_optimizer(self.model.parameters(), hp.lr)
         self.n_steps = hp.n_steps
         self.updates = 0
-
-    # -- acting (used by the shared loop and by evaluation) ------------------------------------
-    def explore(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.model.explore(obs)
-
-    def value(self, obs: Tensor) -> Tensor:
-        return self.model.value(obs)
-
-    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
-        return self.model.act(obs, deterministic)
 
     # -- learning ------------------------------------------------------------------------------
     def update(self, rollout: Rollout, progress: float) -> dict[str, float]:
@@ -97,12 +89,3 @@ class PPO:
         ev = explained_variance(old_values, returns).item()
         keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
         return {**dict(zip(keys, means)), "explained_variance": ev, "lr": lr, "clip_eps": clip}
-
-    # -- persistence ---------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.updates = state["updates"]

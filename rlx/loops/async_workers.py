@@ -27,6 +27,7 @@ from rlx.loops import on_policy
 from rlx.loops.session import Session
 
 FLUSH_S = 0.1  # a worker reports to the main process at most this often
+TICK_S = 0.5  # the main process's safe points (log/eval/checkpoint, progress rate) at most this often
 JOIN_S = 5.0  # how long stopped workers get to exit before they are terminated
 
 
@@ -48,6 +49,7 @@ def run(algo: Any, envs: gym.vector.VectorEnv, session: Session, device: torch.d
         return {}  # worker envs are not checkpointed: a resumed run starts new episodes
 
     finished: set[int] = set()
+    last_tick = time.monotonic()
     try:
         # Workers start with SIGINT blocked (the mask is inherited), so a Ctrl-C while they import
         # reaches only this process's handler (session.stop_requested), which then stops them.
@@ -74,7 +76,9 @@ def run(algo: Any, envs: gym.vector.VectorEnv, session: Session, device: torch.d
             session.tracker.add_finished(returns, lengths)
             for m in metrics:
                 session.record(m)
-            session.tick(loop_state)
+            if time.monotonic() - last_tick >= TICK_S:  # reports arrive in bursts: a steadier rate
+                session.tick(loop_state)
+                last_tick = time.monotonic()
     finally:
         stop.set()
         _shutdown(workers, messages)
@@ -126,7 +130,8 @@ class _WorkerSession:
     counter, finished episodes and update metrics to the main process (batched, every FLUSH_S).
     A worker also stops when the main process is gone (killed, or a second Ctrl-C's hard exit)."""
 
-    loop_state = None
+    loop_state = None  # worker envs start fresh episodes, also on resume
+    initial_obs = Session.initial_obs
     check_transition = Session.check_transition  # the same NaN/inf guard on env output
 
     def __init__(self, rank: int, total_steps: int, num_envs: int, messages: Any, stop: Any, counter: Any):

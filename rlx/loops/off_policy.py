@@ -14,7 +14,6 @@ import torch
 
 from rlx.buffers.replay import ReplayBuffer
 from rlx.evaluation import to_env_actions
-from rlx.loops.on_policy import _initial_obs
 from rlx.loops.session import Session, vector_env_state
 
 
@@ -23,7 +22,7 @@ def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: tor
     discrete = isinstance(space, gym.spaces.Discrete)
     buffer = ReplayBuffer(hp.buffer_size, envs.single_observation_space.shape, () if discrete else space.shape,
                           discrete, device)
-    obs = _initial_obs(envs, session)
+    obs = session.initial_obs(envs)
     if session.loop_state is not None and session.loop_state.get("buffer") is not None:
         buffer.load_state_dict(session.loop_state["buffer"])
     episodes_ended = getattr(algo, "episodes_ended", None)

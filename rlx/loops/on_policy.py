@@ -12,7 +12,7 @@ import torch
 
 from rlx.buffers.rollout import RolloutBuffer
 from rlx.evaluation import to_env_actions
-from rlx.loops.session import Session, restore_vector_env, vector_env_state
+from rlx.loops.session import Session, vector_env_state
 
 
 def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: torch.device) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: tor
         () if discrete else space.shape, torch.long if discrete else torch.float32, device,
     )
     final_obs = torch.zeros_like(buffer.data.obs)  # where an episode was truncated: its last observation
-    obs = _initial_obs(envs, session)
+    obs = session.initial_obs(envs)
 
     def loop_state() -> dict[str, Any]:
         return {"obs": obs, "envs": vector_env_state(envs)}
@@ -54,11 +54,3 @@ def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: tor
         session.tick(loop_state)
     return session.finish(loop_state)
 
-
-def _initial_obs(envs: gym.vector.SyncVectorEnv, session: Session) -> np.ndarray:
-    """Fresh episodes, or, on resume, the exact env state and observation from the checkpoint."""
-    state = session.loop_state
-    if state is not None and restore_vector_env(envs, state.get("envs")):
-        return state["obs"]
-    obs, _ = envs.reset()
-    return obs

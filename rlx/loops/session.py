@@ -123,6 +123,14 @@ class Session:
         self.loop_state: dict[str, Any] | None = None  # set by resume; consumed by the loop
         self.save_buffer = True  # checkpoint.save_buffer: off-policy loops put their replay buffer in loop_state
 
+    def initial_obs(self, envs: gym.vector.SyncVectorEnv) -> np.ndarray:
+        """Fresh episodes, or, on resume, the exact env state and observation from the checkpoint."""
+        state = self.loop_state
+        if state is not None and restore_vector_env(envs, state.get("envs")):
+            return state["obs"]
+        obs, _ = envs.reset()
+        return obs
+
     # -- counters --------------------------------------------------------------------------------
     @property
     def env_steps(self) -> int:
@@ -205,7 +213,12 @@ class Session:
         if mean > self.counters.best_eval_return:
             self.counters.best_eval_return = mean
             if loop_state is not None:
-                self.checkpointer.save_best(self.checkpoint_state(loop_state()))
+                # best.pt is for evaluation and picking a model: no replay buffer (last.pt has it)
+                keep, self.save_buffer = self.save_buffer, False
+                try:
+                    self.checkpointer.save_best(self.checkpoint_state(loop_state()))
+                finally:
+                    self.save_buffer = keep
         return mean, std
 
     # -- checkpoints -----------------------------------------------------------------------------
