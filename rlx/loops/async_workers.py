@@ -7,6 +7,10 @@ shared counter (all workers stop at ``total_steps``) and sends env steps, finish
 update metrics to the main process through a queue. The main process feeds those to the real
 :class:`Session` (logging, progress, evaluation and checkpoints of the shared model). A crashed
 worker stops the run with its traceback; any exit (error, Ctrl-C) stops every worker.
+
+Evaluations and checkpoints read the shared model while the workers keep updating it (no lock, as in
+Hogwild), so a checkpoint may mix parameters one update apart. Worker envs are not checkpointed: a
+resumed run starts new episodes. With more than one worker a run is not reproducible from its seed.
 """
 from __future__ import annotations
 
