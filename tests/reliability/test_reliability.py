@@ -65,12 +65,17 @@ def test_resume_extends_a_finished_run_and_appends_metrics(tmp_path):
     assert [r["env_steps"] for r in after] == sorted(r["env_steps"] for r in after)
 
 
-def test_same_seed_same_metrics_different_seed_different(tmp_path):
-    args = ["total_steps=2048", "logger.every=256", "eval.every=1024", "eval.episodes=2", *QUIET]
+@pytest.mark.parametrize("algo_args", [
+    ["algo=ppo", "total_steps=2048", "logger.every=256", "eval.every=1024"],
+    ["algo=sac", "env=pendulum", "total_steps=400", "algo.learning_starts=100", "logger.every=100", "eval.every=200"],
+], ids=["ppo", "sac"])
+def test_same_seed_same_metrics_different_seed_different(algo_args, tmp_path):
+    args = [*algo_args, "eval.episodes=2", *QUIET]
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         train(compose_config([*args, f"seed={seed}"]), tmp_path / name)
     assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
     assert metrics(tmp_path / "a") != metrics(tmp_path / "c")
+    assert any("eval_return_mean" in row for row in metrics(tmp_path / "a"))
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
