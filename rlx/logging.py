@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from rlx.schema import WandbConfig
 
@@ -53,12 +53,11 @@ class Logger:
         self._next_plain = start_steps
         self.show_progress = progress
         if progress and self.console.is_terminal:
-            self._progress = Progress(
+            self._progress = Progress(  # fits 80 columns: name, bar, steps, rate, recent return, ETA
                 TextColumn("[bold]{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=10),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[sps]:>7.0f} steps/s  return {task.fields[ret]}"),
-                TimeElapsedColumn(),
+                TextColumn("{task.fields[sps]:>6.0f} sps  ret {task.fields[ret]}"),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
                 console=self.console,
@@ -102,7 +101,7 @@ class Logger:
             self.wandb_run.log({k: v for k, v in line.items() if v is not None})
 
     def progress(self, env_steps: int, sps: float, recent_return: float | None) -> None:
-        ret = "-" if recent_return is None else f"{recent_return:8.2f}"
+        ret = "-" if recent_return is None else f"{recent_return:.1f}"
         if self._progress is not None:
             self._progress.update(self._task, completed=env_steps, sps=sps, ret=ret)
         elif self.show_progress and env_steps >= self._next_plain:
