@@ -120,6 +120,7 @@ class Session:
         self.stop_requested: str | None = None
         self._t0 = time.perf_counter()
         self._wall_before = 0.0
+        self._start_steps = 0  # env steps already done when this process started (resume)
         self.loop_state: dict[str, Any] | None = None  # set by resume; consumed by the loop
         self.save_buffer = True  # checkpoint.save_buffer: off-policy loops put their replay buffer in loop_state
 
@@ -162,7 +163,6 @@ class Session:
         returns, lengths = self.tracker.drain()
         if returns:
             self.recent_returns = (self.recent_returns + returns)[-100:]
-            self._episode_lengths = lengths
         self.logger.progress(steps, self.rate.read(steps) if steps else 0.0, float(np.mean(self.recent_returns)) if self.recent_returns else None)
         if self.cadence["log"].due(steps):
             self._log_line(returns, lengths)
@@ -191,7 +191,7 @@ class Session:
 
     @property
     def env_steps_this_session(self) -> int:
-        return self.env_steps - getattr(self, "_start_steps", 0)
+        return self.env_steps - self._start_steps
 
     def _check_finite(self, metrics: dict[str, float]) -> None:
         for k, v in metrics.items():
