@@ -72,7 +72,9 @@ class A3C:
         self.spec, self.hp, self.net = spec, hp, net
         self.device = torch.device("cpu")
         self.model = ActorCritic(spec, net, False, hp.log_std_init).share_memory()
-        self.optimizer = make_named_optimizer(hp.optimizer, self.model.parameters(), hp.lr, hp.optimizer_eps, hp.rms_alpha)
+        # flat=False: workers hand their gradients to the shared parameters one by one (gradient_step's apply_to)
+        self.optimizer = make_named_optimizer(hp.optimizer, self.model.parameters(), hp.lr, hp.optimizer_eps, hp.rms_alpha,
+                                              flat=False)
         share_optimizer_state_(self.optimizer)
         self.worker_updates = torch.zeros(hp.num_workers, dtype=torch.int64).share_memory_()
         self.num_workers, self.n_steps = hp.num_workers, hp.n_steps

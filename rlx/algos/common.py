@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from rlx.buffers.rollout import Rollout
 from rlx.config import param
 from rlx.envs import EnvSpec
+from rlx.networks.flat import flatten_parameters, gather_flat_grads
 from rlx.networks.heads import ValueNet, make_policy
 from rlx.networks.mlp import ObsNormalizer
 from rlx.objectives.policy import explained_variance, normalize, reinforce_loss, value_loss
@@ -34,9 +35,8 @@ class ActorCritic(nn.Module):
         """Sample a ~ pi(.|s) for a rollout; returns (action, log pi(a|s), V(s)). Updates obs stats."""
         self.normalizer.update(obs)
         x = self.normalizer(obs)
-        dist = self.policy.distribution(x)
-        action = dist.sample()
-        return action, dist.log_prob(action), self.critic(x)
+        action, log_prob = self.policy.sample(x)
+        return action, log_prob, self.critic(x)
 
     @torch.inference_mode()
     def value(self, obs: Tensor) -> Tensor:
@@ -45,12 +45,13 @@ class ActorCritic(nn.Module):
     @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
         x = self.normalizer(obs)
-        return self.policy.mode(x) if deterministic else self.policy.distribution(x).sample()
+        return self.policy.mode(x) if deterministic else self.policy.sample(x)[0]
 
-    def evaluate_actions(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(log pi(a|s), entropy, V(s)) with gradients, for the update."""
+    def evaluate_actions(self, obs: Tensor, actions: Tensor, entropy_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+        """(log pi(a|s), entropy, V(s)) with gradients, for the update; ``entropy_grad=False`` when the
+        loss does not weight the entropy (it is then only logged: fewer nodes in the graph)."""
         x = self.normalizer(obs)
-        log_prob, entropy = self.policy.log_prob_entropy(x, actions)
+        log_prob, entropy = self.policy.log_prob_entropy(x, actions, entropy_grad)
         return log_prob, entropy, self.critic(x)
 
 
@@ -61,15 +62,25 @@ class _ZeroValue(nn.Module):
         return obs.new_zeros(obs.shape[:-1])
 
 
-def make_optimizer(params: Iterable[nn.Parameter], lr: float, eps: float = 1e-5) -> torch.optim.Adam:
+def make_optimizer(params: Iterable[nn.Parameter] | list[dict], lr: float, eps: float = 1e-5, flat: bool = True) -> torch.optim.Adam:
     """Adam with the fused kernel (one kernel per step; on CPU since torch 2.4), else foreach.
 
-    Fused saved ~15% of a PPO CartPole minibatch update on CPU over foreach (measured)."""
-    params = list(params)
+    Fused saved ~15% of a PPO CartPole minibatch update on CPU over foreach (measured). ``flat``: each
+    parameter group is stored as one tensor (:func:`flat_param_groups`)."""
+    groups = flat_param_groups(params) if flat else params
     try:
-        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+        return torch.optim.Adam(groups, lr=lr, eps=eps, fused=True)
     except (RuntimeError, TypeError):  # older torch or an unsupported device/dtype
-        return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
+        return torch.optim.Adam(groups, lr=lr, eps=eps, foreach=True)
+
+
+def flat_param_groups(params: Iterable[nn.Parameter] | list[dict]) -> list[dict]:
+    """Optimizer param groups with each group's parameters moved into one flat tensor
+    (:func:`rlx.networks.flat.flatten_parameters`: per-tensor optimizer overhead is most of a small
+    network's optimizer step)."""
+    params = list(params)
+    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    return [{**g, "params": [flatten_parameters(g["params"])]} for g in groups]
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -109,18 +120,21 @@ class PolicyGradientConfig:
 
 
 def make_named_optimizer(name: str, params: Iterable[nn.Parameter] | list[dict], lr: float, eps: float = 1e-5,
-                         alpha: float = 0.99) -> torch.optim.Optimizer:
+                         alpha: float = 0.99, flat: bool = True) -> torch.optim.Optimizer:
     """Adam, RMSprop(alpha, eps) as A2C/A3C use it (SB3's defaults), or plain SGD (hand-checkable steps).
 
     Adam is :func:`make_optimizer`'s (fused kernel: on CPU ~3x faster than foreach for these small
-    MLPs, which matters when an update follows every env step, as in online actor-critic).
+    MLPs, which matters when an update follows every env step, as in online actor-critic). ``flat``:
+    each parameter group stored as one tensor (:func:`flat_param_groups`); A3C, whose workers hand
+    gradients to the shared parameters directly, keeps them separate.
     """
     if name == "adam":
-        return make_optimizer(params, lr, eps)
+        return make_optimizer(params, lr, eps, flat)
+    groups = flat_param_groups(params) if flat else params
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, foreach=True)
+        return torch.optim.RMSprop(groups, lr=lr, alpha=alpha, eps=eps, foreach=True)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, foreach=True)
+        return torch.optim.SGD(groups, lr=lr, foreach=True)
     raise ValueError(f"unknown optimizer {name!r}")
 
 
@@ -155,6 +169,7 @@ def gradient_step(optimizer: torch.optim.Optimizer, loss: Tensor, params: list[n
     if apply_to is not None:
         for shared, local in zip(apply_to, params):
             shared.grad = local.grad
+    gather_flat_grads(optimizer)
     norms = [nn.utils.clip_grad_norm_(group["params"], max_grad_norm, foreach=True) for group in optimizer.param_groups]
     optimizer.step()
     return torch.linalg.vector_norm(torch.stack(norms)).detach()
@@ -169,11 +184,17 @@ def actor_critic_step(model: ActorCritic, optimizer: torch.optim.Optimizer, obs:
     entropy bonus. ``value_targets`` None: a policy-only step, the critic is left alone.
     Returns the detached [policy_loss, value_loss, entropy, grad_norm] (see ``STEP_KEYS``).
     """
-    log_prob, entropy, values = model.evaluate_actions(obs, actions)
+    log_prob, entropy, values = model.evaluate_actions(obs, actions, entropy_grad=ent_coef > 0)
     policy_loss = reinforce_loss(log_prob, advantages)
     entropy_mean = entropy.mean()
-    v_loss = value_loss(values, value_targets) if value_targets is not None else values.new_zeros(())
-    loss = policy_loss + vf_coef * v_loss - ent_coef * entropy_mean
+    loss = policy_loss
+    if value_targets is not None:
+        v_loss = value_loss(values, value_targets)
+        loss = loss + vf_coef * v_loss
+    else:
+        v_loss = values.new_zeros(())
+    if ent_coef > 0:
+        loss = loss - ent_coef * entropy_mean
     norm = gradient_step(optimizer, loss, list(model.parameters()), max_grad_norm, apply_to)
     return torch.stack([policy_loss.detach(), v_loss.detach(), entropy_mean.detach(), norm])
 

@@ -7,10 +7,11 @@ import torch
 from torch import Tensor, nn
 
 from rlx.algos.common import ActorCritic, ActorCriticAgent, make_optimizer, minibatches, set_lr
+from rlx.networks.flat import gather_flat_grads
 from rlx.buffers.rollout import Rollout
 from rlx.config import param
 from rlx.envs import EnvSpec
-from rlx.objectives.policy import approx_kl, clipped_surrogate, explained_variance, normalize, probability_ratio, value_loss
+from rlx.objectives.policy import approx_kl_from_ratio, clipped_surrogate, explained_variance, normalize, probability_ratio, value_loss
 from rlx.objectives.returns import gae
 from rlx.schema import NetworkConfig
 
@@ -64,28 +65,33 @@ class PPO(ActorCriticAgent):
         obs, actions, old_logp, old_values = rollout.flat("obs", "actions", "log_probs", "values")
         advantages, returns = advantages.reshape(-1), returns.reshape(-1)
 
-        stats: list[Tensor] = []
+        losses: list[Tensor] = []  # per minibatch [policy loss, value loss]; statistics at the end
+        ratios: list[Tensor] = []
+        entropies: list[Tensor] = []
+        params = self.optimizer.param_groups[0]["params"]
         for epoch in range(hp.n_epochs):
             for idx in minibatches(obs.shape[0], hp.batch_size, obs.device):
-                logp, entropy, values = self.model.evaluate_actions(obs[idx], actions[idx])
+                logp, entropy, values = self.model.evaluate_actions(obs[idx], actions[idx], entropy_grad=hp.ent_coef > 0)
                 adv = normalize(advantages[idx]) if hp.normalize_advantage else advantages[idx]
                 ratio = probability_ratio(logp, old_logp[idx])
                 policy_loss = -clipped_surrogate(ratio, adv, clip).mean()
                 v_loss = value_loss(values, returns[idx], old_values[idx], hp.clip_vf)
-                entropy_mean = entropy.mean()
-                loss = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy_mean
+                loss = policy_loss + hp.vf_coef * v_loss
+                if hp.ent_coef > 0:
+                    loss = loss - hp.ent_coef * entropy.mean()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.model.parameters(), hp.max_grad_norm, foreach=True)
+                gather_flat_grads(self.optimizer)
+                nn.utils.clip_grad_norm_(params, hp.max_grad_norm, foreach=True)
                 self.optimizer.step()
-                with torch.no_grad():
-                    kl = approx_kl(logp, old_logp[idx])
-                    clip_frac = ((ratio - 1.0).abs() > clip).float().mean()
-                stats.append(torch.stack([policy_loss.detach(), v_loss.detach(), entropy_mean.detach(), kl, clip_frac]))
-            if hp.target_kl is not None and kl.item() > 1.5 * hp.target_kl:
+                losses.append(torch.stack([policy_loss, v_loss]).detach())
+                ratios.append(ratio.detach())
+                entropies.append(entropy.detach())
+            if hp.target_kl is not None and approx_kl_from_ratio(ratios[-1]).item() > 1.5 * hp.target_kl:
                 break
         self.updates += 1
-        means = torch.stack(stats).mean(0).tolist()
-        ev = explained_variance(old_values, returns).item()
-        keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
-        return {**dict(zip(keys, means)), "explained_variance": ev, "lr": lr, "clip_eps": clip}
+        ratio = torch.cat(ratios)  # statistics over every sample of every minibatch
+        stats = torch.stack([*torch.stack(losses).mean(0), torch.cat(entropies).mean(), approx_kl_from_ratio(ratio),
+                             ((ratio - 1.0).abs() > clip).float().mean(), explained_variance(old_values, returns)])
+        keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance")
+        return {**dict(zip(keys, stats.tolist())), "lr": lr, "clip_eps": clip}

@@ -6,6 +6,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from rlx.networks.fused import FUSED_ACTIVATIONS, fused_mlp
+
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
@@ -16,21 +18,37 @@ def mlp(
     activation: str = "tanh",
     out_gain: float | None = None,
     orthogonal_init: bool = True,
-) -> nn.Sequential:
+) -> MLP:
     """in_dim -> hidden... -> out_dim. Orthogonal init (gain sqrt(2) hidden, ``out_gain`` last) as in SB3/CleanRL."""
-    layers: list[nn.Module] = []
-    sizes = [in_dim, *hidden_sizes]
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
-    layers.append(nn.Linear(sizes[-1], out_dim))
+    net = MLP([in_dim, *hidden_sizes, out_dim], activation)
     if orthogonal_init:
-        linears = [m for m in layers if isinstance(m, nn.Linear)]
-        for i, layer in enumerate(linears):
-            last = i == len(linears) - 1
+        for i, layer in enumerate(net.linears):
+            last = i == len(net.linears) - 1
             gain = (out_gain if out_gain is not None else 1.0) if last else 2**0.5
             nn.init.orthogonal_(layer.weight, gain)
             nn.init.zeros_(layer.bias)
-    return nn.Sequential(*layers)
+    return net
+
+
+class MLP(nn.Sequential):
+    """Linear -> activation -> ... -> Linear. An ``nn.Sequential`` (the usual ``0.weight, 0.bias, 2.weight``
+    state-dict keys, indexing, printing) whose forward runs as one fused autograd node for tanh and ReLU
+    (:mod:`rlx.networks.fused`: same math, a fraction of the per-op overhead of small MLPs)."""
+
+    def __init__(self, sizes: Sequence[int], activation: str = "tanh"):
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(ACTIVATIONS[activation]())
+        super().__init__(*layers)
+        self.activation = activation
+        self.linears = [m for m in layers if isinstance(m, nn.Linear)]  # a plain list: not registered twice
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.activation not in FUSED_ACTIVATIONS:
+            return super().forward(x)
+        return fused_mlp(x, [p for layer in self.linears for p in (layer.weight, layer.bias)], self.activation)
 
 
 class ObsNormalizer(nn.Module):

@@ -182,3 +182,19 @@ def test_gaussian_entropy_hand_numbers() -> None:
     log_std = torch.tensor([-1.0, 0.3, 2.0])
     expected = torch.distributions.Normal(torch.zeros(3), log_std.exp()).entropy().sum()
     assert gaussian_entropy(log_std).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_categorical_policy_sample_draws_what_categorical_draws():
+    from torch.distributions import Categorical
+
+    from rlx.networks.heads import CategoricalPolicy
+
+    policy = CategoricalPolicy(4, 3, [8], "tanh")
+    x = torch.randn(64, 4)
+    torch.manual_seed(3)
+    action, log_prob = policy.sample(x)
+    torch.manual_seed(3)
+    dist = Categorical(logits=policy.net(x))
+    expected = dist.sample()
+    assert torch.equal(action, expected)
+    torch.testing.assert_close(log_prob, dist.log_prob(expected))

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -78,3 +80,13 @@ def test_approx_kl_zero_for_identical_and_positive_otherwise():
     a = torch.log(torch.tensor([0.2, 0.5]))
     assert approx_kl(a, a).item() == 0.0
     assert approx_kl(a, a + 0.3).item() > 0
+
+
+def test_approx_kl_from_ratio_matches_log_prob_form():
+    from rlx.objectives.policy import approx_kl_from_ratio
+
+    logp, old = torch.tensor([-0.5, -1.2, -0.1]), torch.tensor([-0.7, -1.0, -0.1])
+    # hand value: r = e^{0.2}, e^{-0.2}, 1 -> mean((r - 1) - log r)
+    expected = ((math.exp(0.2) - 1 - 0.2) + (math.exp(-0.2) - 1 + 0.2) + 0.0) / 3
+    assert approx_kl_from_ratio(torch.exp(logp - old)).item() == pytest.approx(expected, rel=1e-5)
+    assert approx_kl_from_ratio(torch.exp(logp - old)).item() == pytest.approx(approx_kl(logp, old).item(), rel=1e-5)
