@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--peer", type=Path, default=DEFAULT_PEER)
     ap.add_argument("--no-peer", action="store_true", help="rlx and floors only")
     ap.add_argument("--markdown", type=Path, help="also write the table (with machine info) to this file")
+    ap.add_argument("--append", action="store_true", help="append the table to --markdown instead of replacing it")
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
     have_peer = not args.no_peer and args.peer.is_file()
@@ -130,11 +131,14 @@ def main() -> None:
         machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         import torch
 
-        header = (f"# rlx benchmark\n\nMeasured {time.strftime('%Y-%m-%d')} on {machine}, torch {torch.__version__}, "
+        header = (f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine}, torch {torch.__version__}, "
                   f"one torch thread, seed {args.seed}, median of {repeats} alternating repeats.\n"
                   f"Command: `python scripts/bench.py {' '.join(sys.argv[1:])}`\n\n")
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(header + table + "\n")
+        if args.append and args.markdown.exists():
+            args.markdown.write_text(args.markdown.read_text() + "\n" + header + table + "\n")
+        else:
+            args.markdown.write_text("# rlx benchmark\n\n" + header + table + "\n")
 
 
 def render(rows: list[dict], repeats: int) -> str:
