@@ -182,7 +182,7 @@ class Session:
         if lengths:
             line["episode_length_mean"] = float(np.mean(lengths))
         if self.pending:
-            keys = self.pending[-1].keys()
+            keys = dict.fromkeys(k for m in self.pending for k in m)  # every key any update reported, in order
             for k in keys:
                 vals = [m[k] for m in self.pending if k in m and m[k] is not None]
                 line[k] = float(np.mean(vals)) if vals else None
