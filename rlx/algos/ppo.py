@@ -7,10 +7,10 @@ import torch
 from torch import Tensor, nn
 
 from rlx.algos.common import ActorCritic, ActorCriticAgent, make_optimizer, minibatches, set_lr
-from rlx.networks.flat import gather_flat_grads
 from rlx.buffers.rollout import Rollout
 from rlx.config import param
 from rlx.envs import EnvSpec
+from rlx.networks.flat import gather_flat_grads
 from rlx.objectives.policy import approx_kl_from_ratio, clipped_surrogate, explained_variance, normalize, probability_ratio, value_loss
 from rlx.objectives.returns import gae
 from rlx.schema import NetworkConfig
