@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,7 +33,11 @@ class Rollout:
 
 
 class RolloutBuffer:
-    """Fills a :class:`Rollout` step by step without reallocating; one instance per run."""
+    """Fills a :class:`Rollout` step by step without reallocating; one instance per run.
+
+    What the env returns (observations, rewards, termination flags) is staged in NumPy arrays and
+    copied to the device once per rollout (one copy per field instead of a conversion and, on a GPU,
+    a host-to-device transfer per field and step); what the policy returns is already on the device."""
 
     def __init__(self, n_steps: int, n_envs: int, obs_shape: tuple, action_shape: tuple, action_dtype: torch.dtype, device: torch.device):
         self.n_steps, self.n_envs = n_steps, n_envs
@@ -47,17 +52,21 @@ class RolloutBuffer:
             done=z(),
             next_values=z(),
         )
+        self.staged = {name: np.zeros((n_steps, n_envs, *shape), dtype=np.float32)
+                       for name, shape in (("obs", obs_shape), ("rewards", ()), ("terminated", ()), ("done", ()))}
         self.t = 0
 
-    def add(self, obs: Tensor, actions: Tensor, log_probs: Tensor, values: Tensor, rewards: Tensor, terminated: Tensor, done: Tensor) -> None:
-        d, t = self.data, self.t
-        d.obs[t] = obs
+    def add(self, obs: np.ndarray, actions: Tensor, log_probs: Tensor, values: Tensor, rewards: np.ndarray,
+            terminated: np.ndarray, done: np.ndarray) -> None:
+        """One step of N envs: the env's arrays as NumPy, the policy's outputs as tensors."""
+        d, st, t = self.data, self.staged, self.t
+        st["obs"][t] = obs
+        st["rewards"][t] = rewards
+        st["terminated"][t] = terminated
+        st["done"][t] = done
         d.actions[t] = actions
         d.log_probs[t] = log_probs
         d.values[t] = values
-        d.rewards[t] = rewards
-        d.terminated[t] = terminated
-        d.done[t] = done
         self.t += 1
 
     @property
@@ -70,6 +79,8 @@ class RolloutBuffer:
         ``final_values`` is a [T, N] tensor of V(final observation) valid where ``done`` is set.
         """
         d = self.data
+        for name, array in self.staged.items():
+            getattr(d, name).copy_(torch.from_numpy(array))
         d.next_values[:-1] = d.values[1:]
         d.next_values[-1] = last_values
         if final_values is not None:

@@ -42,8 +42,7 @@ def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: tor
                 truncated_any = True
                 for i in np.flatnonzero(truncated):
                     final_obs[t, i] = torch.as_tensor(info["final_obs"][i], device=device)
-            buffer.add(obs_t, actions, log_probs, values, torch.as_tensor(rewards, device=device),
-                       torch.as_tensor(terminated, device=device), torch.as_tensor(done, device=device))
+            buffer.add(obs, actions, log_probs, values, rewards, terminated, done)
             obs = next_obs
         last_values = algo.value(torch.as_tensor(obs, dtype=torch.float32, device=device))
         final_values = None
