@@ -59,12 +59,12 @@ def explained_variance(pred: Tensor, target: Tensor) -> Tensor:
     return torch.where(var == 0, torch.full_like(var, float("nan")), 1 - (target - pred).var() / var)
 
 
-def approx_kl(log_prob: Tensor, old_log_prob: Tensor) -> Tensor:
-    """Low-variance estimator of KL(pi_old || pi): E[(r - 1) - log r] (Schulman's k3)."""
-    log_ratio = log_prob - old_log_prob
-    return ((torch.exp(log_ratio) - 1) - log_ratio).mean()
-
-
 def approx_kl_from_ratio(ratio: Tensor) -> Tensor:
-    """:func:`approx_kl` from the probability ratios r = pi / pi_old already at hand."""
+    """Low-variance estimator of KL(pi_old || pi): E[(r - 1) - log r] (Schulman's k3), from the
+    probability ratios r = pi / pi_old."""
     return ((ratio - 1) - torch.log(ratio)).mean()
+
+
+def approx_kl(log_prob: Tensor, old_log_prob: Tensor) -> Tensor:
+    """:func:`approx_kl_from_ratio` from log-probabilities."""
+    return approx_kl_from_ratio(probability_ratio(log_prob, old_log_prob))
