@@ -21,6 +21,8 @@ class EnvConfig:
 class NetworkConfig:
     hidden_sizes: list[int] = param([64, 64], ge=1, help="MLP hidden layer widths")
     activation: Literal["tanh", "relu", "elu", "gelu", "silu"] = param("tanh")
+    encoder: Literal["mlp", "nature_cnn", "minatar_cnn", "impala_cnn"] = param(
+        "mlp", help="observation encoder before the heads' MLPs: mlp (vectors) | nature_cnn | minatar_cnn | impala_cnn (images)")
 
 
 @dataclass

@@ -40,7 +40,7 @@ class BatchAC(ActorCriticAgent):
     action_spaces = ("discrete", "continuous")
 
     def __init__(self, spec: EnvSpec, hp: BatchACConfig, net: NetworkConfig, device: torch.device):
-        super().__init__(spec, hp, net, device)
+        super().__init__(spec, hp, net, device, share_encoder=False)  # the critic is fitted on its own
         self.n_steps = hp.n_steps
         self.episodes = CompleteEpisodes()
 

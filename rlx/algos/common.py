@@ -10,6 +10,8 @@ from torch import Tensor, nn
 from rlx.buffers.rollout import Rollout
 from rlx.config import param
 from rlx.envs import EnvSpec
+from rlx.errors import UserError
+from rlx.networks.encoders import EncoderFactory
 from rlx.networks.flat import flatten_parameters, gather_flat_grads
 from rlx.networks.heads import ValueNet, make_policy
 from rlx.networks.mlp import ObsNormalizer
@@ -19,38 +21,56 @@ from rlx.schema import NetworkConfig
 
 
 class ActorCritic(nn.Module):
-    """Observation normalizer + stochastic policy pi(a|s) + state-value critic V(s), separate MLPs."""
+    """Observation normalizer + observation encoder + stochastic policy pi(a|s) + state-value critic V(s).
+
+    ``share_encoder`` (default): one encoder (``network.encoder``: a CNN for images, SB3's shared
+    features extractor) feeds both heads' MLPs; otherwise each head owns its encoder (an algorithm that
+    fits the critic alone, as batch actor-critic does). For flat vectors with ``encoder=mlp`` there is
+    no encoder module: two separate MLPs, as before."""
 
     def __init__(self, spec: EnvSpec, net: NetworkConfig, normalize_obs: bool = False, log_std_init: float = 0.0,
-                 critic: bool = True):
+                 critic: bool = True, share_encoder: bool = True):
         super().__init__()
-        obs_dim = int(torch.tensor(spec.obs_shape).prod())
+        encoders = EncoderFactory(net.encoder, spec.observation_space)
+        if normalize_obs and (encoders.is_cnn or encoders.scale is not None):
+            raise UserError("algo.normalize_obs=true does not apply to image observations: pixels are scaled by "
+                            "1/255 inside the network; set algo.normalize_obs=false")
         self.normalizer = ObsNormalizer(spec.obs_shape, enabled=normalize_obs)
-        self.policy = make_policy(obs_dim, spec.action_space, net.hidden_sizes, net.activation, log_std_init)
+        self.encoder = encoders() if share_encoder else None
+        head_encoder = (lambda: None) if share_encoder else encoders
+        self.policy = make_policy(encoders.features, spec.action_space, net.hidden_sizes, net.activation, log_std_init,
+                                  head_encoder())
         # critic=False (REINFORCE without baseline): no V network; V(s) reads as 0 everywhere.
-        self.critic = ValueNet(obs_dim, net.hidden_sizes, net.activation) if critic else _ZeroValue()
+        obs_rank = 1 if share_encoder else len(spec.obs_shape)
+        self.critic = ValueNet(encoders.features, net.hidden_sizes, net.activation, head_encoder()) if critic \
+            else _ZeroValue(obs_rank)
+
+    def features(self, obs: Tensor) -> Tensor:
+        """What the heads take: the normalized observation through the shared encoder (if any)."""
+        x = self.normalizer(obs)
+        return x if self.encoder is None else self.encoder(x)
 
     @torch.inference_mode()
     def explore(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Sample a ~ pi(.|s) for a rollout; returns (action, log pi(a|s), V(s)). Updates obs stats."""
         self.normalizer.update(obs)
-        x = self.normalizer(obs)
+        x = self.features(obs)
         action, log_prob = self.policy.sample(x)
         return action, log_prob, self.critic(x)
 
     @torch.inference_mode()
     def value(self, obs: Tensor) -> Tensor:
-        return self.critic(self.normalizer(obs))
+        return self.critic(self.features(obs))
 
     @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
-        x = self.normalizer(obs)
+        x = self.features(obs)
         return self.policy.mode(x) if deterministic else self.policy.sample(x)[0]
 
     def evaluate_actions(self, obs: Tensor, actions: Tensor, entropy_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
         """(log pi(a|s), entropy, V(s)) with gradients, for the update; ``entropy_grad=False`` when the
         loss does not weight the entropy (it is then only logged: fewer nodes in the graph)."""
-        x = self.normalizer(obs)
+        x = self.features(obs)
         log_prob, entropy = self.policy.log_prob_entropy(x, actions, entropy_grad)
         return log_prob, entropy, self.critic(x)
 
@@ -58,8 +78,12 @@ class ActorCritic(nn.Module):
 class _ZeroValue(nn.Module):
     """Stand-in critic V(s) = 0 for policy-only models (no parameters, nothing to train)."""
 
+    def __init__(self, obs_rank: int = 1):
+        super().__init__()
+        self.obs_rank = obs_rank
+
     def forward(self, obs: Tensor) -> Tensor:
-        return obs.new_zeros(obs.shape[:-1])
+        return obs.new_zeros(obs.shape[: obs.dim() - self.obs_rank], dtype=torch.float32)
 
 
 def make_optimizer(params: Iterable[nn.Parameter] | list[dict], lr: float, eps: float = 1e-5, flat: bool = True) -> torch.optim.Adam:
@@ -141,7 +165,8 @@ def make_named_optimizer(name: str, params: Iterable[nn.Parameter] | list[dict],
 def actor_critic_param_groups(model: ActorCritic, critic_lr: float) -> list[dict]:
     """Policy and critic parameters as two optimizer groups, the critic's with its own learning rate."""
     critic = list(model.critic.parameters())  # none for a policy-only model
-    return [{"params": list(model.policy.parameters())}, *([{"params": critic, "lr": critic_lr}] if critic else [])]
+    shared = list(model.encoder.parameters()) if model.encoder is not None else []  # a shared CNN: the policy's group
+    return [{"params": shared + list(model.policy.parameters())}, *([{"params": critic, "lr": critic_lr}] if critic else [])]
 
 
 def anneal_lr(optimizer: torch.optim.Optimizer, progress: float) -> float:
@@ -228,10 +253,12 @@ class ActorCriticAgent:
     updates: int = 0
     episodes: CompleteEpisodes | None = None  # whole-episode batching, if the algorithm uses it
 
-    def __init__(self, spec: EnvSpec, hp: PolicyGradientConfig, net: NetworkConfig, device: torch.device, critic: bool = True):
+    def __init__(self, spec: EnvSpec, hp: PolicyGradientConfig, net: NetworkConfig, device: torch.device, critic: bool = True,
+                 share_encoder: bool = True):
         """Policy and critic V(s) (none with ``critic=False``), one optimizer with a learning rate each."""
         self.hp, self.device = hp, device
-        self.model = ActorCritic(spec, net, hp.normalize_obs, hp.log_std_init, critic=critic).to(device)
+        self.model = ActorCritic(spec, net, hp.normalize_obs, hp.log_std_init, critic=critic,
+                                 share_encoder=share_encoder).to(device)
         self.optimizer = make_named_optimizer(hp.optimizer, actor_critic_param_groups(self.model, hp.critic_lr), hp.lr)
         self.updates = 0
 

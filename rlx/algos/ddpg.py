@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from rlx.algos.off_policy_common import (ActionBounds, ExplorationNoise, OffPolicyCommon, Persistent, adam, frozen_copy,
-                                         metrics, obs_dim, optimize)
+                                         encoders, metrics, optimize)
 from rlx.buffers.replay import Transitions
 from rlx.config import param
 from rlx.envs import EnvSpec
@@ -41,8 +41,10 @@ class DDPG(Persistent):
     def __init__(self, spec: EnvSpec, hp: DDPGConfig, net: NetworkConfig, device: torch.device):
         self.hp, self.device = hp, device
         self.bounds = ActionBounds(spec.action_space, device)
-        self.actor = DeterministicActor(obs_dim(spec), self.bounds.dim, net.hidden_sizes, net.activation).to(device)
-        self.critic = QEnsemble(obs_dim(spec), self.bounds.dim, net.hidden_sizes, net.activation, self.n_critics).to(device)
+        enc = encoders(spec, net)
+        self.actor = DeterministicActor(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, encoder=enc()).to(device)
+        self.critic = QEnsemble(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, self.n_critics,
+                                encoder=enc()).to(device)
         self.actor_target, self.critic_target = frozen_copy(self.actor), frozen_copy(self.critic)
         self.actor_opt, self.critic_opt = adam(self.actor.parameters(), hp.lr), adam(self.critic.parameters(), hp.lr)
         self.noise = ExplorationNoise(hp.noise, hp.noise_std, self.bounds.dim)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from rlx.config import param
 from rlx.envs import EnvSpec
 from rlx.errors import UserError
+from rlx.networks.encoders import EncoderFactory
 from rlx.networks.off_policy import TanhGaussianActor
 from rlx.objectives.distributions import scale_action, unscale_action
 from rlx.objectives.noise import GaussianNoise, OrnsteinUhlenbeckNoise
@@ -75,6 +76,12 @@ def metrics(**values: Tensor) -> dict[str, float]:
 
 def obs_dim(spec: EnvSpec) -> int:
     return int(np.prod(spec.obs_shape))
+
+
+def encoders(spec: EnvSpec, net: NetworkConfig) -> EncoderFactory:
+    """``network.encoder`` for this env's observations: call it for a fresh encoder (None for flat
+    vectors with ``mlp``); ``.features`` is what the heads' MLPs take."""
+    return EncoderFactory(net.encoder, spec.observation_space)
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
@@ -198,7 +205,8 @@ class TanhGaussianAgent(Persistent):
     def __init__(self, spec: EnvSpec, hp: OffPolicyCommon, net: NetworkConfig, device: torch.device):
         self.hp, self.device = hp, device
         self.bounds = ActionBounds(spec.action_space, device)
-        self.actor = TanhGaussianActor(obs_dim(spec), self.bounds.dim, net.hidden_sizes, net.activation).to(device)
+        self.encoders = enc = encoders(spec, net)
+        self.actor = TanhGaussianActor(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, encoder=enc()).to(device)
         self.actor_opt = adam(self.actor.parameters(), hp.lr)
         self.updates = 0
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlx.algos.off_policy_common import OffPolicyCommon, TanhGaussianAgent, adam, frozen_copy, metrics, obs_dim, optimize
+from rlx.algos.off_policy_common import OffPolicyCommon, TanhGaussianAgent, adam, frozen_copy, metrics, optimize
 from rlx.buffers.replay import Transitions
 from rlx.config import param
 from rlx.envs import EnvSpec
@@ -51,7 +51,8 @@ class OffPolicyAC(TanhGaussianAgent):
 
     def __init__(self, spec: EnvSpec, hp: OffPolicyACConfig, net: NetworkConfig, device: torch.device):
         super().__init__(spec, hp, net, device)
-        self.critic = QEnsemble(obs_dim(spec), self.bounds.dim, net.hidden_sizes, net.activation, n=1).to(device)
+        self.critic = QEnsemble(self.encoders.features, self.bounds.dim, net.hidden_sizes, net.activation, n=1,
+                                encoder=self.encoders()).to(device)
         self.critic_target = frozen_copy(self.critic)
         self.critic_opt = adam(self.critic.parameters(), hp.lr)
 
@@ -70,7 +71,7 @@ class OffPolicyAC(TanhGaussianAgent):
         mean, log_std = self.actor(batch.obs)
         with torch.no_grad():
             u = mean + log_std.exp() * torch.randn((k, *mean.shape), device=mean.device)  # pre-tanh samples [K, B, A]
-            obs_k = batch.obs.expand(k, *batch.obs.shape).reshape(k * b, -1)
+            obs_k = batch.obs.expand(k, *batch.obs.shape).reshape(k * b, *batch.obs.shape[1:])
             q_pi = self.critic(obs_k, torch.tanh(u).reshape(k * b, -1))[0].reshape(k, b)
             weights = q_pi - leave_one_out_baseline(q_pi) if k > 1 else q_pi
             weights = weights / (weights.std() + 1e-8) if hp.normalize_weights else weights

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlx.algos.off_policy_common import EntropyCommon, TanhGaussianAgent, Temperature, adam, frozen_copy, metrics, obs_dim, optimize
+from rlx.algos.off_policy_common import EntropyCommon, TanhGaussianAgent, Temperature, adam, frozen_copy, metrics, optimize
 from rlx.buffers.replay import Transitions
 from rlx.envs import EnvSpec
 from rlx.networks.off_policy import QEnsemble
@@ -30,7 +30,8 @@ class SAC(TanhGaussianAgent):
 
     def __init__(self, spec: EnvSpec, hp: SACConfig, net: NetworkConfig, device: torch.device):
         super().__init__(spec, hp, net, device)
-        self.critic = QEnsemble(obs_dim(spec), self.bounds.dim, net.hidden_sizes, net.activation, n=2).to(device)
+        self.critic = QEnsemble(self.encoders.features, self.bounds.dim, net.hidden_sizes, net.activation, n=2,
+                                encoder=self.encoders()).to(device)
         self.critic_target = frozen_copy(self.critic)
         self.critic_opt = adam(self.critic.parameters(), hp.lr)
         self.temperature = Temperature(hp.alpha, -float(self.bounds.dim), hp.lr, device)

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rlx.algos.off_policy_common import EntropyCommon, Persistent, Temperature, adam, frozen_copy, metrics, obs_dim, optimize
+from rlx.algos.off_policy_common import EntropyCommon, Persistent, Temperature, adam, encoders, frozen_copy, metrics, optimize
 from rlx.buffers.replay import Transitions
 from rlx.config import param
 from rlx.envs import EnvSpec
 from rlx.networks.mlp import mlp
-from rlx.networks.off_policy import DiscreteQEnsemble
+from rlx.networks.off_policy import CategoricalActor, DiscreteQEnsemble
 from rlx.objectives.distributions import categorical_probs_log_probs
 from rlx.objectives.targets import (bellman_target, critic_regression_loss, discrete_sac_policy_loss,
                                     discrete_sac_temperature_loss, discrete_soft_value, polyak_update_)
@@ -41,8 +41,13 @@ class SACDiscrete(Persistent):
     def __init__(self, spec: EnvSpec, hp: SACDiscreteConfig, net: NetworkConfig, device: torch.device):
         self.hp, self.device = hp, device
         n_actions = int(spec.action_space.n)
-        self.actor = mlp(obs_dim(spec), n_actions, net.hidden_sizes, net.activation, orthogonal_init=False).to(device)
-        self.critic = DiscreteQEnsemble(obs_dim(spec), n_actions, net.hidden_sizes, net.activation, n=2).to(device)
+        enc = encoders(spec, net)
+        actor_encoder = enc()  # flat vectors: none, and the actor stays a bare MLP (checkpoint keys unchanged)
+        self.actor = (mlp(enc.features, n_actions, net.hidden_sizes, net.activation, orthogonal_init=False)
+                      if actor_encoder is None else
+                      CategoricalActor(enc.features, n_actions, net.hidden_sizes, net.activation, actor_encoder)).to(device)
+        self.critic = DiscreteQEnsemble(enc.features, n_actions, net.hidden_sizes, net.activation, n=2,
+                                        encoder=enc()).to(device)
         self.critic_target = frozen_copy(self.critic)
         self.actor_opt, self.critic_opt = adam(self.actor.parameters(), hp.lr), adam(self.critic.parameters(), hp.lr)
         self.temperature = Temperature(hp.alpha, hp.target_entropy_scale * math.log(n_actions), hp.lr, device)

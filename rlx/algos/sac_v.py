@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlx.algos.off_policy_common import (EntropyCommon, TanhGaussianAgent, Temperature, adam, frozen_copy, metrics,
-                                         obs_dim)
+from rlx.algos.off_policy_common import (EntropyCommon, TanhGaussianAgent, Temperature, adam, frozen_copy, metrics)
 from rlx.buffers.replay import Transitions
 from rlx.envs import EnvSpec
 from rlx.networks.heads import ValueNet
@@ -38,8 +37,9 @@ class SACV(TanhGaussianAgent):
 
     def __init__(self, spec: EnvSpec, hp: SACVConfig, net: NetworkConfig, device: torch.device):
         super().__init__(spec, hp, net, device)
-        self.critic = QEnsemble(obs_dim(spec), self.bounds.dim, net.hidden_sizes, net.activation, n=2).to(device)
-        self.value = ValueNet(obs_dim(spec), net.hidden_sizes, net.activation).to(device)
+        enc = self.encoders
+        self.critic = QEnsemble(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, n=2, encoder=enc()).to(device)
+        self.value = ValueNet(enc.features, net.hidden_sizes, net.activation, encoder=enc()).to(device)
         self.value_target = frozen_copy(self.value)
         self.critic_opt, self.value_opt = adam(self.critic.parameters(), hp.lr), adam(self.value.parameters(), hp.lr)
         self.temperature = Temperature(hp.alpha, -float(self.bounds.dim), hp.lr, device)

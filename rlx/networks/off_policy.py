@@ -2,6 +2,8 @@
 
 Actors work in the unit box [-1, 1]^d; the algorithm maps to the env's Box with ``scale_action``.
 Initialization is PyTorch's ``nn.Linear`` default, as in SB3's SAC/TD3/DDPG, for like-for-like runs.
+Each module optionally owns an observation ``encoder`` (:mod:`rlx.networks.encoders`; ``obs_dim`` is then
+its feature width): the actor its own, a critic ensemble one for all its members (as SB3's critics).
 """
 from __future__ import annotations
 
@@ -17,17 +19,23 @@ from rlx.objectives.distributions import tanh_gaussian_deterministic, tanh_gauss
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # SB3/SAC-paper clamp: keeps σ away from 0 and from exploding
 
 
+def _encode(encoder: nn.Module | None, obs: Tensor) -> Tensor:
+    return obs if encoder is None else encoder(obs)
+
+
 class TanhGaussianActor(nn.Module):
     """π(a|s): a = tanh(μ(s) + σ(s)·ε). One MLP whose last layer outputs [μ, log σ] (the same function
     as SB3's latent MLP + two linear heads)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str,
+                 encoder: nn.Module | None = None):
         super().__init__()
+        self.encoder = encoder
         self.net = mlp(obs_dim, 2 * act_dim, hidden_sizes, activation, orthogonal_init=False)
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """(μ, log σ), log σ clamped to [LOG_STD_MIN, LOG_STD_MAX]."""
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        mean, log_std = self.net(_encode(self.encoder, obs)).chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
@@ -41,31 +49,60 @@ class TanhGaussianActor(nn.Module):
 class DeterministicActor(nn.Module):
     """μ(s) = tanh(MLP(s)) in the unit box (DDPG/TD3)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str,
+                 encoder: nn.Module | None = None):
         super().__init__()
+        self.encoder = encoder
         self.net = mlp(obs_dim, act_dim, hidden_sizes, activation, orthogonal_init=False)
 
     def forward(self, obs: Tensor) -> Tensor:
-        return torch.tanh(self.net(obs))
+        return torch.tanh(self.net(_encode(self.encoder, obs)))
 
 
 class QEnsemble(nn.Module):
     """``n`` critics Q_i(s, a) on [s, a] -> ``[n, B]`` (continuous actions, in the unit box)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str, n: int = 2):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str, n: int = 2,
+                 encoder: nn.Module | None = None):
         super().__init__()
+        self.encoder = encoder
         self.net = EnsembleMLP(obs_dim + act_dim, 1, hidden_sizes, activation, n)
 
     def forward(self, obs: Tensor, actions: Tensor, members: int | None = None, detach_params: bool = False) -> Tensor:
-        return self.net(torch.cat([obs, actions], dim=-1), members, detach_params).squeeze(-1)
+        x = obs
+        if self.encoder is not None:  # detach_params: no gradient into the encoder's weights either
+            x = _call_detached(self.encoder, obs) if detach_params else self.encoder(obs)
+        return self.net(torch.cat([x, actions], dim=-1), members, detach_params).squeeze(-1)
 
 
 class DiscreteQEnsemble(nn.Module):
     """``n`` critics giving Q_i(s, ·) for every action at once: ``[B, obs] -> [n, B, A]``."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int], activation: str, n: int = 2):
+    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int], activation: str, n: int = 2,
+                 encoder: nn.Module | None = None):
         super().__init__()
+        self.encoder = encoder
         self.net = EnsembleMLP(obs_dim, n_actions, hidden_sizes, activation, n)
 
     def forward(self, obs: Tensor) -> Tensor:
-        return self.net(obs)
+        return self.net(_encode(self.encoder, obs))
+
+
+class CategoricalActor(nn.Module):
+    """Logits of π(·|s) over a Discrete action space (discrete SAC): ``[B, *obs] -> [B, A]``; an MLP on
+    the (optionally encoded) observation."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int], activation: str,
+                 encoder: nn.Module | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.net = mlp(obs_dim, n_actions, hidden_sizes, activation, orthogonal_init=False)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(_encode(self.encoder, obs))
+
+
+def _call_detached(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` with its parameters treated as constants (gradient still flows to ``x``)."""
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return torch.func.functional_call(module, params, (x,))
