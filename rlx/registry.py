@@ -13,6 +13,7 @@ from rlx.algos.sac import SAC
 from rlx.algos.sac_discrete import SACDiscrete
 from rlx.algos.sac_v import SACV
 from rlx.algos.td3 import TD3
+from rlx.algos.trpo import TRPO
 
 # --- on-policy family ---------------------------------------------------------------------------
 ON_POLICY: dict[str, type] = {
@@ -22,6 +23,7 @@ ON_POLICY: dict[str, type] = {
     "ac_online": OnlineAC,
     "a2c": A2C,
     "a3c": A3C,
+    "trpo": TRPO,
 }
 
 # --- off-policy family --------------------------------------------------------------------------
@@ -43,6 +45,7 @@ DESCRIPTIONS: dict[str, str] = {
     "ac_online": "online actor-critic: one env step, then one critic and one actor update (TD error)",
     "a2c": "synchronous advantage actor-critic, n-step returns/GAE over lockstep vectorized envs",
     "a3c": "asynchronous advantage actor-critic: Hogwild worker processes, shared RMSprop/Adam",
+    "trpo": "trust region policy optimization: conjugate-gradient natural step within a KL bound, line search, GAE(lambda)",
     "offpolicy_ac": "off-policy actor-critic: replay buffer, fitted Q, score-function gradient with fresh policy actions",
     "ddpg": "deep deterministic policy gradient: actor + critic, target copies (Polyak), OU/Gaussian exploration noise",
     "td3": "twin delayed DDPG: clipped double-Q, target-policy smoothing, delayed actor updates",

@@ -16,13 +16,35 @@ ReLU).
 """
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 FUSED_ACTIVATIONS = ("tanh", "relu")
+
+# >0 inside ``double_backward()``: MLPs run as plain torch ops, whose graph can be differentiated twice.
+_plain_depth = 0
+
+
+@contextlib.contextmanager
+def double_backward() -> Iterator[None]:
+    """Inside this block every MLP forward is recorded op by op (Linear, tanh/ReLU: the ``nn.Sequential``
+    path) instead of as one :class:`FusedMLP` node, whose hand-written backward is ``once_differentiable``.
+    TRPO needs it: its Fisher-vector products differentiate the gradient of the KL a second time."""
+    global _plain_depth
+    _plain_depth += 1
+    try:
+        yield
+    finally:
+        _plain_depth -= 1
+
+
+def fused_enabled() -> bool:
+    """False inside :func:`double_backward`."""
+    return _plain_depth == 0
 
 
 # Below this many elements torch's own (scalar) CPU tanh beats the four vectorized ops of the identity
@@ -97,13 +119,24 @@ class FusedMLP(torch.autograd.Function):
         return (None, grad_x, *grads)
 
 
+def _plain_forward(x: Tensor, params: Sequence[Tensor], activation: str) -> Tensor:
+    """The same MLP as out-of-place torch ops (what ``nn.Sequential`` records): twice differentiable."""
+    h = x
+    last = len(params) // 2 - 1
+    for i in range(last + 1):
+        h = torch.addmm(params[2 * i + 1], h, params[2 * i].t())
+        if i < last:
+            h = torch.tanh(h) if activation == "tanh" else torch.relu(h)
+    return h
+
+
 def fused_mlp(x: Tensor, params: Sequence[Tensor], activation: str) -> Tensor:
-    """The MLP on ``x`` of shape [..., in]: one autograd node when gradients are recorded, the plain
-    forward (nothing saved) otherwise."""
+    """The MLP on ``x`` of shape [..., in]: one autograd node when gradients are recorded (op by op
+    inside :func:`double_backward`), the plain forward (nothing saved) otherwise."""
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
     if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
-        out = FusedMLP.apply(activation, x2, *params)
+        out = FusedMLP.apply(activation, x2, *params) if _plain_depth == 0 else _plain_forward(x2, params, activation)
     else:
         out = mlp_forward(x2, params, activation)[0]
     return out.reshape(*lead, out.shape[-1])
