@@ -39,6 +39,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rlx.errors import UserError
+
 F32, F64 = np.float32, np.float64
 
 
@@ -144,7 +146,9 @@ class BatchedClassicControl(VectorEnv):
                 "rngs": [None if g is None else g.bit_generator.state for g in self.rngs], **self._extra_state()}
 
     @envs.setter
-    def envs(self, snapshot: dict[str, Any]) -> None:
+    def envs(self, snapshot: dict[str, Any] | list[gym.Env]) -> None:
+        if isinstance(snapshot, list):  # a checkpoint from before env.batched: the SyncVectorEnv's sub-envs
+            snapshot = self._snapshot_of(snapshot)
         self.state, self.elapsed = snapshot["state"].copy(), snapshot["elapsed"].copy()
         for i, s in enumerate(snapshot["rngs"]):
             if s is None:
@@ -154,7 +158,26 @@ class BatchedClassicControl(VectorEnv):
                 self.rngs[i].bit_generator.state = s
         self._load_extra_state(snapshot)
 
+    def _snapshot_of(self, sub_envs: list[gym.Env]) -> dict[str, Any]:
+        """The batched state equal to these gymnasium sub-envs' (simulator state, TimeLimit count, RNG)."""
+        if len(sub_envs) != self.num_envs:
+            raise ValueError(f"{len(sub_envs)} sub-envs for {self.num_envs}")
+        elapsed = []
+        for env in sub_envs:
+            w = env
+            while isinstance(w, gym.Wrapper) and not isinstance(w, gym.wrappers.TimeLimit):
+                w = w.env
+            elapsed.append(w._elapsed_steps if isinstance(w, gym.wrappers.TimeLimit) else 0)
+        raw = [np.asarray(e.unwrapped.state) for e in sub_envs]
+        snapshot = {"state": np.stack(raw).astype(F64), "elapsed": np.asarray(elapsed, dtype=np.int64),
+                    "rngs": [None if e.unwrapped._np_random is None else e.unwrapped._np_random.bit_generator.state
+                             for e in sub_envs]}
+        return {**snapshot, **self._extra_state_of(raw)}
+
     def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _extra_state_of(self, raw_states: list[np.ndarray]) -> dict[str, Any]:
         return {}
 
     def _load_extra_state(self, snapshot: dict[str, Any]) -> None:
@@ -389,6 +412,9 @@ class BatchedMountainCarContinuous(BatchedClassicControl):
     def _load_extra_state(self, snapshot):
         self.fresh = snapshot["fresh"].copy()
 
+    def _extra_state_of(self, raw_states):
+        return {"fresh": np.array([s.dtype == F64 for s in raw_states])}
+
 
 # gymnasium entry point -> (batched class, the constructor kwargs whose effect it models)
 BATCHED: dict[str, tuple[type[BatchedClassicControl], frozenset[str]]] = {
@@ -426,3 +452,31 @@ def make_batched_vec_env(env_id: str, num_envs: int, kwargs: dict[str, Any] | No
     if cls is None:
         raise ValueError(f"no batched implementation of {env_id} with kwargs {kwargs or {}}")
     return cls(env_id, num_envs, kwargs, max_episode_steps)
+
+
+# ``env.batched=auto`` batches from this many sub-envs on. Measured (2-core CPU, CartPole-v1 and
+# Pendulum-v1, random actions, benchmarks/results.md): at 1-2 sub-envs the ~40 NumPy calls of a
+# batched step cost more than the sync vector env's per-env Python; from 3-4 on batching wins (x1.3-2
+# at 4, x2-4 at 8, x4-8 at 16).
+AUTO_MIN_ENVS = 4
+
+
+def select_batched(env_id: str, num_envs: int, kwargs: dict[str, Any] | None, render_mode: str | None,
+                   batched: bool | str) -> type[BatchedClassicControl] | None:
+    """The batched class ``make_vec_env`` should use for ``env.batched`` (True | False | "auto"), or None
+    for gymnasium's sync vector env. True without a batched implementation is a UserError."""
+    if batched is False or batched == "false":
+        return None
+    cls = batched_class(env_id, kwargs) if render_mode is None else None
+    if batched is True or batched == "true":
+        if cls is None:
+            raise UserError(f"env.batched=true: {env_id} has no batched implementation"
+                            f"{' with kwargs ' + str(dict(kwargs)) if kwargs else ''}"
+                            f" (batched: {', '.join(sorted(gym.spec(e).id for e in _BATCHED_IDS))}); use env.batched=auto")
+        return cls
+    if batched != "auto":
+        raise UserError(f"env.batched={batched!r}: expected true, false or auto")
+    return cls if num_envs >= AUTO_MIN_ENVS else None
+
+
+_BATCHED_IDS = ("CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0")

@@ -126,6 +126,27 @@ def test_snapshot_continues_exactly():
             np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0"])
+def test_resumes_a_sync_vector_env_checkpoint(env_id):
+    """A checkpoint from before env.batched holds the SyncVectorEnv's sub-envs; the batched env continues
+    them exactly (state, time-limit counts, reset RNGs), with a sub-env fresh from a reset included."""
+    ref_env = reference(env_id, N, max_episode_steps=25)
+    ref_env.reset(seed=5)
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        ref_env.step(random_actions(ref_env.single_action_space, rng, N))
+    blob = pickle.dumps(ref_env.envs)
+    ref_env.envs[0].reset()  # both continue from a fresh episode in sub-env 0
+    env = make_batched_vec_env(env_id, N, max_episode_steps=25)
+    env.envs = pickle.loads(blob)
+    env.envs = {**env.envs}  # round trip through the batched snapshot too
+    env._reset_one(0, env.rngs[0], None)
+    env.elapsed[0] = 0
+    for t in range(60):
+        a = random_actions(ref_env.single_action_space, rng, N)
+        assert_same_step(t, ref_env.step(a), env.step(a))
+
+
 def test_continuous_mountain_car_snapshot_keeps_fresh_flags():
     env = make_batched_vec_env("MountainCarContinuous-v0", 2)
     env.reset(seed=0)

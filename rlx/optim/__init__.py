@@ -1,0 +1,1 @@
+"""Optimizers for populations (a member dimension K in front of every parameter)."""

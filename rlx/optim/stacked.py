@@ -1,0 +1,218 @@
+"""Optimizer steps for a population of K members whose parameters live in one ``[K, P]`` tensor.
+
+Why: torch's optimizers take one scalar learning rate per parameter group and ``clip_grad_norm_`` one
+norm over everything it is given, so K members trained in one process would need K optimizers and K
+clipping calls (K x the per-op overhead that already dominates small RL networks, rlx/networks/flat.py).
+Here member k is row k of a ``[K, P]`` buffer (its parameters flattened in a fixed order), every
+hyperparameter is a ``[K]`` tensor, and one step is a dozen whole-tensor ops for all members:
+
+- :func:`stack_parameters`: ``[K, ...]`` parameters (e.g. :class:`rlx.networks.stacked.StackedMLP`'s)
+  -> one ``[K, P]`` parameter, each original parameter becoming a view of it (the stacked analogue of
+  :func:`rlx.networks.flat.flatten_parameters`); :func:`gather_stacked_grads` after ``backward``;
+- :func:`clip_grad_norm_stacked_`: ``torch.nn.utils.clip_grad_norm_`` per member (member k's norm over
+  its row only, its own ``max_norm``);
+- :class:`StackedAdam`, :class:`StackedRMSprop`: torch's Adam / RMSprop update rules (default
+  single-tensor implementations, no weight decay, no amsgrad) with per-member lr, betas/alpha and eps.
+
+Members never see each other: every reduction is over dim 1 only and every state tensor is per row. A
+``mask`` lets a step skip members (a member stopped after a non-finite loss keeps its weights and state).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def stack_parameters(params: Sequence[nn.Parameter]) -> nn.Parameter:
+    """Move ``[K, ...]`` parameters into one ``[K, P]`` parameter, row k = member k's values in order.
+
+    Each parameter keeps its shape and stays a module parameter (forward, ``state_dict`` unchanged); its
+    data becomes a strided view of the buffer. Stack after moving the module to its device (``.to()``
+    re-allocates and breaks the views; :func:`gather_stacked_grads` checks).
+    """
+    params = [p for p in params if p.requires_grad]
+    k = params[0].shape[0]
+    if any(p.shape[0] != k for p in params):
+        raise ValueError(f"all stacked parameters need the member dimension first, K={k}: {[tuple(p.shape) for p in params]}")
+    with torch.no_grad():
+        flat = nn.Parameter(torch.cat([p.detach().reshape(k, -1) for p in params], dim=1))
+    offset = 0
+    for p in params:
+        n = p[0].numel()
+        p.data = flat.data[:, offset : offset + n].view(p.shape)
+        offset += n
+    flat.stacked_members = params
+    flat.stacked_member_ptrs = [p.data_ptr() for p in params]
+    return flat
+
+
+def gather_stacked_grads(flat: nn.Parameter) -> None:
+    """The members' gradients -> ``flat.grad`` ``[K, P]`` (one ``cat``; a parameter without a gradient
+    contributes zeros), accumulated if ``flat.grad`` exists; the members' gradients are cleared."""
+    members = flat.stacked_members
+    grads = [p.grad for p in members]
+    if all(g is None for g in grads):
+        return
+    if [p.data_ptr() for p in members] != flat.stacked_member_ptrs:
+        raise RuntimeError("a stacked parameter was re-allocated (moved with .to()?); stack after moving the module")
+    k = flat.shape[0]
+    grad = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(k, -1) for p, g in zip(members, grads)], dim=1)
+    flat.grad = grad if flat.grad is None else flat.grad.add_(grad)
+    for p in members:
+        p.grad = None
+
+
+def clip_grad_norm_stacked_(grad: Tensor, max_norm: Tensor | float) -> Tensor:
+    """``clip_grad_norm_`` for each member: row k scaled by ``min(1, max_norm[k] / (||row k|| + 1e-6))``
+    (torch's formula, including its 1e-6); returns the ``[K]`` norms before clipping."""
+    norms = torch.linalg.vector_norm(grad, dim=1)
+    coef = (max_norm / (norms + 1e-6)).clamp_(max=1.0)
+    grad.mul_(coef.unsqueeze(1).to(grad.dtype))
+    return norms
+
+
+class StackedOptimizer:
+    """Shared plumbing: per-member hyperparameters as ``[K]`` tensors, state tensors, state_dict."""
+
+    hyper_names: tuple[str, ...] = ()
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, param: nn.Parameter, **hyper: Tensor | float | Sequence[float]):
+        if param.dim() != 2:
+            raise ValueError(f"expected a [K, P] parameter, got shape {tuple(param.shape)}")
+        self.param = param
+        self.members = param.shape[0]
+        # float64 [K, 1]: the per-member scalars (bias corrections, step sizes) are formed in double as torch
+        # forms its Python-float ones, then cast to the parameter's dtype once per step
+        self.hyper: dict[str, Tensor] = {}
+        for name in self.hyper_names:
+            self.set(name, hyper[name])
+        self.step_count = torch.zeros(self.members, 1, dtype=torch.float64, device=param.device)
+        self.state: dict[str, Tensor] = {name: torch.zeros_like(param, memory_format=torch.contiguous_format)
+                                         for name in self.state_names}
+
+    def set(self, name: str, value: Tensor | float | Sequence[float]) -> None:
+        """Set a hyperparameter for all members (a number) or per member (``K`` values): e.g. an annealed lr."""
+        if name not in self.hyper_names:
+            raise KeyError(f"{type(self).__name__} has no hyperparameter {name!r} ({', '.join(self.hyper_names)})")
+        t = torch.as_tensor(value, dtype=torch.float64, device=self.param.device).reshape(-1, 1)
+        if t.shape[0] == 1:
+            t = t.expand(self.members, 1)
+        if t.shape[0] != self.members:
+            raise ValueError(f"{name}: {t.shape[0]} values for {self.members} members")
+        self.hyper[name] = t.clone()
+
+    def get(self, name: str) -> Tensor:
+        return self.hyper[name].reshape(-1)
+
+    def zero_grad(self) -> None:
+        self.param.grad = None
+
+    @torch.no_grad()
+    def step(self, mask: Tensor | None = None) -> None:
+        """One update of every member with a gradient (``param.grad`` ``[K, P]``); ``mask`` ``[K]`` bool:
+        only those members are updated (the others keep parameters, state and step count)."""
+        grad = self.param.grad
+        if grad is None:
+            return
+        if mask is None:
+            self.step_count += 1
+            self._update(self.param, grad, self.state, self.step_count)
+            return
+        keep = mask.reshape(-1, 1).to(self.param.device)
+        count = self.step_count + keep.to(torch.float64)
+        new_param, new_state = self.param.detach().clone(), {k: v.clone() for k, v in self.state.items()}
+        self._update(new_param, grad, new_state, count.clamp(min=1))
+        self.param.copy_(torch.where(keep, new_param, self.param))
+        for k, v in self.state.items():
+            v.copy_(torch.where(keep, new_state[k], v))
+        self.step_count.copy_(count)
+
+    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Tensor], step: Tensor) -> None:
+        raise NotImplementedError
+
+    def _scalar(self, x: Tensor) -> Tensor:
+        return x.to(self.param.dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"hyper": {k: v.reshape(-1).clone() for k, v in self.hyper.items()},
+                "step": self.step_count.reshape(-1).clone(),
+                "state": {k: v.clone() for k, v in self.state.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, value in state["hyper"].items():
+            self.set(name, value)
+        step = state["step"].to(self.step_count).reshape(-1, 1)
+        if step.shape != self.step_count.shape:
+            raise ValueError(f"state for {step.shape[0]} members, optimizer has {self.members}")
+        self.step_count.copy_(step)
+        for name in self.state_names:
+            src = state["state"][name]
+            if src.shape != self.state[name].shape:
+                raise ValueError(f"{name}: shape {tuple(src.shape)} != {tuple(self.state[name].shape)}")
+            self.state[name].copy_(src)
+
+
+class StackedAdam(StackedOptimizer):
+    """torch.optim.Adam's update per member: ``lr``, ``beta1``, ``beta2``, ``eps`` each a number or ``[K]``."""
+
+    hyper_names = ("lr", "beta1", "beta2", "eps")
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, param: nn.Parameter, lr: Tensor | float | Sequence[float] = 1e-3,
+                 betas: tuple[Any, Any] = (0.9, 0.999), eps: Tensor | float | Sequence[float] = 1e-8):
+        super().__init__(param, lr=lr, beta1=betas[0], beta2=betas[1], eps=eps)
+
+    def _update(self, param, grad, state, step):
+        h = self.hyper
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        beta1, beta2 = self._scalar(h["beta1"]), self._scalar(h["beta2"])
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).add_((1 - beta2) * grad * grad)  # torch's addcmul order: (value * g) * g
+        step_size = self._scalar(h["lr"] / (1 - h["beta1"] ** step))
+        bias_correction2_sqrt = self._scalar((1 - h["beta2"] ** step).sqrt())
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self._scalar(h["eps"]))
+        param.sub_(step_size * exp_avg / denom)
+
+
+class StackedRMSprop(StackedOptimizer):
+    """torch.optim.RMSprop's update per member: ``lr``, ``alpha``, ``eps`` (and ``momentum``) a number or
+    ``[K]``; ``centered`` is shared (it changes which state exists)."""
+
+    hyper_names = ("lr", "alpha", "eps", "momentum")
+
+    def __init__(self, param: nn.Parameter, lr: Tensor | float | Sequence[float] = 1e-2,
+                 alpha: Tensor | float | Sequence[float] = 0.99, eps: Tensor | float | Sequence[float] = 1e-8,
+                 momentum: Tensor | float | Sequence[float] = 0.0, centered: bool = False):
+        self.centered = centered
+        self.use_momentum = bool(torch.as_tensor(momentum).gt(0).any())
+        self.state_names = ("square_avg", *(("grad_avg",) if centered else ()),
+                            *(("momentum_buffer",) if self.use_momentum else ()))
+        super().__init__(param, lr=lr, alpha=alpha, eps=eps, momentum=momentum)
+
+    def set(self, name, value):
+        if name == "momentum" and hasattr(self, "state") and not self.use_momentum and bool(torch.as_tensor(value).gt(0).any()):
+            raise ValueError("momentum > 0 needs an optimizer created with momentum > 0 (it has no momentum buffer)")
+        super().set(name, value)
+
+    def _update(self, param, grad, state, step):
+        h = self.hyper
+        alpha = self._scalar(h["alpha"])
+        square_avg = state["square_avg"]
+        square_avg.mul_(alpha).add_((1 - alpha) * grad * grad)
+        if self.centered:
+            grad_avg = state["grad_avg"]
+            grad_avg.lerp_(grad, 1 - alpha)
+            avg = (square_avg - grad_avg * grad_avg).sqrt_()
+        else:
+            avg = square_avg.sqrt()
+        avg.add_(self._scalar(h["eps"]))
+        lr = self._scalar(h["lr"])
+        if self.use_momentum:
+            buf = state["momentum_buffer"]
+            buf.mul_(self._scalar(h["momentum"])).add_(grad / avg)
+            param.sub_(lr * buf)
+        else:
+            param.sub_(lr * grad / avg)
