@@ -1,9 +1,16 @@
-"""Environment construction on gymnasium's vector API, and episode bookkeeping."""
+"""Environment construction on gymnasium's vector API, env wrappers from the config, and episode bookkeeping.
+
+``env.wrappers``: gymnasium wrappers by import path with their kwargs, ``{_target_: pkg.module.Wrapper,
+arg: value}``, applied in order to every sub-env (training and evaluation); ``env.train_wrappers``: the
+same, applied after them to the training envs only (Atari's episodic life and reward clipping: the
+evaluation reports the real game score). Both are part of the run's config, so ``rlx eval`` and
+``rlx resume`` rebuild the same envs.
+"""
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -28,8 +35,28 @@ class EnvSpec:
         return isinstance(self.action_space, gym.spaces.Discrete)
 
 
+# Env id namespaces that an optional package registers: namespace -> (extra, module, registration)
+OPTIONAL_ENVS = {
+    "ALE/": ("atari", "ale_py", lambda m: gym.register_envs(m)),
+    "MinAtar/": ("minatar", "minatar.gym", lambda m: m.register_envs()),
+}
+
+
+def _register_optional(env_id: str) -> None:
+    """Register ALE/... (ale-py) and MinAtar/... (minatar) ids on demand; a missing package is a UserError."""
+    for prefix, (extra, module_name, register) in OPTIONAL_ENVS.items():
+        if env_id.startswith(prefix) and env_id not in gym.registry:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as e:
+                raise UserError(f"env.id={env_id}: needs the '{extra}' extra ({e}); install it with: "
+                                f"pip install 'rlx[{extra}]'") from None
+            register(module)
+
+
 def resolve_env_id(env_id: str) -> str:
     """Accept a registered id, ``module:EnvId`` (import registers it) or ``module:Class`` (registered here)."""
+    _register_optional(env_id)
     if ":" in env_id:
         module_name, name = env_id.split(":", 1)
         try:
@@ -52,37 +79,82 @@ def resolve_env_id(env_id: str) -> str:
     return env_id
 
 
-def _make_one(env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None, render_mode: str | None = None) -> gym.Env:
+def _missing_dependency(env_id: str, e: Exception) -> UserError:
+    text = str(e).lower()
+    extra = next((x for x, keys in (("mujoco", ("mujoco",)), ("box2d", ("box2d",)),
+                                    ("atari", ("opencv", "cv2", "ale_py", "ale-py", "atari"))) if any(k in text for k in keys)), None)
+    how = f" Install it with: pip install 'rlx[{extra}]'" if extra else ""
+    return UserError(f"env.id={env_id}: a dependency is missing ({str(e).splitlines()[0]}).{how}")
+
+
+def load_wrapper(entry: Any, where: str) -> tuple[Any, dict[str, Any]]:
+    """``{_target_: pkg.module.Class, **kwargs}`` -> (the wrapper class, its kwargs); a bad entry is a UserError."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("_target_"), str):
+        raise UserError(f"{where}={entry!r}: expected a mapping with '_target_: package.module.Wrapper' and its kwargs")
+    target = entry["_target_"]
+    module_name, _, name = target.replace(":", ".").rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module_name), name, None) if module_name else None
+    except ImportError as e:
+        raise UserError(f"{where}._target_={target}: cannot import module '{module_name}' ({e})") from None
+    if not callable(obj):
+        raise UserError(f"{where}._target_={target}: not found; expected a gymnasium wrapper by import path, "
+                        f"e.g. gymnasium.wrappers.FrameStackObservation")
+    return obj, {k: v for k, v in entry.items() if k != "_target_"}
+
+
+def apply_wrappers(env: gym.Env, wrappers: Sequence[Any], env_id: str, where: str = "env.wrappers") -> gym.Env:
+    """Wrap ``env`` with each entry of ``wrappers`` in order (see the module docstring)."""
+    for i, entry in enumerate(wrappers or ()):
+        cls, kwargs = load_wrapper(entry, f"{where}[{i}]")
+        try:
+            env = cls(env, **kwargs)
+        except gym.error.DependencyNotInstalled as e:
+            raise _missing_dependency(env_id, e) from None
+        except Exception as e:
+            raise UserError(f"{where}[{i}] ({entry['_target_']}) on env.id={env_id}: {type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    return env
+
+
+def _make_one(env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None, render_mode: str | None = None,
+              wrappers: Sequence[Any] = (), train_wrappers: Sequence[Any] = ()) -> gym.Env:
     if render_mode is not None:  # envs that don't render don't accept the argument at all
         kwargs = {**kwargs, "render_mode": render_mode}
     try:
-        return gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
+        env = gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
     except gym.error.DependencyNotInstalled as e:
-        extra = "mujoco" if "mujoco" in str(e).lower() else "box2d" if "box2d" in str(e).lower() else None
-        how = f" Install it with: pip install 'rlx[{extra}]'" if extra else ""
-        raise UserError(f"env.id={env_id}: a dependency is missing ({str(e).splitlines()[0]}).{how}") from None
+        raise _missing_dependency(env_id, e) from None
     except Exception as e:  # a user env's constructor rejected its kwargs, etc.
         raise UserError(f"env.id={env_id}: could not be created: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    env = apply_wrappers(env, wrappers, env_id)
+    return apply_wrappers(env, train_wrappers, env_id, "env.train_wrappers")
 
 
-def env_spec(env_id: str, kwargs: dict[str, Any] | None = None) -> EnvSpec:
+def env_spec(env_id: str, kwargs: dict[str, Any] | None = None, wrappers: Sequence[Any] = (),
+             train_wrappers: Sequence[Any] = (), encoder: str = "mlp") -> EnvSpec:
+    """The (wrapped) env's spaces; an observation space ``network.encoder`` cannot take is a UserError."""
+    from rlx.networks.encoders import check_observation_space
+
     env_id = resolve_env_id(env_id)
-    env = _make_one(env_id, dict(kwargs or {}), None)
+    env = _make_one(env_id, dict(kwargs or {}), None, wrappers=wrappers, train_wrappers=train_wrappers)
     spec = EnvSpec(env_id, env.observation_space, env.action_space)
     env.close()
-    if not isinstance(spec.observation_space, gym.spaces.Box):
-        raise UserError(f"env.id={env_id}: observation space {spec.observation_space} is not supported (flat Box only)")
+    check_observation_space(spec.observation_space, encoder, env_id)
     return spec
 
 
 class _EnvFactory:
     """Picklable env constructor (a lambda would stop vector envs from being checkpointed)."""
 
-    def __init__(self, env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None, render_mode: str | None = None):
+    def __init__(self, env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None, render_mode: str | None = None,
+                 wrappers: Sequence[Any] = (), train_wrappers: Sequence[Any] = ()):
         self.env_id, self.kwargs, self.max_episode_steps, self.render_mode = env_id, kwargs, max_episode_steps, render_mode
+        self.wrappers, self.train_wrappers = list(wrappers or ()), list(train_wrappers or ())
 
     def __call__(self) -> gym.Env:
-        return _make_one(self.env_id, self.kwargs, self.max_episode_steps, self.render_mode)
+        return _make_one(self.env_id, self.kwargs, self.max_episode_steps, self.render_mode, self.wrappers,
+                         self.train_wrappers)
 
 
 def make_vec_env(
@@ -92,11 +164,15 @@ def make_vec_env(
     kwargs: dict[str, Any] | None = None,
     max_episode_steps: int | None = None,
     render_mode: str | None = None,
+    wrappers: Sequence[Any] = (),
+    train_wrappers: Sequence[Any] = (),
 ) -> gym.vector.VectorEnv:
     """Synchronous vector env with same-step autoreset: the observation returned with done is
-    already the next episode's first one, and the episode's last one is in ``info["final_obs"]``."""
+    already the next episode's first one, and the episode's last one is in ``info["final_obs"]``.
+    ``wrappers`` then ``train_wrappers`` wrap each sub-env (evaluation envs get ``wrappers`` only).
+    """
     env_id = resolve_env_id(env_id)
-    factory = _EnvFactory(env_id, dict(kwargs or {}), max_episode_steps, render_mode)
+    factory = _EnvFactory(env_id, dict(kwargs or {}), max_episode_steps, render_mode, wrappers, train_wrappers)
     envs = gym.vector.SyncVectorEnv(
         [factory] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
     )
@@ -165,8 +241,8 @@ def check_user_env(env_id: str, kwargs: dict[str, Any] | None = None) -> list[st
 
     env_id = resolve_env_id(env_id)
     entry = gym.spec(env_id).entry_point
-    if isinstance(entry, str) and entry.startswith("gymnasium."):
-        return []
+    if isinstance(entry, str) and (entry.startswith("gymnasium.") or env_id.startswith(tuple(OPTIONAL_ENVS))):
+        return []  # gymnasium's own envs, ALE's and MinAtar's are known good
     env = _make_one(env_id, dict(kwargs or {}), None)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -178,3 +254,53 @@ def check_user_env(env_id: str, kwargs: dict[str, Any] | None = None) -> list[st
         env.close()
     strip = lambda m: " ".join(str(m).replace("\x1b[33m", "").replace("\x1b[0m", "").split())
     return sorted({strip(w.message) for w in caught})
+
+
+class ChannelsFirst(gym.ObservationWrapper):
+    """``(H, W, C)`` image observations -> ``(C, H, W)``, the layout the CNN encoders take (MinAtar's
+    states are channels-last)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.observation_space
+        if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 3):
+            raise ValueError(f"ChannelsFirst needs a rank-3 Box observation space, got {space}")
+        self.observation_space = gym.spaces.Box(np.transpose(space.low, (2, 0, 1)), np.transpose(space.high, (2, 0, 1)),
+                                                dtype=space.dtype)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)))
+
+
+class EpisodicLife(gym.Wrapper):
+    """Atari, training only: losing a life ends the learner's episode (``terminated``), but not the game:
+    the next ``reset`` continues it with a no-op step, and only a game over resets the emulator (the
+    DQN-paper convention; SB3's ``EpisodicLifeEnv``). Evaluation envs go without it and report whole games."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def _ale_lives(self) -> int:
+        return int(self.env.unwrapped.ale.lives())
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = bool(terminated or truncated)
+        lives = self._ale_lives()
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        if self.game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:  # a life was lost: go on from here with a no-op
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        self.game_over = False
+        self.lives = self._ale_lives()
+        return obs, info

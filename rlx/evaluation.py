@@ -29,14 +29,16 @@ class Evaluator:
     """
 
     def __init__(self, env_id: str, episodes: int, seed: int, device: torch.device, kwargs: dict | None = None,
-                 max_episode_steps: int | None = None, max_envs: int = 10, video_dir: str | Path | None = None):
+                 max_episode_steps: int | None = None, max_envs: int = 10, video_dir: str | Path | None = None,
+                 wrappers: list | tuple = ()):
         self.episodes, self.seed, self.device = episodes, seed, device
         if video_dir is not None:
             env_id = resolve_env_id(env_id)
-            factory = _VideoFactory(env_id, dict(kwargs or {}), max_episode_steps, str(video_dir))
+            factory = _VideoFactory(env_id, dict(kwargs or {}), max_episode_steps, str(video_dir), wrappers)
             self.envs = gym.vector.SyncVectorEnv([factory], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
         else:
-            self.envs = make_vec_env(env_id, min(episodes, max_envs), seed, kwargs, max_episode_steps)
+            # env.wrappers, not env.train_wrappers: evaluation reports the real return (whole games, unclipped)
+            self.envs = make_vec_env(env_id, min(episodes, max_envs), seed, kwargs, max_episode_steps, wrappers=wrappers)
 
     def __call__(self, act: ActFn, deterministic: bool = True) -> np.ndarray:
         n = self.envs.num_envs
@@ -63,8 +65,9 @@ class Evaluator:
 
 
 class _VideoFactory(_EnvFactory):
-    def __init__(self, env_id: str, kwargs: dict, max_episode_steps: int | None, video_dir: str):
-        super().__init__(env_id, kwargs, max_episode_steps, render_mode="rgb_array")
+    def __init__(self, env_id: str, kwargs: dict, max_episode_steps: int | None, video_dir: str, wrappers: list | tuple = ()):
+        # the video records env.render(): the raw game frames (e.g. Atari's 210x160 RGB), not the network input
+        super().__init__(env_id, kwargs, max_episode_steps, render_mode="rgb_array", wrappers=wrappers)
         self.video_dir = video_dir
 
     def __call__(self) -> gym.Env:

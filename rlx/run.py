@@ -117,12 +117,14 @@ def train(cfg: DictConfig | dict, run_dir: str | Path, resume: dict | None = Non
         torch.set_num_threads(s.run.torch_threads)
     seed_everything(s.run.seed)
     device = resolve_device(s.run.device)
-    spec = env_spec(s.env.id, s.env.kwargs)
+    spec = env_spec(s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder)
     check_action_space(s.algo_name, spec)
     env_warnings = check_user_env(s.env.id, s.env.kwargs)
     algo = build_algorithm(s, spec, device)
-    envs = make_vec_env(s.env.id, s.env.num_envs, s.run.seed, s.env.kwargs, s.env.max_episode_steps)
-    evaluator = Evaluator(s.env.id, s.eval.episodes, s.run.seed + 10_000, device, s.env.kwargs, s.env.max_episode_steps)
+    envs = make_vec_env(s.env.id, s.env.num_envs, s.run.seed, s.env.kwargs, s.env.max_episode_steps,
+                        wrappers=s.env.wrappers, train_wrappers=s.env.train_wrappers)
+    evaluator = Evaluator(s.env.id, s.eval.episodes, s.run.seed + 10_000, device, s.env.kwargs, s.env.max_episode_steps,
+                          wrappers=s.env.wrappers)
     start = resume["env_steps"] if resume else 0
     logger = Logger(run_dir, config, s.wandb, s.run.total_steps, s.logger.progress,
                     wandb_id=resume["session"]["wandb_id"] if resume else None, start_steps=start,
@@ -237,12 +239,12 @@ def evaluate_checkpoint(path: str | Path, episodes: int | None = None, determini
     state = load_checkpoint(path, map_location="cpu")
     s = parse_settings(state["config"])
     dev = resolve_device(device)
-    spec = env_spec(s.env.id, s.env.kwargs)
+    spec = env_spec(s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder)
     algo = build_algorithm(s, spec, dev)
     algo.load_state_dict(state["algo"])
     n = episodes or s.eval.episodes
     evaluator = Evaluator(s.env.id, n, s.run.seed + 10_000 if seed is None else seed, dev, s.env.kwargs,
-                          s.env.max_episode_steps, video_dir=video_dir)
+                          s.env.max_episode_steps, video_dir=video_dir, wrappers=s.env.wrappers)
     try:
         returns = evaluator(algo.act, deterministic)
     finally:

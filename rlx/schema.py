@@ -15,6 +15,8 @@ class EnvConfig:
     num_envs: int = param(1, ge=1, help="parallel envs in the vector env")
     max_episode_steps: int | None = param(None, ge=1, help="override the env's time limit")
     kwargs: dict = param({}, help="keyword arguments for gymnasium.make")
+    wrappers: list[dict] = param([], help="gymnasium wrappers applied to every sub-env, in order: {_target_: pkg.mod.Wrapper, arg: value}")
+    train_wrappers: list[dict] = param([], help="wrappers applied after env.wrappers to the training envs only (not evaluation)")
 
 
 @dataclass

@@ -5,8 +5,10 @@ state and its target must still bootstrap from V(s'). With gymnasium's same-step
 observation returned with ``done`` is already the next episode's first one, so ``add`` takes s' of a
 finished episode from ``info["final_obs"]``.
 
-All fields live in ONE preallocated float32 tensor, one row per transition; a minibatch is a single
+Vector observations: all fields live in ONE preallocated float32 tensor, one row per transition; a minibatch is a single
 gather (one indexing op for all fields, no per-step Python objects), split into column views.
+Image observations (uint8/bool): :class:`ImageReplayBuffer`, uint8 and each observation stored once;
+:func:`make_replay_buffer` picks the one that fits the observation space.
 """
 from __future__ import annotations
 
@@ -99,3 +101,119 @@ class ReplayBuffer:
         order = order[-self.capacity:]
         self.data[: len(order)] = order.to(self.device)
         self.size, self.pos = len(order), len(order) % self.capacity
+
+
+class ImageReplayBuffer:
+    """Replay for image observations (a uint8 or bool Box): each observation stored ONCE, as uint8.
+
+    The flat buffer's float32 row holds s and s' (8 bytes per pixel per transition); here a transition is
+    its observation (1 byte per pixel), its action, reward and terminated flag (4 bytes each) and a done
+    flag (1 byte). s' is not stored: it is the next row of the same env (rows are written one vector-env
+    step at a time, so env i's next step is ``n_envs`` rows later), except where the episode ended (its
+    final observation is kept on the side, in ``final``, until the row is overwritten) and for the newest
+    step, whose s' is kept in ``tail``. Atari (4x84x84 frame stack, one discrete action): 28,237 bytes per
+    transition (:attr:`bytes_per_transition`), so 100k transitions take 2.8 GB and 1M 28.2 GB (stacked
+    frames are stored as they come: each frame four times, once per stack it is in).
+    """
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
+                 discrete: bool, device: torch.device):
+        self.capacity, self.device, self.discrete = capacity, device, discrete
+        self.obs_shape, self.action_shape = tuple(obs_shape), tuple(action_shape)
+        a = int(np.prod(action_shape))
+        self.cols = {"actions": slice(0, a), "rewards": a, "terminated": a + 1}
+        # empty, not zeros: pages are only touched as rows are written
+        self.obs = torch.empty((capacity, *self.obs_shape), dtype=torch.uint8, device=device)
+        self.rest = torch.empty((capacity, a + 2), dtype=torch.float32, device=device)
+        self.done = torch.zeros(capacity, dtype=torch.bool, device=device)
+        self.final: dict[int, Tensor] = {}  # row -> s' of a row whose episode ended there
+        self.tail: Tensor | None = None  # s' of the newest n_envs rows
+        self.n_envs = 0
+        self.newest = 0  # first row of the newest step
+        self.pos = 0
+        self.size = 0
+
+    @property
+    def bytes_per_transition(self) -> int:
+        return int(np.prod(self.obs_shape)) + self.rest.shape[1] * 4 + 1
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray, rewards: np.ndarray,
+            terminated: np.ndarray, truncated: np.ndarray, info: dict) -> None:
+        """Store one vector-env step (arguments as ``envs.step`` returns them, after ``obs``/``actions``)."""
+        n = obs.shape[0]
+        if self.n_envs and n != self.n_envs:
+            raise ValueError(f"ImageReplayBuffer: steps of {n} envs after steps of {self.n_envs}")
+        if n > self.capacity:
+            raise ValueError(f"replay buffer capacity {self.capacity} is smaller than one step of {n} envs")
+        self.n_envs = n
+        done = np.asarray(terminated | truncated)
+        reached = final_observations(next_obs, done, info)
+        rows = (self.pos + np.arange(n)) % self.capacity
+        for r in rows.tolist():
+            self.final.pop(r, None)
+        rest = np.concatenate([np.reshape(actions, (n, -1)), np.reshape(rewards, (n, 1)), np.reshape(terminated, (n, 1))],
+                              axis=1, dtype=np.float32)
+        idx = torch.from_numpy(rows).to(self.device)
+        self.obs[idx] = torch.from_numpy(np.asarray(obs, dtype=np.uint8)).to(self.device)
+        self.rest[idx] = torch.from_numpy(rest).to(self.device)
+        self.done[idx] = torch.from_numpy(done).to(self.device)
+        reached_t = torch.from_numpy(np.asarray(reached, dtype=np.uint8)).to(self.device)
+        for i in np.flatnonzero(done):
+            self.final[int(rows[i])] = reached_t[i].clone()
+        self.tail = reached_t
+        self.newest = self.pos
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def next_obs(self, idx: Tensor) -> Tensor:
+        """s' of the rows ``idx``: the same env's next row, its episode's final observation, or the tail."""
+        out = self.obs[(idx + self.n_envs) % self.capacity]
+        offset = (idx - self.newest) % self.capacity
+        newest = offset < self.n_envs
+        if bool(newest.any()):
+            out[newest] = self.tail[offset[newest]]
+        ended = self.done[idx] & ~newest
+        for j in torch.nonzero(ended).flatten().tolist():
+            out[j] = self.final[int(idx[j])]
+        return out
+
+    def sample(self, batch_size: int) -> Transitions:
+        """``batch_size`` transitions drawn uniformly with replacement (torch's global RNG); observations uint8."""
+        idx = torch.randint(self.size, (batch_size,), device=self.device)
+        rest, c, b = self.rest[idx], self.cols, batch_size
+        actions = rest[:, c["actions"]].reshape(b, *self.action_shape)
+        return Transitions(obs=self.obs[idx], actions=actions.long() if self.discrete else actions,
+                           rewards=rest[:, c["rewards"]], next_obs=self.next_obs(idx), terminated=rest[:, c["terminated"]])
+
+    # -- persistence (checkpoint.save_buffer) -----------------------------------------------------
+    def state_dict(self) -> dict:
+        rows = sorted(self.final)
+        return {"obs": self.obs[: self.size].to("cpu", copy=True), "rest": self.rest[: self.size].to("cpu", copy=True),
+                "done": self.done[: self.size].to("cpu", copy=True), "final_rows": rows,
+                "final": torch.stack([self.final[r] for r in rows]).cpu() if rows else None,
+                "tail": None if self.tail is None else self.tail.to("cpu", copy=True), "n_envs": self.n_envs,
+                "newest": self.newest, "pos": self.pos, "size": self.size, "capacity": self.capacity}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "obs" not in state or state["obs"].shape[1:] != self.obs.shape[1:]:
+            raise ValueError("the saved replay buffer does not hold this env's image observations")
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"the saved image replay buffer has capacity {state['capacity']}, this run {self.capacity}; "
+                             f"resume with the same algo.buffer_size")
+        n = state["size"]
+        self.obs[:n], self.rest[:n], self.done[:n] = (state[k].to(self.device) for k in ("obs", "rest", "done"))
+        self.final = {r: state["final"][i].to(self.device) for i, r in enumerate(state["final_rows"])}
+        self.tail = None if state["tail"] is None else state["tail"].to(self.device)
+        self.n_envs, self.newest, self.pos, self.size = state["n_envs"], state["newest"], state["pos"], n
+
+
+def make_replay_buffer(capacity: int, observation_space, action_shape: tuple[int, ...], discrete: bool,
+                       device: torch.device) -> ReplayBuffer | ImageReplayBuffer:
+    """:class:`ImageReplayBuffer` for uint8/bool observations (images), the flat float buffer otherwise."""
+    from rlx.networks.encoders import stores_as_uint8
+
+    cls = ImageReplayBuffer if stores_as_uint8(observation_space) else ReplayBuffer
+    return cls(capacity, tuple(observation_space.shape), action_shape, discrete, device)

@@ -39,11 +39,14 @@ class RolloutBuffer:
     copied to the device once per rollout (one copy per field instead of a conversion and, on a GPU,
     a host-to-device transfer per field and step); what the policy returns is already on the device."""
 
-    def __init__(self, n_steps: int, n_envs: int, obs_shape: tuple, action_shape: tuple, action_dtype: torch.dtype, device: torch.device):
+    def __init__(self, n_steps: int, n_envs: int, obs_shape: tuple, action_shape: tuple, action_dtype: torch.dtype,
+                 device: torch.device, obs_dtype: torch.dtype = torch.float32):
+        """``obs_dtype``: torch.uint8 for image observations (uint8/bool), stored as the env returns them
+        (a quarter of float32's bytes; the network scales pixels itself)."""
         self.n_steps, self.n_envs = n_steps, n_envs
         z = lambda *shape, dtype=torch.float32: torch.zeros((n_steps, n_envs, *shape), dtype=dtype, device=device)
         self.data = Rollout(
-            obs=z(*obs_shape),
+            obs=z(*obs_shape, dtype=obs_dtype),
             actions=z(*action_shape, dtype=action_dtype),
             log_probs=z(),
             values=z(),
@@ -52,7 +55,8 @@ class RolloutBuffer:
             done=z(),
             next_values=z(),
         )
-        self.staged = {name: np.zeros((n_steps, n_envs, *shape), dtype=np.float32)
+        self.staged = {name: np.zeros((n_steps, n_envs, *shape), dtype=np.uint8 if name == "obs" and obs_dtype == torch.uint8
+                                      else np.float32)
                        for name, shape in (("obs", obs_shape), ("rewards", ()), ("terminated", ()), ("done", ()))}
         self.t = 0
 

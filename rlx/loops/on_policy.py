@@ -13,6 +13,7 @@ import torch
 from rlx.buffers.rollout import RolloutBuffer
 from rlx.evaluation import to_env_actions
 from rlx.loops.session import Session, vector_env_state
+from rlx.networks.encoders import stores_as_uint8
 
 
 def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: torch.device) -> dict[str, Any]:
@@ -21,6 +22,7 @@ def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: tor
     buffer = RolloutBuffer(
         algo.n_steps, n_envs, envs.single_observation_space.shape,
         () if discrete else space.shape, torch.long if discrete else torch.float32, device,
+        obs_dtype=torch.uint8 if stores_as_uint8(envs.single_observation_space) else torch.float32,
     )
     final_obs = torch.zeros_like(buffer.data.obs)  # where an episode was truncated: its last observation
     obs = session.initial_obs(envs)
