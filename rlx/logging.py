@@ -42,6 +42,11 @@ class Logger:
     ):
         self.run_dir = Path(run_dir)
         self.metrics_file = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
+        self.tensorboard = None  # logger.tensorboard: the same lines as event files in RUN_DIR/tb
+        if (config.get("logger") or {}).get("tensorboard", True):
+            from rlx.tensorboard import TensorBoardSink
+
+            self.tensorboard = TensorBoardSink(self.run_dir / "tb", start_steps)
         self.total_steps = total_steps
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.wandb_run = None
@@ -97,6 +102,8 @@ class Logger:
         """Append one line; ``metrics`` must contain ``env_steps``."""
         line = {k: _clean(v) for k, v in metrics.items()}
         self.metrics_file.write(json.dumps(line) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.log(line)
         if self.wandb_run is not None:
             self.wandb_run.log({k: v for k, v in line.items() if v is not None})
 
@@ -123,6 +130,9 @@ class Logger:
             self._progress.stop()
             self._progress = None
         self.metrics_file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
         if self.wandb_run is not None:
             self.wandb_run.finish(exit_code=exit_code)
             self.wandb_run = None

@@ -582,9 +582,9 @@ def render_markdown(rows: Sequence[ConfigRow], runs: Sequence[RunRecord], title:
 
 
 def _mean_curve(
-    runs: Sequence[RunRecord], max_points: int = 200
+    runs: Sequence[RunRecord], max_points: int = 200, stat: Callable[..., Any] = np.mean
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Mean eval curve over seeds on a common grid, with a 95% bootstrap band.
+    """Mean (or ``stat``: iqm) eval curve over seeds on a common grid, with a 95% bootstrap band of it.
 
     Each run is interpolated only inside its own step range (no extrapolation), so a
     grid point averages the seeds that actually reached it. Where one seed covers a
@@ -608,8 +608,8 @@ def _mean_curve(
         col = table[:, j][~np.isnan(table[:, j])]
         if col.size == 0:
             continue
-        mean[j] = col.mean()
-        lo[j], hi[j] = bootstrap_ci(col, n_boot=1000, rng=rng) if col.size > 1 else (col.min(), col.max())
+        mean[j] = float(stat(col))
+        lo[j], hi[j] = bootstrap_ci(col, stat=stat, n_boot=1000, rng=rng) if col.size > 1 else (col.min(), col.max())
     keep = ~np.isnan(mean)
     return grid[keep], mean[keep], lo[keep], hi[keep]
 

@@ -1,0 +1,234 @@
+"""`rlx plot`: learning curves of runs and sweeps, grouped by config keys, with the sweep report's statistics.
+
+Input: run dirs, sweep dirs, tune study dirs (anything holding run dirs, searched recursively). Each run's
+curve is ``metric`` against ``x`` from its metrics.jsonl (a resumed run's file is one history: resume
+drops the lines past the checkpoint). Runs are grouped by the values of ``--by`` keys in their resolved
+config.yaml; each group is drawn as the mean (or IQM) over its runs on a common grid with a 95% bootstrap
+band (rlx.report's ``_mean_curve``); runs that failed, were pruned or did not finish are drawn dashed and
+marked, and counted in the table. The table (final value, IQM with its bootstrap CI, AUC) is rlx.report's
+``aggregate``: the same statistics as the sweep report, not a second implementation.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import yaml
+
+from rlx.errors import UserError
+from rlx.report import (ConfigRow, RunRecord, _config_key, _finite, _fmt, _mean_curve, _read_overrides, aggregate,
+                        iqm, parse_override)
+
+X_KEYS = ("env_steps", "wall_s")
+FORMATS = (".png", ".svg", ".pdf")
+SKIP_DIRS = {"checkpoints", "wandb", "tb", ".hydra", "__pycache__"}
+NOT_CONFIG = ("seed", "hydra")
+
+
+@dataclass
+class PlotRun:
+    record: RunRecord  # curve, final value, ok/failed: what rlx.report aggregates
+    state: str  # ok | failed | pruned | stopped | unfinished
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """Every run dir (a dir with config.yaml and metrics.jsonl) at or under ``paths``, in a stable order."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise UserError(f"{p}: no such file or directory")
+        if not p.is_dir():
+            raise UserError(f"{p}: expected a run dir or a directory of runs (sweep, study)")
+        before = len(found)
+        for root, dirs, files in os.walk(p):
+            dirs[:] = sorted((d for d in dirs if d not in SKIP_DIRS), key=lambda d: (not d.isdigit(), int(d) if d.isdigit() else 0, d))
+            if "config.yaml" in files and "metrics.jsonl" in files:
+                found.append(Path(root))
+                dirs[:] = []  # a run dir holds no other runs
+        if len(found) == before:
+            raise UserError(f"{p}: no runs found (a run dir has config.yaml and metrics.jsonl)")
+    unique = list(dict.fromkeys(r.resolve() for r in found))
+    return unique
+
+
+def config_value(config: dict, key: str) -> str:
+    """A config value for grouping: ``algo`` -> algo.name, ``env`` -> env.id, ``algo.clip_eps`` -> 0.2."""
+    node: Any = config
+    for i, part in enumerate(key.split(".")):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    if isinstance(node, dict):
+        for name in ("name", "id"):
+            if name in node:
+                return str(node[name])
+        return json.dumps(node, sort_keys=True)
+    return yaml.safe_dump(node, default_flow_style=True).strip().removesuffix("...").strip() if not isinstance(node, str) else node
+
+
+def _flat_keys(node: Any, prefix: str = "") -> list[str]:
+    if not isinstance(node, dict):
+        return [prefix]
+    out = [prefix] if prefix else []
+    for k, v in node.items():
+        out += _flat_keys(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def read_curve(path: Path, metric: str, x: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, metric) of every metrics.jsonl line holding both, sorted by x; a repeated x keeps its last value."""
+    points: dict[float, float] = {}
+    if path.is_file():
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a killed run's half-written last line
+                if not isinstance(rec, dict):
+                    continue
+                xv, yv = _finite(rec.get(x)), _finite(rec.get(metric))
+                if xv is not None and yv is not None:
+                    points[xv] = yv
+    xs = np.array(sorted(points), dtype=float)
+    return xs, np.array([points[v] for v in xs], dtype=float)
+
+
+def load_run(run_dir: Path, by: Sequence[str], metric: str, x: str) -> PlotRun:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    if by:
+        group = {}
+        for key in by:
+            try:
+                group[key] = config_value(config, key)
+            except KeyError:
+                close = difflib.get_close_matches(key, _flat_keys(config), n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else "give a key of the runs' config.yaml (algo, env.id, algo.clip_eps, ...)"
+                raise UserError(f"--by {key}: not a config key of {run_dir}; {hint}") from None
+    else:  # the sweep's own overrides, seed aside (as the sweep report groups)
+        group = {k: v for k, v in map(parse_override, _read_overrides(run_dir))
+                 if k not in NOT_CONFIG and not k.startswith(("hydra.", "hydra/"))}
+        if not group:
+            group = {"algo": config_value(config, "algo"), "env.id": config_value(config, "env.id")}
+    steps, values = read_curve(run_dir / "metrics.jsonl", metric, x)
+    summary: dict[str, Any] = {}
+    if (run_dir / "summary.json").is_file():
+        try:
+            summary = json.loads((run_dir / "summary.json").read_text())
+        except ValueError:
+            summary = {"status": "failed", "error": "unreadable summary.json"}
+    state = str(summary.get("status", "unfinished")) if summary else "unfinished"
+    ok = state == "ok" and values.size > 0
+    error = None if ok else (summary.get("error") or (f"no {metric} in metrics.jsonl" if state == "ok" else state))
+    record = RunRecord(run_dir=run_dir, overrides=group, config_key=_config_key(group), seed=config.get("seed"),
+                       status="ok" if ok else "failed", error=error,
+                       final_return=float(values[-1]) if values.size else None, curve=(steps, values),
+                       sps=_finite(summary.get("sps")))
+    return PlotRun(record, state if state != "ok" or ok else "no data")
+
+
+def load_runs(paths: Sequence[str | Path], by: Sequence[str], metric: str, x: str) -> list[PlotRun]:
+    if x not in X_KEYS:
+        raise UserError(f"--x {x}: expected one of {', '.join(X_KEYS)}")
+    runs = [load_run(d, by, metric, x) for d in find_runs(paths)]
+    if not any(r.record.curve[0].size for r in runs):
+        raise UserError(f"--metric {metric}: no run logged it against {x} (metrics.jsonl keys: eval_return_mean, "
+                        "episode_return_mean, policy_loss, ...)")
+    return runs
+
+
+def _label(row: ConfigRow) -> str:
+    return ", ".join(f"{k}={v}" for k, v in row.config.items()) or "(all runs)"
+
+
+def plot(runs: Sequence[PlotRun], rows: Sequence[ConfigRow], out: Path, metric: str, x: str, stat_name: str) -> Path:
+    """One line per group (mean or IQM, 95% bootstrap band); not-ok runs dashed with a marked last point."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import EngFormatter
+
+    stat = iqm if stat_name == "iqm" else np.mean
+    fig = Figure(figsize=(8, 5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, row in enumerate(rows):
+        color = f"C{i % 10}"
+        members = [r for r in runs if r.record.config_key == row.config_key]
+        ok = [r.record for r in members if r.record.ok]
+        marked = [r for r in members if not r.record.ok]
+        note = f" (+{len(marked)} {'/'.join(sorted({r.state for r in marked}))})" if marked else ""
+        curve = _mean_curve(ok, stat=stat) if ok else None
+        if curve is not None:
+            xs, center, lo, hi = curve
+            ax.plot(xs, center, color=color, lw=1.8, marker="o" if xs.size == 1 else None,
+                    label=f"{_label(row)} (n={len(ok)}){note}")
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.2, lw=0)
+        for j, r in enumerate(marked):
+            xs, ys = r.record.curve
+            if not xs.size:
+                continue
+            label = None if curve is not None or j else f"{_label(row)}{note}"
+            ax.plot(xs, ys, color=color, lw=1.0, ls="--", alpha=0.8, label=label)
+            ax.plot(xs[-1:], ys[-1:], color=color, marker="x", ms=8, mew=2)
+            ax.annotate(r.state, (xs[-1], ys[-1]), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_xlabel("env steps" if x == "env_steps" else "wall-clock seconds")
+    ax.set_ylabel(f"{metric} ({'IQM' if stat_name == 'iqm' else 'mean'} over runs, 95% bootstrap CI)")
+    ax.grid(True, alpha=0.3)
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    return out
+
+
+def table_rows(runs: Sequence[PlotRun], rows: Sequence[ConfigRow]) -> list[dict[str, Any]]:
+    """Per group: runs, ok, marked (failed/pruned/unfinished), final mean, IQM, its 95% CI, AUC."""
+    out = []
+    for row in rows:
+        members = [r for r in runs if r.record.config_key == row.config_key]
+        marked = [r.state for r in members if not r.record.ok]
+        out.append({**row.config, "runs": len(members), "ok": row.n_seeds,
+                    "marked": ", ".join(f"{marked.count(s)} {s}" for s in sorted(set(marked))),
+                    "final": row.mean, "iqm": row.iqm, "ci_low": row.ci_low, "ci_high": row.ci_high, "auc": row.auc_mean})
+    return out
+
+
+def print_table(table: list[dict[str, Any]], keys: Sequence[str], metric: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=f"{metric}: final value over runs (ok runs only)")
+    for k in keys:
+        t.add_column(k)
+    for name in ("runs", "ok", "marked", "final (mean)", "IQM", "95% CI (IQM)", "AUC"):
+        t.add_column(name, justify="left" if name == "marked" else "right")
+    for r in table:
+        ci = "—" if not r["ok"] else f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+        t.add_row(*(escape(str(r.get(k, ""))) for k in keys), str(r["runs"]), str(r["ok"]), r["marked"],
+                  _fmt(r["final"]), _fmt(r["iqm"]), escape(ci), _fmt(r["auc"]))
+    Console(width=max(100, Console().width)).print(t)
+
+
+def run_plot(paths: Sequence[str | Path], by: str | None, metric: str, x: str, out: Path, table: bool,
+             stat: str = "mean") -> tuple[Path, list[dict[str, Any]]]:
+    """`rlx plot`: load, group, aggregate (rlx.report), draw, optionally print the table."""
+    if out.suffix.lower() not in FORMATS:
+        raise UserError(f"--out {out}: expected a {', '.join(FORMATS)} file")
+    if stat not in ("mean", "iqm"):
+        raise UserError(f"--stat {stat}: expected mean or iqm")
+    keys = [k.strip() for k in (by or "").split(",") if k.strip()]
+    runs = load_runs(paths, keys, metric, x)
+    rows = aggregate([r.record for r in runs])
+    path = plot(runs, rows, out, metric, x, stat)
+    result = table_rows(runs, rows)
+    if table:
+        group_keys = list(dict.fromkeys(k for r in rows for k in r.config))
+        print_table(result, group_keys, metric)
+    return path, result
