@@ -19,7 +19,25 @@ import torch
 from torch import Tensor, nn
 
 from rlx.networks.ensemble import EnsembleMLP
+from rlx.networks.fused import SIGMOID_TANH_MIN_NUMEL, _activate_, _activation_backward, fused_enabled
 from rlx.networks.mlp import ACTIVATIONS
+
+
+class _Tanh(torch.autograd.Function):
+    """tanh as one autograd node computed as 2 sigmoid(2z) - 1 (rlx/networks/fused.py: torch's CPU tanh is
+    not vectorized, and a stacked layer's [K, B, hidden] activations are K times a plain run's)."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor) -> Tensor:
+        out = _activate_(z.clone(), "tanh")
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (out,) = ctx.saved_tensors
+        return _activation_backward(grad, out, "tanh")
 
 
 class StackedMLP(EnsembleMLP):
@@ -30,10 +48,14 @@ class StackedMLP(EnsembleMLP):
         if x.shape[0] != self.n:
             raise ValueError(f"input has {x.shape[0]} members, the stack {self.n}")
         last = len(self.weights) - 1
+        # the sigmoid form where fused.py uses it (CPU, large tensors), unless second derivatives are asked for
+        sigmoid_tanh = (isinstance(self.activation, nn.Tanh) and x.device.type == "cpu" and fused_enabled()
+                        and x.shape[0] * x.shape[1] * max(w.shape[-1] for w in self.weights) >= SIGMOID_TANH_MIN_NUMEL)
         h = x
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(b, h, w)
-            h = self.activation(h) if i < last else h
+            if i < last:
+                h = _Tanh.apply(h) if sigmoid_tanh else self.activation(h)
         return h
 
     @classmethod

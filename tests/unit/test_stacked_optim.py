@@ -51,6 +51,29 @@ def test_stacked_mlp_matches_separate_mlps(activation):
         torch.testing.assert_close(flat_member(back), flat_member(m), rtol=0, atol=0)
 
 
+def test_stacked_mlp_large_batch_tanh_path_and_double_backward():
+    """Large enough for the sigmoid form of tanh on CPU (one autograd node); under double_backward() the
+    plain ops, whose gradient can be differentiated again."""
+    from rlx.networks.fused import double_backward
+
+    mlps = make_mlps(3)
+    stack = StackedMLP.from_mlps(mlps)
+    x = torch.randn(K, 256, IN)
+    out = stack(x)
+    assert any("_TanhBackward" in type(f[0]).__name__ for f in out.grad_fn.next_functions if f[0] is not None)
+    refs = torch.stack([m(x[k]) for k, m in enumerate(mlps)])
+    torch.testing.assert_close(out, refs, rtol=0, atol=1e-6)
+    out.square().sum().backward()
+    torch.stack([m(x[k]) for k, m in enumerate(mlps)]).square().sum().backward()
+    for i, l in enumerate([l for l in mlps[1] if isinstance(l, nn.Linear)]):
+        torch.testing.assert_close(stack.weights[i].grad[1], l.weight.grad.t(), rtol=1e-6, atol=1e-6)  # sums of 256
+    with double_backward():
+        xg = x.clone().requires_grad_()
+        (g,) = torch.autograd.grad(stack(xg).square().sum(), xg, create_graph=True)
+        g.sum().backward()  # would raise through a once_differentiable node
+    assert stack.weights[0].grad is not None
+
+
 def test_shared_input_and_shape_checks():
     mlps = make_mlps()
     stack = StackedMLP.from_mlps(mlps)
