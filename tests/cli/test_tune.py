@@ -13,9 +13,9 @@ from tests.conftest import run_cli
 optuna = pytest.importorskip("optuna")
 from rlx.tune import Dimension, parse_space, plan_study  # noqa: E402
 
-# PPO CartPole (RL-Zoo preset), 1536 steps, an eval every 512. The space holds clearly bad trials:
+# PPO CartPole (RL-Zoo preset), 1024 steps, a periodic eval at 512 (the pruner sees it). The space holds clearly bad trials:
 # env.max_episode_steps=10 caps every episode (training and eval) at 10 steps.
-RUN = ["algo=ppo", "total_steps=1536", "eval.every=512", "eval.episodes=2", "checkpoint.every=0",
+RUN = ["algo=ppo", "total_steps=1024", "eval.every=512", "eval.episodes=2", "checkpoint.every=0",
        "logger.wandb.mode=disabled", "logger.tensorboard=false", "logger.progress=false",
        "env.max_episode_steps=choice(500,10)", "algo.clip_eps=interval(0.1,0.3)"]
 TUNE = ["tune.sampler=random", "tune.startup_trials=2", "tune.warmup_evals=0", "tune.top_k=2"]
@@ -50,7 +50,7 @@ def test_median_pruner_prunes_the_bad_trials_and_keeps_their_curves(study):
         assert t.params["env.max_episode_steps"] == "10"  # only the built-in bad values are pruned
         run = d / "trials" / str(t.number)
         summary = json.loads((run / "summary.json").read_text())
-        assert summary["status"] == "pruned" and summary["stopped_by"] == "pruned" and summary["env_steps"] < 1536
+        assert summary["status"] == "pruned" and summary["stopped_by"] == "pruned" and summary["env_steps"] < 1024
         evals = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if "eval_return_mean" in l]
         assert [e["env_steps"] for e in evals] == [512 * (i + 1) for i in range(len(t.intermediate_values))]
         assert [e["eval_return_mean"] for e in evals] == [t.intermediate_values[i + 1] for i in range(len(evals))]
