@@ -16,6 +16,20 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+def _version(value: bool) -> None:
+    if value:
+        from rlx import __version__
+
+        typer.echo(f"rlx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print rlx's version and exit")) -> None:
+    """rlx: train, sweep and evaluate actor-critic RL agents from YAML configs (Hydra)."""
+
+
 def fail(message: str) -> None:
     """Bad input: one line on stderr, exit code 2, no traceback."""
     typer.echo(f"rlx: error: {message}", err=True)
@@ -44,12 +58,13 @@ def train(ctx: typer.Context) -> None:
     rlx train --cfg job                              (print the composed config)
     """
     args = list(ctx.args)
-    _validate_or_fail(args)
+    _validate_or_fail(args, plain_run=True)
     _run_hydra(args)
 
 
-def _validate_or_fail(args: list[str]) -> None:
-    """Validate every configuration the arguments describe before any run starts."""
+def _validate_or_fail(args: list[str], plain_run: bool = False) -> None:
+    """Validate every configuration the arguments describe before any run starts (and, for one run,
+    that its run dir is free)."""
     from rlx.compose import CUSTOM_CONFIG_FLAGS, split_args, validate
 
     overrides, flags = split_args(args)
@@ -57,6 +72,10 @@ def _validate_or_fail(args: list[str]) -> None:
         return  # user config dirs/names: validated inside the run instead
     try:
         validate(overrides)
+        if plain_run and not flags:  # one run (no --multirun, no --cfg ...): its run dir must be free
+            from rlx.run import check_run_dir
+
+            check_run_dir(overrides)
     except UserError as e:
         fail(str(e))
 
@@ -87,6 +106,44 @@ def report(sweep_dir: Path = typer.Argument(..., help="a multirun/sweep director
         fail(str(e))
 
 
+@app.command()
+def plot(
+    paths: list[Path] = typer.Argument(..., help="run dirs, sweep dirs or tune study dirs (searched for runs)"),
+    by: Optional[str] = typer.Option(None, "--by", help="group by config keys, e.g. algo or algo,env.id or algo.clip_eps "
+                                     "(default: the sweep's overrides, else algo,env.id)"),
+    metric: str = typer.Option("eval_return_mean", "--metric", help="any metrics.jsonl key"),
+    x: str = typer.Option("env_steps", "--x", help="env_steps | wall_s"),
+    out: Path = typer.Option(Path("plot.png"), "--out", help="FILE.png | .svg | .pdf"),
+    table: bool = typer.Option(False, "--table", help="print final value, IQM, 95% CI and AUC per group"),
+    stat: str = typer.Option("mean", "--stat", help="mean | iqm: the curve drawn per group"),
+) -> None:
+    """Learning curves grouped by config keys, with a 95% bootstrap band over the runs of each group."""
+    from rlx.plot import run_plot
+
+    try:
+        path, _ = run_plot(paths, by, metric, x, out, table, stat)
+    except UserError as e:
+        fail(str(e))
+    typer.echo(f"plot: {path}")
+
+
+@app.command(context_settings=PASSTHROUGH)
+def tune(ctx: typer.Context,
+         resume_dir: Optional[Path] = typer.Option(None, "--resume", help="continue the study in this dir")) -> None:
+    """Hyperparameter search with Optuna; trials are rlx runs, pruned on their periodic evals, e.g.
+
+    rlx tune algo=ppo 'algo.lr=tag(log,interval(1e-4,3e-3))' 'algo.clip_eps=interval(0.1,0.3)' tune.trials=40\n
+    rlx tune --resume multirun/2026-12-01_10-00-00_tune tune.trials=60
+    """
+    from rlx.tune import run_tune
+
+    try:
+        code = run_tune(list(ctx.args), resume_dir)
+    except UserError as e:
+        fail(str(e))
+    raise typer.Exit(code)
+
+
 @app.command("eval")
 def eval_(
     path: Path = typer.Argument(..., help="checkpoint file, or a run dir (uses its best checkpoint)"),
@@ -95,7 +152,7 @@ def eval_(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     video: Optional[Path] = typer.Option(None, "--video", help="record the episodes as mp4 into this dir"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="eval env seed (default: the run's eval seed)"),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="eval env seed (default: the run's eval seed)"),
 ) -> None:
     """Evaluate a saved checkpoint; needs nothing but the checkpoint."""
     from rlx.run import evaluate_checkpoint
@@ -121,12 +178,17 @@ def resume(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="the run
     Only keys that don't change what the run learns may be overridden (total_steps, logging, eval,
     checkpoint cadence, device).
     """
-    from rlx.run import resume as resume_run
+    from rlx.errors import RunFault
+    from rlx.run import exit_status, resume as resume_run
 
     try:
-        resume_run(run_dir, list(ctx.args))
+        summary = resume_run(run_dir, list(ctx.args))
     except UserError as e:
         fail(str(e))
+    except RunFault as e:
+        typer.echo(f"rlx: error: {e}", err=True)
+        raise typer.Exit(1)
+    raise typer.Exit(exit_status(summary))  # 130/143 when stopped by Ctrl-C/SIGTERM, as `rlx train`
 
 
 config_app = typer.Typer(help="Inspect run configs.", no_args_is_help=True)
@@ -160,6 +222,8 @@ def list_() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from rich.markup import escape
+
     from rlx.compose import group_options
     from rlx.registry import ALGOS, DESCRIPTIONS
 
@@ -170,7 +234,7 @@ def list_() -> None:
     for col in ("name", "actions", "description"):
         table.add_column(col)
     for name, cls in ALGOS.items():
-        table.add_row(name, ", ".join(cls.action_spaces), DESCRIPTIONS.get(name, ""))
+        table.add_row(name, ", ".join(cls.action_spaces), escape(DESCRIPTIONS.get(name, "")))
     console.print(table)
     for group in ("env", "network"):
         t = Table(title=f"{group} configs ({group}=NAME)")
@@ -179,8 +243,47 @@ def list_() -> None:
         for opt in group_options(group):
             text = (resources.files("rlx.conf") / group / f"{opt}.yaml").read_text().splitlines()
             desc = next((line.lstrip("# ").strip() for line in text if line.startswith("#")), "")
-            t.add_row(opt, desc)
+            t.add_row(opt, escape(desc))  # descriptions say pip install 'rlx[mujoco]': not rich markup
         console.print(t)
+
+
+demo_app = typer.Typer(help="Runnable experiments from the notes.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command("advantage")
+def demo_advantage(
+    seed: int = typer.Option(0, "--seed", min=0),
+    kicks: int = typer.Option(4000, "--kicks", min=10, help="uniform-policy kicks the critics are fitted on"),
+    updates: int = typer.Option(150, "--updates", min=1, help="A2C updates (16 kicks each)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run dir (default outputs/demo-advantage/<time>)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object (V, Q_left, Q_right, A_left, A_right, ...)"),
+) -> None:
+    """The penalty shootout: V, Q and A of the uniform kicker by rlx's critics, then A2C learning to shoot left."""
+    from rlx.demos.commands import advantage
+
+    try:
+        typer.echo(advantage(out, seed, kicks, updates, as_json))
+    except UserError as e:
+        fail(str(e))
+
+
+@demo_app.command("multimodal")
+def demo_multimodal(
+    seed: int = typer.Option(0, "--seed", min=0),
+    steps: int = typer.Option(1500, "--steps", min=300, help="env steps per algorithm"),
+    alpha: float = typer.Option(0.2, "--alpha", help="SAC / discrete SAC temperature and the Boltzmann target's"),
+    episodes: int = typer.Option(1000, "--episodes", min=1, help="evaluation episodes per algorithm"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run dir (default outputs/demo-multimodal/<time>)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object (each algorithm's passage_share, ...)"),
+) -> None:
+    """The two passages: DDPG, SAC and discrete SAC on a bimodal Q(s, .), their policies vs exp(Q/alpha)/Z."""
+    from rlx.demos.commands import multimodal
+
+    try:
+        typer.echo(multimodal(out, seed, steps, alpha, episodes, as_json))
+    except UserError as e:
+        fail(str(e))
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import difflib
 import re
 from importlib import resources
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -15,6 +15,7 @@ from hydra.core.override_parser.types import IntervalSweep, Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from rlx.conf import register_resolvers
 from rlx.errors import UserError
 
 CONF_MODULE = "rlx.conf"
@@ -51,16 +52,39 @@ def split_args(args: Iterable[str]) -> tuple[list[str], list[str]]:
 
 def compose_config(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
     """Compose rlx's config as ``rlx train`` would, with friendly errors (``hydra`` node on request)."""
+    check_override_syntax(overrides)
+    register_resolvers()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(CONF_MODULE, version_base="1.3"):
             return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
-    except HydraException as e:
-        raise UserError(friendly_hydra_error(str(e))) from None
-    except Exception as e:  # omegaconf errors (type/struct) surface here too
+    except Exception as e:  # Hydra's errors, and omegaconf's (type/struct) that surface through it
         raise UserError(friendly_hydra_error(str(e))) from None
     finally:
         GlobalHydra.instance().clear()
+
+
+REQUIRED_GROUPS = ("algo", "env", "network")
+
+
+def check_override_syntax(overrides: Iterable[str]) -> None:
+    """The mistakes Hydra reports without naming the override: a missing key, a removed required group,
+    a word that is not key=value (often the rest of an unquoted path with spaces), non-ASCII text."""
+    overrides = list(overrides)
+    for i, o in enumerate(overrides):
+        key, sep, value = o.partition("=")
+        if o.startswith("~") and key.lstrip("~") in REQUIRED_GROUPS:
+            raise UserError(f"'{o}': every run needs an {key.lstrip('~')} config; choose one with {key.lstrip('~')}=NAME "
+                            f"(see `rlx list`)")
+        if sep and not key.lstrip("+~"):
+            raise UserError(f"'{o}': no key before '='; expected key=value (e.g. seed=3)")
+        if not sep and not o.startswith("~"):
+            after = f" after '{overrides[i - 1]}'" if i else ""
+            raise UserError(f"'{o}'{after}: expected key=value. A value with spaces must be quoted for both the "
+                            f"shell and Hydra, e.g. 'hydra.run.dir=\"runs/my run\"'")
+        if not o.isascii() and not re.search(r"=\s*(['\"]).*\1\s*$", o):
+            raise UserError(f"'{o}': Hydra's parser takes non-ASCII text only inside quotes; write it as "
+                            f"'{key}=\"{value}\"' (single quotes for the shell, double quotes for Hydra)")
 
 
 def friendly_hydra_error(msg: str) -> str:
@@ -128,6 +152,7 @@ def _sweep_values(o: Override) -> list[str]:
 
 def expand_for_validation(overrides: list[str]) -> list[list[str]]:
     """Override lists that together cover every value of every swept key (not the full product)."""
+    check_override_syntax(overrides)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
@@ -199,9 +224,25 @@ def _checked(overrides: list[str], return_hydra_config: bool = False) -> DictCon
         raise _name_algorithm(e, overrides) from None
 
 
+def tuned_preset_conflict(choices: Mapping[str, Any], env_id: str) -> str | None:
+    """The ``tuned/<algo>_<env>`` preset is chosen by env *group*, but belongs to that group's env id only.
+    With ``env.id`` changed (``env.id=Acrobot-v1`` on the default cartpole group) it must not apply:
+    returns the note saying so (None when the preset fits or there is none). ``choices``: Hydra's
+    ``hydra.runtime.choices``."""
+    preset, group = choices.get("tuned"), choices.get("env")
+    if not preset or not group or group not in group_options("env"):
+        return None
+    tuned_for = OmegaConf.load(str(resources.files(CONF_MODULE) / "env" / f"{group}.yaml")).get("id")
+    if tuned_for is None or tuned_for == env_id:
+        return None
+    return (f"tuned preset '{preset}' is for {tuned_for}, not env.id={env_id}: not applied "
+            f"(algo={choices.get('algo')} defaults instead; `~tuned` silences this note)")
+
+
 def validate(overrides: list[str]) -> DictConfig:
     """Compose and fully validate every configuration the overrides describe, including every value a
-    ``sweep=`` preset's ``hydra.sweeper.params`` sweeps; returns the first."""
+    ``sweep=`` preset's ``hydra.sweeper.params`` sweeps, each as it will run (a tuned preset that does
+    not fit the env trained dropped, as :func:`rlx.run.hydra_job` drops it); returns the first."""
     from rlx.run import check_action_space, parse_settings  # run imports torch; keep `rlx --help` fast
     from rlx.envs import env_spec
 
@@ -214,14 +255,16 @@ def validate(overrides: list[str]) -> DictConfig:
         combos = expand_for_validation(swept)
     _check_sweeper_takes(swept, hydra_cfg)
     for combo in combos:
-        cfg = _checked(combo)
+        with_hydra = _checked(combo, return_hydra_config=True)
+        conflict = tuned_preset_conflict(with_hydra.hydra.runtime.choices, with_hydra.env.id)
+        cfg = _checked([*combo, "~tuned"] if conflict else combo)
         try:
             s = parse_settings(cfg)
         except UserError as e:
             raise _name_algorithm(e, combo) from None
-        key = repr((s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder))
+        key = repr((s.env.id, s.env.kwargs))
         if key not in specs:
-            specs[key] = env_spec(s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder)
+            specs[key] = env_spec(s.env.id, s.env.kwargs)
         check_action_space(s.algo_name, specs[key])
         first = first or cfg
     assert first is not None

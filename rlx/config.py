@@ -84,14 +84,12 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     return isinstance(value, tp), value
 
 
-def build(cls: type[T], values: Mapping[str, Any], prefix: str, ignore: tuple[str, ...] = ()) -> T:
+def build(cls: type[T], values: Mapping[str, Any], prefix: str) -> T:
     """Validate ``values`` against dataclass ``cls`` and instantiate it. ``prefix`` names the config node."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
-        if key in ignore:
-            continue
         full = f"{prefix}.{key}" if prefix else key
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
@@ -116,12 +114,3 @@ def build(cls: type[T], values: Mapping[str, Any], prefix: str, ignore: tuple[st
     except (TypeError, ValueError) as e:
         raise UserError(f"{prefix}: {e}") from None
 
-
-def describe(cls: type) -> list[tuple[str, str, str, str]]:
-    """(name, type, default, range/help) rows for docs and `rlx list`."""
-    hints = typing.get_type_hints(cls)
-    rows = []
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        rows.append((f.name, _type_name(hints[f.name]), repr(default), f.metadata.get("help", "")))
-    return rows

@@ -6,6 +6,8 @@ Data flow: ``cli`` -> Hydra composes ``cfg`` -> :func:`parse_settings` (typed, v
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import importlib
 import json
 import os
@@ -18,21 +20,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from rlx.checkpoint import Checkpointer
 from rlx.config import build
 from rlx.envs import EnvSpec, check_user_env, env_spec, make_vec_env
-from rlx.errors import UserError
+from rlx.errors import RunFault, UserError
 from rlx.evaluation import Evaluator
 from rlx.logging import Logger
 from rlx.loops.session import NonFiniteError, Session
 from rlx.registry import ALGOS
-from rlx.schema import CheckpointConfig, EnvConfig, EvalConfig, LoggerConfig, NetworkConfig, RunConfig, WandbConfig
+from rlx.rundir import RunDirLock, RunDirTaken, claim_fresh
+from rlx.schema import CheckpointConfig, EnvConfig, EvalConfig, LoggerConfig, NetworkConfig, RunConfig, StopConfig, WandbConfig
 
 # algo.loop -> module with run(algo, envs, session, device); imported on demand.
 LOOPS = {"on_policy": "rlx.loops.on_policy", "off_policy": "rlx.loops.off_policy", "async": "rlx.loops.async_workers"}
-TOP_LEVEL_GROUPS = ("algo", "env", "network", "eval", "checkpoint", "logger", "hydra", "tuned", "sweep")
+TOP_LEVEL_GROUPS = ("algo", "env", "network", "eval", "checkpoint", "logger", "hydra", "tuned", "sweep", "stop")
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Settings:
     checkpoint: CheckpointConfig
     logger: LoggerConfig
     wandb: WandbConfig
+    stop: StopConfig | None = None  # read by the Session from the config (stop conditions)
 
 
 def parse_settings(cfg: DictConfig | dict) -> Settings:
@@ -60,6 +64,9 @@ def parse_settings(cfg: DictConfig | dict) -> Settings:
     logger_node = dict(c.get("logger") or {})
     wandb_node = logger_node.pop("wandb", None) or {}
     top = {k: v for k, v in c.items() if k not in TOP_LEVEL_GROUPS}
+    unknown = sorted(set(top) - {f.name for f in dataclasses.fields(RunConfig)})
+    if unknown:
+        raise UserError(_unknown_key_message(unknown[0], c))
     return Settings(
         run=build(RunConfig, top, ""),
         algo_name=name,
@@ -70,7 +77,27 @@ def parse_settings(cfg: DictConfig | dict) -> Settings:
         checkpoint=build(CheckpointConfig, c.get("checkpoint") or {}, "checkpoint"),
         logger=build(LoggerConfig, logger_node, "logger"),
         wandb=build(WandbConfig, wandb_node, "logger.wandb"),
+        stop=build(StopConfig, c.get("stop") or {}, "stop"),
     )
+
+
+def _unknown_key_message(key: str, config: dict) -> str:
+    """'unknown key' naming the nearest of ALL the config's keys (dotted), not just the top level's."""
+    import difflib
+
+    keys: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        for k, v in node.items():
+            keys.append(prefix + str(k))
+            if isinstance(v, dict) and v and k != "kwargs":
+                walk(v, f"{prefix}{k}.")
+
+    walk({k: v for k, v in config.items() if k not in (key, "hydra")}, "")
+    close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(k) for k in close)}?" if close else \
+        f"top-level keys: {', '.join(sorted(k for k in keys if '.' not in k))} (`rlx train --cfg job` shows every key)"
+    return f"unknown key '{key}': {hint}"
 
 
 def check_action_space(algo_name: str, spec: EnvSpec) -> None:
@@ -106,12 +133,40 @@ def build_algorithm(s: Settings, spec: EnvSpec, device: torch.device) -> Any:
     return ALGOS[s.algo_name](spec, s.algo, s.network, device)
 
 
-def train(cfg: DictConfig | dict, run_dir: str | Path, resume: dict | None = None) -> dict[str, Any]:
-    """Train per ``cfg`` into ``run_dir``; returns (and writes) the summary. ``resume``: a loaded checkpoint."""
+def train(cfg: DictConfig | dict, run_dir: str | Path) -> dict[str, Any]:
+    """Train per ``cfg`` into a new run in ``run_dir``; returns (and writes) the summary.
+
+    The dir is locked for the whole run; a dir that already holds a run is refused unless
+    ``overwrite=true`` (which deletes the old run's files first)."""
     s = parse_settings(cfg)
-    config = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunDirLock(run_dir):
+        claim_fresh(run_dir, s.run.overwrite)
+        return _train(cfg, s, run_dir, None)
+
+
+def check_run_dir(overrides: list[str]) -> None:
+    """Before Hydra writes anything: the run dir these overrides name must not hold a run (unless
+    overwrite=true), must be writable, and must not be in use by another process."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from rlx.compose import compose_config
+    from rlx.rundir import RunDirLock, holds_run
+
+    cfg = compose_config(overrides, return_hydra_config=True)
+    with read_write(cfg.hydra.job):
+        cfg.hydra.job.num = 0  # only a multirun sets it; set_config resolves the sweep dir's subdir with it
+    HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the dir's pattern
+    run_dir = Path(str(cfg.hydra.run.dir))
+    if holds_run(run_dir) and not cfg.overwrite:
+        claim_fresh(run_dir, False)  # raises, naming `rlx resume`
+    if run_dir.exists():
+        RunDirLock(run_dir).acquire().release()  # in use elsewhere, or not writable: one line now
+
+
+def _train(cfg: DictConfig | dict, s: Settings, run_dir: Path, resume: dict | None) -> dict[str, Any]:
+    """The run itself, in a dir this process has locked. ``resume``: a loaded checkpoint."""
+    config = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
     if s.run.torch_threads:
         torch.set_num_threads(s.run.torch_threads)
@@ -121,25 +176,39 @@ def train(cfg: DictConfig | dict, run_dir: str | Path, resume: dict | None = Non
     check_action_space(s.algo_name, spec)
     env_warnings = check_user_env(s.env.id, s.env.kwargs)
     algo = build_algorithm(s, spec, device)
-    envs = make_vec_env(s.env.id, s.env.num_envs, s.run.seed, s.env.kwargs, s.env.max_episode_steps,
-                        wrappers=s.env.wrappers, train_wrappers=s.env.train_wrappers)
-    evaluator = Evaluator(s.env.id, s.eval.episodes, s.run.seed + 10_000, device, s.env.kwargs, s.env.max_episode_steps,
-                          wrappers=s.env.wrappers)
     start = resume["env_steps"] if resume else 0
-    logger = Logger(run_dir, config, s.wandb, s.run.total_steps, s.logger.progress,
-                    wandb_id=resume["session"]["wandb_id"] if resume else None, start_steps=start,
-                    name=f"{s.algo_name}-{spec.id}-s{s.run.seed}")
-    session = Session(algo, s.algo_name, config, logger, Checkpointer(run_dir / "checkpoints", s.checkpoint.keep), evaluator,
-                      s.run.total_steps, s.logger.every, s.eval.every, s.checkpoint.every, s.env.num_envs, s.eval.deterministic)
-    session.save_buffer = s.checkpoint.save_buffer
-    for w in env_warnings:
-        logger.message(f"rlx: warning: env checker ({spec.id}): {w}")
-    if resume:
-        session.restore(resume)
     exit_code = 1
-    try:
-        with stop_on_signals(session, logger):
-            summary = importlib.import_module(LOOPS[algo.loop]).run(algo, envs, session, device)
+    with contextlib.ExitStack() as stack:  # whatever was built is closed, however the run ends
+        envs = make_vec_env(s.env.id, s.env.num_envs, s.run.seed, s.env.kwargs, s.env.max_episode_steps,
+                            wrappers=s.env.wrappers, train_wrappers=s.env.train_wrappers)
+        stack.callback(envs.close)
+        evaluator = Evaluator(s.env.id, s.eval.episodes, s.run.seed + 10_000, device, s.env.kwargs, s.env.max_episode_steps,
+                              wrappers=s.env.wrappers)
+        stack.callback(evaluator.close)
+        logger = Logger(run_dir, config, s.wandb, s.run.total_steps, s.logger.progress,
+                        wandb_id=resume["session"]["wandb_id"] if resume else None, start_steps=start,
+                        name=f"{s.algo_name}-{spec.id}-s{s.run.seed}")
+        stack.callback(lambda: logger.close(exit_code))
+        session = Session(algo, s.algo_name, config, logger, Checkpointer(run_dir / "checkpoints", s.checkpoint.keep),
+                          evaluator, s.run.total_steps, s.logger.every, s.eval.every, s.checkpoint.every, s.env.num_envs,
+                          s.eval.deterministic)
+        session.save_buffer = s.checkpoint.save_buffer
+        logger.message(f"rlx: {'resuming' if resume else 'run'} {s.algo_name} on {spec.id} in {run_dir}"
+                       + (f" from env step {start:,}" if resume else ""))
+        for w in env_warnings:
+            logger.message(f"rlx: warning: env checker ({spec.id}): {w}")
+        if resume:
+            session.restore(resume)
+        try:
+            with stop_on_signals(session, logger):
+                summary = importlib.import_module(LOOPS[algo.loop]).run(algo, envs, session, device)
+        except NonFiniteError as e:
+            raise NonFiniteError(_record_fault(run_dir, str(e), session)) from None
+        except OSError as e:
+            if e.errno not in OS_FAULTS:
+                raise
+            raise RunFault(_record_fault(run_dir, f"{e.strerror or e} ({getattr(e, 'filename', None) or run_dir})",
+                                         session)) from None
         summary["device"] = str(device)
         write_summary(run_dir, summary)
         logger.summary(summary)
@@ -148,12 +217,23 @@ def train(cfg: DictConfig | dict, run_dir: str | Path, resume: dict | None = Non
             logger.message(f"rlx: stopped by {session.stop_requested} at env step {session.env_steps:,}; "
                            f"checkpoint saved. Continue with: rlx resume {run_dir}")
         return summary
-    except NonFiniteError as e:
-        raise NonFiniteError(f"{e}; last good checkpoint: {run_dir / 'checkpoints' / 'last.pt'}") from None
-    finally:
-        logger.close(exit_code)
-        envs.close()
-        evaluator.close()
+    raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
+
+
+# OS-level faults that end a run cleanly (one line, exit code 1): disk full, quota, read-only, I/O, permissions.
+OS_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM)
+
+
+def _record_fault(run_dir: Path, error: str, session: Session) -> str:
+    """Summary with status failed (if the disk still lets us write it); the message names the last good checkpoint."""
+    last = run_dir / "checkpoints" / "last.pt"
+    where = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint yet"
+    message = f"{error}; {where}"
+    with contextlib.suppress(OSError):
+        write_summary(run_dir, {"status": "failed", "error": message, "algo": session.algo_name,
+                                "env_id": session.config["env"]["id"], "seed": session.config["seed"],
+                                "env_steps": session.env_steps})
+    return message
 
 
 @contextlib.contextmanager
@@ -197,31 +277,34 @@ def hydra_job(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from rlx.compose import tuned_preset_conflict
+
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
-    if multirun and hc.sweep.dir:  # all runs of one sweep share a W&B group: the sweep's id
-        cfg.logger.wandb.group = cfg.logger.wandb.group or Path(hc.sweep.dir).name
-    if multirun:  # parallel jobs (joblib launcher) spread over the GPUs instead of all landing on cuda:0
-        cfg.device = job_device(cfg.device, hc.job.num, torch.cuda.device_count())
+    _apply_job_settings(cfg, hc, multirun)
+    conflict = tuned_preset_conflict(hc.runtime.choices, cfg.env.id)
     try:
+        if conflict:  # recompose without the preset (the running Hydra app composes: same search path)
+            from hydra import compose
+
+            print(f"rlx: note: {conflict}", file=sys.stderr)
+            cfg = compose(config_name=hc.job.config_name, overrides=[*hc.overrides.task, "~tuned"])
+            _apply_job_settings(cfg, hc, multirun)
         summary = train(cfg, run_dir)
         if summary["status"] == "stopped":  # preempted: also stop a sweep instead of starting the next run
-            sys.exit(130 if summary.get("stopped_by") == "SIGINT" else 143)
+            sys.exit(exit_status(summary))
         return summary["eval_return_mean"]
-    except NonFiniteError as e:
-        if multirun:
-            write_summary(run_dir, {"status": "failed", "error": str(e)})
-            return None
-        print(f"rlx: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except UserError as e:
-        if multirun:
-            write_summary(run_dir, {"status": "failed", "error": str(e)})
-            print(f"rlx: run {run_dir} failed: {e}", file=sys.stderr)
-            return None
-        print(f"rlx: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except (RunFault, UserError) as e:
+        code = 2 if isinstance(e, UserError) else 1
+        if not multirun:
+            print(f"rlx: error: {e}", file=sys.stderr)
+            sys.exit(code)
+        if not isinstance(e, RunDirTaken):  # never write into a dir that belongs to another run
+            with contextlib.suppress(OSError):
+                write_summary(run_dir, {"status": "failed", "error": str(e)})
+        print(f"rlx: run {run_dir} failed: {e}", file=sys.stderr)
+        return None
     except Exception as e:
         if not multirun:
             raise
@@ -229,6 +312,20 @@ def hydra_job(cfg: DictConfig) -> float | None:
         (run_dir / "error.txt").write_text(traceback.format_exc())
         print(f"rlx: run {run_dir} failed: {type(e).__name__}: {e}", file=sys.stderr)
         return None
+
+
+def _apply_job_settings(cfg: DictConfig, hc: Any, multirun: bool) -> None:
+    if multirun and hc.sweep.dir:  # all runs of one sweep share a W&B group: the sweep's id
+        cfg.logger.wandb.group = cfg.logger.wandb.group or Path(hc.sweep.dir).name
+    if multirun:  # parallel jobs (joblib launcher) spread over the GPUs instead of all landing on cuda:0
+        cfg.device = job_device(cfg.device, hc.job.num, torch.cuda.device_count())
+
+
+def exit_status(summary: dict[str, Any]) -> int:
+    """0 for a finished run; 130/143 (128 + signal, as shells report it) for one stopped by SIGINT/SIGTERM."""
+    if summary.get("status") != "stopped":
+        return 0
+    return 128 + (signal.SIGINT if summary.get("stopped_by") == "SIGINT" else signal.SIGTERM)
 
 
 def evaluate_checkpoint(path: str | Path, episodes: int | None = None, deterministic: bool = True,
@@ -256,41 +353,52 @@ def evaluate_checkpoint(path: str | Path, episodes: int | None = None, determini
 
 # Keys a resume may change: they affect how long and how visibly a run goes on, not what it learns.
 RESUMABLE_KEYS = ("total_steps", "device", "torch_threads", "eval.every", "eval.episodes", "checkpoint.every",
-                  "checkpoint.keep", "logger.every", "logger.progress", "logger.wandb.mode")
+                  "checkpoint.keep", "logger.every", "logger.progress", "logger.wandb.mode",
+                  "logger.tensorboard", "stop.reward_threshold", "stop.patience")
 
 
 def resume(run_dir: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
-    """Continue a run from ``RUN_DIR/checkpoints/last.pt`` with its own config (plus safe overrides)."""
+    """Continue a run from ``RUN_DIR/checkpoints/last.pt`` with its own config (plus safe overrides).
+    The run dir is locked first: a second resume (or a train) of the same dir is refused."""
     from rlx.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
     last = run_dir / "checkpoints" / "last.pt"
     if not last.is_file():
         raise UserError(f"{run_dir}: no checkpoints/last.pt to resume from")
-    state = load_checkpoint(last)
-    config = OmegaConf.create(state["config"])
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"resume override '{item}': expected key=value")
-        if key not in RESUMABLE_KEYS:
-            raise UserError(f"{key} cannot be changed when resuming (it would change what the run learns); "
-                            f"allowed: {', '.join(RESUMABLE_KEYS)}")
-        OmegaConf.update(config, key, yaml_value(value), force_add=False)
-    config = OmegaConf.to_container(config)
-    s = parse_settings(config)
-    if s.run.total_steps <= state["env_steps"]:
-        raise UserError(f"{run_dir}: already trained {state['env_steps']:,} env steps (total_steps={s.run.total_steps:,}); "
-                        f"pass a larger total_steps=... to extend the run")
-    _truncate_metrics(run_dir / "metrics.jsonl", state["env_steps"])
-    return train(config, run_dir, resume=state)
+    with RunDirLock(run_dir):
+        state = load_checkpoint(last)
+        config = OmegaConf.create(state["config"])
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UserError(f"resume override '{item}': expected key=value")
+            if key not in RESUMABLE_KEYS:
+                raise UserError(f"{key} cannot be changed when resuming (it would change what the run learns); "
+                                f"allowed: {', '.join(RESUMABLE_KEYS)}")
+            OmegaConf.update(config, key, override_value(value), force_add=False)
+        config = OmegaConf.to_container(config)
+        s = parse_settings(config)
+        if s.run.total_steps <= state["env_steps"]:
+            raise UserError(f"{run_dir}: already trained {state['env_steps']:,} env steps (total_steps={s.run.total_steps:,}); "
+                            f"pass a larger total_steps=... to extend the run")
+        _truncate_metrics(run_dir / "metrics.jsonl", state["env_steps"])
+        return _train(config, s, run_dir, state)
 
 
-def yaml_value(text: str) -> Any:
-    """Command-line value -> typed value, as Hydra would parse it (1e5 -> float, true -> bool)."""
-    import yaml
+def override_value(text: str) -> Any:
+    """The typed value of an override's value text, parsed by Hydra's own override grammar exactly as
+    ``rlx train`` would (``1e5`` -> 100000.0, ``true`` -> True, ``null`` -> None, ``[1,2]`` -> list)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
-    return yaml.safe_load(text) if text != "" else ""
+    try:
+        (parsed,) = OverridesParser.create().parse_overrides([f"value={text}"])
+    except HydraException as e:
+        raise UserError(f"'{text}': not a value Hydra can parse ({str(e).splitlines()[0]})") from None
+    if parsed.is_sweep_override():
+        raise UserError(f"'{text}': one value expected, not a sweep")
+    return parsed.value()
 
 
 def _truncate_metrics(path: Path, env_steps: int) -> None:
@@ -313,9 +421,16 @@ def config_diff(run_a: str | Path, run_b: str | Path) -> list[tuple[str, Any, An
     """(key, value in A, value in B) for every resolved config value that differs."""
 
     def flat(run: Path) -> dict[str, Any]:
-        path = Path(run) / "config.yaml" if Path(run).is_dir() else Path(run)
-        if not path.is_file():
-            raise UserError(f"{run}: no config.yaml (expected a run dir)")
+        path = Path(run) / "config.yaml"
+        if not Path(run).is_dir() or not path.is_file():
+            what = "no such path" if not Path(run).exists() else "not a run dir" if Path(run).is_dir() else "a file"
+            raise UserError(f"{run}: {what}; expected a run dir (a directory with config.yaml)")
+        try:
+            loaded = OmegaConf.to_container(OmegaConf.load(path))
+        except Exception as e:
+            raise UserError(f"{path}: not a readable config ({type(e).__name__})") from None
+        if not isinstance(loaded, dict):
+            raise UserError(f"{path}: not a run config (expected a mapping)")
         out: dict[str, Any] = {}
 
         def walk(node: Any, prefix: str) -> None:
@@ -325,7 +440,7 @@ def config_diff(run_a: str | Path, run_b: str | Path) -> list[tuple[str, Any, An
             else:
                 out[prefix] = node
 
-        walk(OmegaConf.to_container(OmegaConf.load(path)), "")
+        walk(loaded, "")
         return out
 
     a, b = flat(run_a), flat(run_b)

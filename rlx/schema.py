@@ -17,6 +17,8 @@ class EnvConfig:
     kwargs: dict = param({}, help="keyword arguments for gymnasium.make")
     wrappers: list[dict] = param([], help="gymnasium wrappers applied to every sub-env, in order: {_target_: pkg.mod.Wrapper, arg: value}")
     train_wrappers: list[dict] = param([], help="wrappers applied after env.wrappers to the training envs only (not evaluation)")
+    batched: bool | Literal["auto"] = param(
+        "auto", help="step classic-control sub-envs as one NumPy batch (rlx/batched_envs.py): true | false | auto (from 4 envs)")
 
 
 @dataclass
@@ -29,7 +31,7 @@ class NetworkConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = param(10_000, ge=0, help="env steps between evaluations (0: only at the end)")
+    every: int = param(20_000, ge=0, help="env steps between evaluations (0: only at the end)")
     episodes: int = param(10, ge=1)
     deterministic: bool = param(True)
 
@@ -54,7 +56,14 @@ class WandbConfig:
 class LoggerConfig:
     every: int = param(2048, ge=1, help="env steps between metrics.jsonl lines")
     progress: bool = param(True, help="show a progress bar (plain lines when not a TTY)")
+    tensorboard: bool = param(True, help="write TensorBoard event files into RUN_DIR/tb (x-axis: env steps)")
     wandb: Any = None  # validated separately as WandbConfig
+
+
+@dataclass
+class StopConfig:
+    reward_threshold: float | None = param(None, help="stop when a periodic deterministic eval return reaches this")
+    patience: int = param(0, ge=0, help="stop after this many periodic evals without a new best (0: never)")
 
 
 @dataclass
@@ -63,6 +72,7 @@ class RunConfig:
     device: str = param("auto", help="auto | cpu | cuda | cuda:N (N: GPU index, to pin a run to one GPU)")
     total_steps: int = param(100_000, gt=0, help="env steps to train for")
     torch_threads: int = param(1, ge=0, help="torch intra-op threads (0: torch's default); 1 is fastest for small MLPs")
+    overwrite: bool = param(False, help="start over in a run dir that already holds a run (deletes it first)")
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

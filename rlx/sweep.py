@@ -37,7 +37,7 @@ def run_sweep(args: list[str], validate_fn: Callable[[list[str]], None], hydra_f
         given = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == SWEEP_DIR_KEY]
         sweep_dir = Path(given[-1]) if given else None
     else:
-        sweep_dir = resolve_sweep_dir(overrides)
+        sweep_dir = claim_sweep_dir(overrides)
         args = [a for a in args if a.split("=", 1)[0] != SWEEP_DIR_KEY] + [f"{SWEEP_DIR_KEY}={_quote(str(sweep_dir))}"]
 
     code: int | str | None = 0
@@ -60,13 +60,41 @@ def run_sweep(args: list[str], validate_fn: Callable[[list[str]], None], hydra_f
 def resolve_sweep_dir(overrides: list[str]) -> Path:
     """The sweep dir Hydra would use (``hydra.sweep.dir`` with its ``${now:...}`` resolved), so that this
     process, Hydra and every launcher agree on it."""
+    return _sweep_dir_setting(overrides)[0]
+
+
+def _sweep_dir_setting(overrides: list[str]) -> tuple[Path, bool, bool]:
+    """(resolved sweep dir, whether its pattern is timestamped, overwrite=...)."""
     from hydra.core.hydra_config import HydraConfig
 
     from rlx.compose import compose_config, expand_for_validation
 
     cfg = compose_config(expand_for_validation(overrides)[0], return_hydra_config=True)
+    pattern = str(cfg.hydra.sweep._get_node("dir")._value())
     HydraConfig.instance().set_config(cfg)  # for ${hydra:...} interpolations in the dir's pattern
-    return Path(str(cfg.hydra.sweep.dir))
+    return Path(str(cfg.hydra.sweep.dir)), "${now:" in pattern, bool(cfg.overwrite)
+
+
+def claim_sweep_dir(overrides: list[str]) -> Path:
+    """Create this sweep's dir before Hydra runs, so that no other sweep can share it.
+
+    A timestamped dir (the default ``multirun/${now:...}``) that another sweep started in the same second
+    already took gets a ``-1``, ``-2``... suffix. A dir named explicitly (``hydra.sweep.dir=...``) that
+    already holds runs is refused, unless ``overwrite=true``, which deletes those runs and reports first."""
+    from rlx.rundir import claim_fresh, ensure_writable_dir, holds_run, unique_dir
+
+    path, timestamped, overwrite = _sweep_dir_setting(overrides)
+    if timestamped:
+        return unique_dir(path)
+    runs = [p for p in path.iterdir() if p.is_dir() and holds_run(p)] if path.is_dir() else []
+    if runs and not overwrite:
+        raise UserError(f"hydra.sweep.dir={path} already holds {len(runs)} run(s) of another sweep; choose another dir, "
+                        f"or overwrite=true to delete them first")
+    for run in runs:
+        claim_fresh(run, overwrite=True)
+    for name in ("report.md", "report.csv", "report.png", "multirun.yaml"):
+        (path / name).unlink(missing_ok=True)
+    return ensure_writable_dir(path, "sweep dir")
 
 
 def _quote(value: str) -> str:
@@ -92,7 +120,12 @@ def report_sweep(sweep_dir: Path) -> list:
     """(Re)write report.md / report.csv / report.png into ``sweep_dir``, print the table, return the rows."""
     from rlx.report import ReportError, aggregate, load_sweep, print_report, write_report
 
+    from rlx.rundir import holds_run
+
     sweep_dir = Path(sweep_dir)
+    if holds_run(sweep_dir):
+        raise UserError(f"{sweep_dir} is one run, not a sweep dir: `rlx report` compares the runs of a sweep "
+                        "(for one run: `rlx eval` it, or read its summary.json / metrics.jsonl)")
     try:
         paths = write_report(sweep_dir)
         rows = aggregate(load_sweep(sweep_dir))

@@ -6,6 +6,7 @@ which logs, evaluates and checkpoints on the configured cadences.
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import pickle
@@ -21,11 +22,19 @@ import torch
 
 from rlx.checkpoint import Checkpointer
 from rlx.envs import EpisodeTracker
+from rlx.errors import RunFault
 from rlx.evaluation import Evaluator
 from rlx.logging import Logger, RateMeter
 
 
-class NonFiniteError(RuntimeError):
+# Stop reasons that end a run as finished (status "ok", or "pruned" for rlx tune's pruner), unlike signals.
+STOP_CONDITIONS = ("reward_threshold", "patience")
+# Callables told of every periodic evaluation, ``hook(env_steps, eval_return_mean)``; one that returns a
+# reason ("pruned") stops the run. Set around a run by its caller (rlx tune reports evals to Optuna).
+EVAL_HOOKS: contextvars.ContextVar[tuple[Callable[[int, float], str | None], ...]] = contextvars.ContextVar("rlx_eval_hooks", default=())
+
+
+class NonFiniteError(RunFault):
     """A NaN/inf appeared in a loss, the parameters or an observation; the run stops, checkpoints stay good."""
 
 
@@ -54,6 +63,7 @@ class Counters:
     wall_s: float = 0.0
     best_eval_return: float = -math.inf
     last_eval: tuple[float, float] | None = None
+    evals_since_best: int = 0  # stop.patience counts these
 
 
 def rng_state() -> dict[str, Any]:
@@ -123,6 +133,10 @@ class Session:
         self._start_steps = 0  # env steps already done when this process started (resume)
         self.loop_state: dict[str, Any] | None = None  # set by resume; consumed by the loop
         self.save_buffer = True  # checkpoint.save_buffer: off-policy loops put their replay buffer in loop_state
+        stop = config.get("stop") or {}  # stop conditions on the periodic evals (validated with the config)
+        self.reward_threshold: float | None = stop.get("reward_threshold")
+        self.patience: int = int(stop.get("patience") or 0)
+        self.eval_hooks = list(EVAL_HOOKS.get())
 
     def initial_obs(self, envs: gym.vector.SyncVectorEnv) -> np.ndarray:
         """Fresh episodes, or, on resume, the exact env state and observation from the checkpoint."""
@@ -168,6 +182,7 @@ class Session:
             self._log_line(returns, lengths)
         if self.cadence["eval"].due(steps) and steps < self.total_steps:
             self.evaluate(loop_state)
+            self._check_stop()
         if self.cadence["checkpoint"].due(steps) and steps < self.total_steps:
             self.save(loop_state, periodic=True)
 
@@ -210,8 +225,10 @@ class Session:
         mean, std = float(returns.mean()), float(returns.std())
         self.counters.last_eval = (mean, std)
         self.logger.log({"env_steps": self.env_steps, "wall_s": round(self.wall_s(), 3), "eval_return_mean": mean, "eval_return_std": std})
+        self.counters.evals_since_best += 1
         if mean > self.counters.best_eval_return:
             self.counters.best_eval_return = mean
+            self.counters.evals_since_best = 0
             if loop_state is not None:
                 # best.pt is for evaluation and picking a model: no replay buffer (last.pt has it)
                 keep, self.save_buffer = self.save_buffer, False
@@ -220,6 +237,19 @@ class Session:
                 finally:
                     self.save_buffer = keep
         return mean, std
+
+    def _check_stop(self) -> None:
+        """After a periodic eval: tell the hooks, then apply stop.reward_threshold and stop.patience."""
+        mean = self.counters.last_eval[0]
+        reasons = [hook(self.env_steps, mean) for hook in self.eval_hooks]
+        if self.stop_requested is not None:
+            return
+        if any(reasons):
+            self.stop_requested = next(r for r in reasons if r)
+        elif self.reward_threshold is not None and mean >= self.reward_threshold:
+            self.stop_requested = "reward_threshold"
+        elif self.patience and self.counters.evals_since_best >= self.patience:
+            self.stop_requested = "patience"
 
     # -- checkpoints -----------------------------------------------------------------------------
     def checkpoint_state(self, loop_state: dict[str, Any]) -> dict[str, Any]:
@@ -272,11 +302,14 @@ class Session:
         session_wall = time.perf_counter() - self._t0
         if self.stop_requested is None:
             mean, std = self.evaluate(loop_state)
+        elif self.stop_requested in (*STOP_CONDITIONS, "pruned"):  # decided on the eval just made at this step
+            mean, std = self.counters.last_eval
         else:  # preempted: checkpoint fast, report the last evaluation
             mean, std = self.counters.last_eval or (math.nan, math.nan)
         self.save(loop_state)
         return {
-            "status": "ok" if self.stop_requested is None else "stopped",
+            "status": ("ok" if self.stop_requested in (None, *STOP_CONDITIONS)
+                       else "pruned" if self.stop_requested == "pruned" else "stopped"),
             "stopped_by": self.stop_requested,
             "algo": self.algo_name,
             "env_id": self.config["env"]["id"],
