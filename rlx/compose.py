@@ -262,9 +262,9 @@ def validate(overrides: list[str]) -> DictConfig:
             s = parse_settings(cfg)
         except UserError as e:
             raise _name_algorithm(e, combo) from None
-        key = repr((s.env.id, s.env.kwargs))
+        key = repr((s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder))
         if key not in specs:
-            specs[key] = env_spec(s.env.id, s.env.kwargs)
+            specs[key] = env_spec(s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder)
         check_action_space(s.algo_name, specs[key])
         first = first or cfg
     assert first is not None
