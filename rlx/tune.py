@@ -79,6 +79,7 @@ class Plan:
     space: list[Dimension]
     tune: TuneConfig
     study_dir: Path
+    timestamped: bool = False  # the default dir: another study started the same second gets name-1
 
     @property
     def storage_url(self) -> str:
@@ -213,8 +214,8 @@ def plan_study(args: list[str]) -> Plan:
     tune = build(TuneConfig, settings, "tune")
     fixed, space = parse_space(run)
     validate([*fixed, *(f"{d.key}={d.end_points()}" for d in space)])
-    if study_dir is None:
-        study_dir = f"{resolve_sweep_dir(fixed)}_tune"
+    if study_dir is None:  # timestamped like a sweep dir; made unique when the study starts
+        return Plan(fixed, space, tune, Path(f"{resolve_sweep_dir(fixed)}_tune"), timestamped=True)
     path = Path(study_dir)
     if (path / STUDY_FILE).exists():
         raise UserError(f"{path} already holds a study; continue it with `rlx tune --resume {path}` or choose another hydra.sweep.dir")
@@ -496,6 +497,11 @@ def run_tune(args: list[str], resume_dir: Path | None = None) -> int:
         _say(f"resuming {plan.study_dir}: {_counted(study)} of {plan.tune.trials} trials exist")
     else:
         plan = plan_study(args)
+        if plan.timestamped:
+            from rlx.rundir import unique_dir
+
+            plan.study_dir.parent.mkdir(parents=True, exist_ok=True)
+            plan.study_dir = unique_dir(plan.study_dir)
         plan.study_dir.mkdir(parents=True, exist_ok=True)
         plan.save()
         study = _make_study(plan)

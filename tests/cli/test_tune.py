@@ -119,3 +119,24 @@ def test_bad_input_exit_code_through_the_cli(tmp_path):
     assert not (tmp_path / "s").exists()
     r = run_cli("tune", "--resume", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 2 and "not an rlx tune study dir" in r.stderr
+
+
+@pytest.mark.parametrize("pruner, prunes", [("median", True), ("hyperband", True), ("none", False)])
+def test_each_pruner_acts_on_reported_evals(pruner, prunes, tmp_path):
+    from rlx.tune import Plan, TuneConfig, _make_study
+
+    plan = Plan([], [Dimension("x", "float", 0.0, 1.0)], TuneConfig(pruner=pruner, startup_trials=2, warmup_evals=0), tmp_path)
+    study = _make_study(plan)
+
+    def objective(trial):  # low x: a low curve, which a pruner should stop
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for step in range(1, 5):
+            trial.report(x * step, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return x * 4
+
+    study.optimize(objective, n_trials=12)
+    states = [t.state.name for t in study.trials]
+    assert ("PRUNED" in states) == prunes, states
+    assert (tmp_path / "study.db").is_file()  # SQLite in the study dir by default
