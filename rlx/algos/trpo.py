@@ -112,7 +112,8 @@ class TRPO(ActorCriticAgent):
 
             direction = conjugate_gradient(fvp, g, hp.cg_iters)
             beta = max_step_size(direction, fvp(direction), hp.max_kl)
-        entropy = dist.entropy().mean().item()  # after the graph is used: only logged
+        with torch.no_grad():
+            entropy = dist.entropy().mean().item()  # only logged
         metrics = {"policy_objective": surrogate.item(), "entropy": entropy, "grad_norm": g.norm().item()}
         if not torch.isfinite(beta):  # g = 0 (e.g. all advantages equal): nothing to improve
             return {**metrics, "line_search_accepted": 0.0, "line_search_steps": 0.0, "kl": 0.0}

@@ -43,3 +43,44 @@ def test_demo_multimodal_ddpg_commits_discrete_sac_keeps_both(cli, tmp_path):
     assert max(out["ddpg"]["passage_share"]) >= 0.95
     assert min(out["sac_discrete"]["passage_share"]) >= 0.20
     assert (tmp_path / "mm" / "multimodal.png").stat().st_size > 0
+
+
+def test_penalty_shootout_env_scores_only_to_the_left():
+    from rlx.demos.envs import LEFT, RIGHT, PenaltyShootout
+
+    env = PenaltyShootout()
+    env.reset(seed=0)
+    assert env.step(LEFT)[1:4] == (1.0, True, False)
+    env.reset()
+    assert env.step(RIGHT)[1:4] == (0.0, True, False)
+
+
+def test_two_passages_reward_is_bimodal_and_headings_pick_passages():
+    import numpy as np
+
+    from rlx.demos.envs import TwoPassages, TwoPassagesDiscrete, passage, two_passages_reward
+
+    assert two_passages_reward(-0.5) == pytest.approx(1.0, abs=1e-6)
+    assert two_passages_reward(0.5) == pytest.approx(0.8, abs=1e-6)
+    assert two_passages_reward(0.0) < 0.01  # the valley between the passages
+    assert passage(np.array([-0.3, 0.0, 0.7])).tolist() == [0, 1, 1]
+    env = TwoPassages()
+    env.reset(seed=0)
+    _, r, term, _, info = env.step(np.array([-0.5], np.float32))
+    assert r == pytest.approx(1.0, abs=1e-6) and term and info["passage"] == 0
+    d = TwoPassagesDiscrete(21)
+    assert d.headings[5] == pytest.approx(-0.5) and d.step(15)[4]["passage"] == 1
+
+
+def test_boltzmann_target_and_passage_mass_by_hand():
+    import math
+
+    import numpy as np
+
+    from rlx.demos.multimodal import boltzmann, passage_mass
+
+    q = np.array([1.0, 0.0, 0.8])
+    p = boltzmann(q, 0.2)
+    z = math.exp(5) + 1 + math.exp(4)
+    assert p.tolist() == pytest.approx([math.exp(5) / z, 1 / z, math.exp(4) / z])
+    assert passage_mass(np.array([-0.5, 0.0, 0.5]), p) == pytest.approx([math.exp(5) / z, (1 + math.exp(4)) / z])
