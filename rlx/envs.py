@@ -35,9 +35,10 @@ class EnvSpec:
         return isinstance(self.action_space, gym.spaces.Discrete)
 
 
-# Env id namespaces that an optional package registers: namespace -> (extra, module, registration)
+# Env id namespaces that an optional package registers: namespace -> (extra, module, registration);
+# ALE's start-up banner is silenced (its errors still print), so a run's stderr stays rlx's own lines
 OPTIONAL_ENVS = {
-    "ALE/": ("atari", "ale_py", lambda m: gym.register_envs(m)),
+    "ALE/": ("atari", "ale_py", lambda m: (m.ALEInterface.setLoggerMode(m.LoggerMode.Error), gym.register_envs(m))),
     "MinAtar/": ("minatar", "minatar.gym", lambda m: m.register_envs()),
 }
 

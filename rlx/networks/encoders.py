@@ -151,8 +151,11 @@ def check_observation_space(space: gym.Space, encoder: str, env_id: str) -> None
         raise UserError(f"network.encoder={encoder}: takes (C, H, W) image observations, but env.id={env_id} has "
                         f"shape {shape}; encoders that fit: {fits}")
     c, h, w = shape
+    if w <= 4 < c:  # (H, W, C) with a few channels: RGB frames, MinAtar's raw states
+        raise UserError(f"network.encoder={encoder}: takes channel-first (C, H, W) images, but env.id={env_id} has shape "
+                        f"{shape}, which looks channels-last (H, W, C); add {{_target_: rlx.envs.ChannelsFirst}} to "
+                        f"env.wrappers (or Atari's preprocessing, as env=pong does)")
     if min(h, w) < MIN_SPATIAL[encoder]:
         fits = [e for e in CNN_ENCODERS if min(h, w) >= MIN_SPATIAL[e]] + ["mlp"]
-        hint = " (channels last? add {_target_: rlx.envs.ChannelsFirst} to env.wrappers)" if c > max(h, w) else ""
         raise UserError(f"network.encoder={encoder}: needs H, W >= {MIN_SPATIAL[encoder]}, but env.id={env_id} "
-                        f"has (C, H, W) = {shape}{hint}; encoders that fit: {', '.join(fits)}")
+                        f"has (C, H, W) = {shape}; encoders that fit: {', '.join(fits)}")

@@ -40,7 +40,7 @@ def test_pixels_are_scaled_by_1_over_255_inside_the_network():
     torch.manual_seed(0)
     enc = EncoderFactory("nature_cnn", PIXELS)()
     x = torch.randint(0, 256, (2, *PIXELS.shape), dtype=torch.uint8)
-    reference = EncoderFactory("nature_cnn", gym.spaces.Box(0.0, 1.0, PIXELS.shape, np.float32))()
+    reference = EncoderFactory("nature_cnn", gym.spaces.Box(0.0, 1.0, PIXELS.shape, np.float32))()  # same shapes, no scaling
     reference.load_state_dict(enc.state_dict())
     torch.testing.assert_close(enc(x), reference(x.float() / 255.0))
     # the same frames as float32 (the loop's acting path) and as uint8 (the buffers) give the same features
@@ -53,6 +53,8 @@ def test_pixels_are_scaled_by_1_over_255_inside_the_network():
     (gym.spaces.Box(-1, 1, (4,)), "nature_cnn", "takes (C, H, W) image observations, but env.id=E has shape (4,); encoders that fit: mlp"),
     (gym.spaces.Box(0, 1, (4, 10, 10), bool), "nature_cnn", "needs H, W >= 36"),
     (gym.spaces.Box(0, 255, (2, 3, 4, 5), np.uint8), "impala_cnn", "shape (2, 3, 4, 5)"),
+    (gym.spaces.Box(0, 255, (210, 160, 3), np.uint8), "nature_cnn", "looks channels-last (H, W, C); add {_target_: rlx.envs.ChannelsFirst}"),
+    (gym.spaces.Box(0, 1, (10, 10, 4), bool), "minatar_cnn", "looks channels-last"),
 ])
 def test_unsupported_observation_spaces_are_one_line_errors(space, encoder, fragment):
     with pytest.raises(UserError) as e:

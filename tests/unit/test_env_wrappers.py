@@ -1,0 +1,99 @@
+"""env.wrappers / env.train_wrappers, the Atari and MinAtar pipelines, and their one-line errors."""
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from rlx.envs import ChannelsFirst, EpisodicLife, env_spec, make_vec_env
+from rlx.errors import UserError
+from rlx.evaluation import Evaluator
+
+ATARI = [{"_target_": "gymnasium.wrappers.AtariPreprocessing", "noop_max": 30, "frame_skip": 4, "screen_size": 84,
+          "terminal_on_life_loss": False, "grayscale_obs": True, "scale_obs": False},
+         {"_target_": "gymnasium.wrappers.FrameStackObservation", "stack_size": 4}]
+CLIP = [{"_target_": "gymnasium.wrappers.ClipReward", "min_reward": -1, "max_reward": 1}]
+
+
+def test_wrappers_list_builds_the_same_env_as_hand_applied_wrappers():
+    wrappers = [{"_target_": "gymnasium.wrappers.FrameStackObservation", "stack_size": 3},
+                {"_target_": "gymnasium.wrappers.ClipReward", "min_reward": 0.0, "max_reward": 0.5}]
+    envs = make_vec_env("CartPole-v1", 2, 7, wrappers=wrappers)
+    by_hand = gym.vector.SyncVectorEnv(
+        [lambda: gym.wrappers.ClipReward(gym.wrappers.FrameStackObservation(gym.make("CartPole-v1"), 3), 0.0, 0.5)] * 2,
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    a, _ = by_hand.reset(seed=7)
+    b, _ = envs.reset(seed=7)
+    assert envs.single_observation_space == by_hand.single_observation_space and b.shape == (2, 3, 4)
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # across episode ends
+        act = rng.integers(0, 2, 2)
+        ra = by_hand.step(act)
+        rb = envs.step(act)
+        for x, y in zip(ra[:4], rb[:4]):
+            np.testing.assert_array_equal(x, y)
+        assert set(np.unique(rb[1])) <= {0.5}
+
+
+def test_train_wrappers_apply_to_training_envs_only():
+    """Evaluation runs env.wrappers but not env.train_wrappers: it reports the real return."""
+    clip = [{"_target_": "gymnasium.wrappers.ClipReward", "min_reward": 0.0, "max_reward": 0.25}]
+    train = make_vec_env("CartPole-v1", 1, 0, train_wrappers=clip)
+    assert train.step(np.array([0]))[1][0] == 0.25
+    returns = Evaluator("CartPole-v1", 2, 0, "cpu", max_episode_steps=20, wrappers=[])(
+        lambda obs, det: __import__("torch").zeros(obs.shape[0], dtype=__import__("torch").long))
+    assert all(r == int(r) and r > 1 for r in returns)  # unclipped: 1 per step
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ({"stack_size": 3}, "env.wrappers[0]={'stack_size': 3}: expected a mapping with '_target_"),
+    ({"_target_": "gymnasium.wrappers.NoSuchWrapper"}, "env.wrappers[0]._target_=gymnasium.wrappers.NoSuchWrapper: not found"),
+    ({"_target_": "no_such_pkg.Wrapper"}, "cannot import module 'no_such_pkg'"),
+    ({"_target_": "gymnasium.wrappers.FrameStackObservation", "stack_sise": 3}, "env.wrappers[0] (gymnasium.wrappers.FrameStackObservation)"),
+])
+def test_bad_wrapper_entries_are_one_line_errors(entry, fragment):
+    with pytest.raises(UserError) as e:
+        env_spec("CartPole-v1", wrappers=[entry])
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("env_id, module, extra", [("ALE/Pong-v5", "ale_py", "atari"),
+                                                  ("MinAtar/Breakout-v1", "minatar.gym", "minatar")])
+def test_missing_extra_is_a_one_line_error(monkeypatch, env_id, module, extra):
+    import rlx.envs
+
+    real_import = rlx.envs.importlib.import_module
+
+    def no_module(name, *args, **kwargs):
+        if name == module:
+            raise ImportError(f"No module named '{module}'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(gym, "registry", {k: v for k, v in gym.registry.items() if not k.startswith(env_id.split("/")[0])})
+    monkeypatch.setattr(rlx.envs.importlib, "import_module", no_module)
+    with pytest.raises(UserError, match=rf"needs the '{extra}' extra .*pip install 'rlx\[{extra}\]'") as e:
+        env_spec(env_id)
+    assert "\n" not in str(e.value)
+
+
+def test_minatar_pipeline_gives_channel_first_states():
+    spec = env_spec("MinAtar/Breakout-v1", wrappers=[{"_target_": "rlx.envs.ChannelsFirst"}], encoder="minatar_cnn")
+    assert spec.obs_shape == (4, 10, 10) and spec.observation_space.dtype == np.bool_ and spec.action_space.n == 3
+    env = ChannelsFirst(gym.make("MinAtar/Breakout-v1"))
+    obs, _ = env.reset(seed=0)
+    raw = env.unwrapped.game.state()
+    np.testing.assert_array_equal(obs, np.transpose(raw, (2, 0, 1)))
+
+
+def test_atari_pipeline_shapes_and_episodic_life_for_training_only():
+    spec = env_spec("ALE/Breakout-v5", {"frameskip": 1}, ATARI, [{"_target_": "rlx.envs.EpisodicLife"}, *CLIP], "nature_cnn")
+    assert spec.obs_shape == (4, 84, 84) and spec.observation_space.dtype == np.uint8
+    env = EpisodicLife(gym.make("ALE/Breakout-v5", frameskip=1, repeat_action_probability=0.0))
+    env.reset(seed=0)
+    assert env.lives == 5
+    terminated, steps = False, 0
+    while not terminated:  # FIRE once, then do nothing: the ball is lost and a life with it
+        _, _, terminated, truncated, _ = env.step(1 if steps == 0 else 0)
+        steps += 1
+        assert not truncated and steps < 5000
+    assert env.unwrapped.ale.lives() == 4 and not env.game_over  # "terminated" for the learner only
+    env.reset()
+    assert env.lives == 4  # the game went on: no emulator reset
