@@ -120,3 +120,21 @@ def test_short_training_run_end_to_end(tmp_path, env):
     summary = train(cfg, tmp_path)
     assert summary["env_steps"] >= 512
     assert (tmp_path / "checkpoints" / "last.pt").exists()
+
+
+def test_resume_from_a_mid_run_checkpoint_is_exact(tmp_path):
+    """As PPO's reliability test: killed after the checkpoint at 1024, resumed to 2048 == one uninterrupted run."""
+    import shutil
+
+    from rlx.run import resume
+
+    args = ["algo=trpo", "env=cartpole", "total_steps=2048", "algo.n_steps=256", "checkpoint.every=1024",
+            "eval.every=0", "eval.episodes=1", "logger.every=256", "logger.wandb.mode=disabled", "logger.progress=false"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train(compose_config(args), full)
+    shutil.copytree(full, cut)
+    shutil.copy(cut / "checkpoints" / "step_1024.pt", cut / "checkpoints" / "last.pt")
+    resume(cut, ["logger.progress=false"])
+    a = torch.load(full / "checkpoints" / "last.pt", weights_only=False)["algo"]["model"]
+    b = torch.load(cut / "checkpoints" / "last.pt", weights_only=False)["algo"]["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
