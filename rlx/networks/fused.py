@@ -13,6 +13,10 @@ The gradients are the textbook ones (tests/unit/test_fused_mlp.py checks them ag
 ``gradcheck`` in float64): for y = act(h W^T + b),  dW = g^T h,  db = sum(g),  dh = (g W) * act'(y),
 where act' is read off the saved output as torch's own backward does (1 - y^2 for tanh, y > 0 for
 ReLU).
+
+That backward is ``once_differentiable``. Code that differentiates a gradient again (TRPO's
+Fisher-vector products) runs its forward inside :func:`double_backward`, where the MLP is recorded as
+plain torch ops (the ``nn.Sequential`` path).
 """
 from __future__ import annotations
 
