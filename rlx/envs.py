@@ -305,3 +305,49 @@ class EpisodicLife(gym.Wrapper):
         self.game_over = False
         self.lives = self._ale_lives()
         return obs, info
+
+
+class RewardNormalizer:
+    """``env.normalize_reward``: rewards divided by the running std of the discounted return (SB3's
+    ``VecNormalize(norm_reward=True)``): per env, R <- gamma R + r (0 after an episode end), the running
+    variance of R over all envs and steps, r / sqrt(var + eps) clipped to [-clip, clip]. The learner sees the
+    normalized rewards; episode returns in the logs and evaluations stay raw. Its statistics and the
+    running returns are part of the loop state in every checkpoint, so a resumed run continues them."""
+
+    def __init__(self, num_envs: int, gamma: float = 0.99, clip: float = 10.0, eps: float = 1e-8):
+        self.gamma, self.clip, self.eps = gamma, clip, eps
+        self.returns = np.zeros(num_envs)
+        self.mean, self.var, self.count = 0.0, 1.0, 1e-4  # SB3's RunningMeanStd start
+
+    def __call__(self, rewards: np.ndarray, done: np.ndarray) -> np.ndarray:
+        self.returns = self.returns * self.gamma + rewards
+        self._update(self.returns)
+        out = np.clip(rewards / np.sqrt(self.var + self.eps), -self.clip, self.clip).astype(np.float32)
+        self.returns[np.asarray(done, dtype=bool)] = 0.0
+        return out
+
+    def _update(self, x: np.ndarray) -> None:
+        b_mean, b_var, b_count = float(x.mean()), float(x.var()), x.size
+        delta, total = b_mean - self.mean, self.count + b_count
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.mean, self.var, self.count = self.mean + delta * b_count / total, m2 / total, total
+
+    def state_dict(self) -> dict:
+        return {"returns": self.returns.copy(), "mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.returns = state["returns"].copy()
+        self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
+
+    @classmethod
+    def for_run(cls, session: Any, algo: Any, num_envs: int) -> RewardNormalizer | None:
+        """The run's normalizer (``env.normalize_reward``, gamma = the algorithm's), restored from a resumed
+        checkpoint's loop state; None when off."""
+        config = getattr(session, "config", None) or {}
+        if not (config.get("env") or {}).get("normalize_reward"):
+            return None
+        norm = cls(num_envs, getattr(getattr(algo, "hp", None), "gamma", 0.99))
+        saved = getattr(session, "loop_state", None)
+        if saved and saved.get("reward_norm") is not None:
+            norm.load_state_dict(saved["reward_norm"])
+        return norm

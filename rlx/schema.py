@@ -17,6 +17,7 @@ class EnvConfig:
     kwargs: dict = param({}, help="keyword arguments for gymnasium.make")
     wrappers: list[dict] = param([], help="gymnasium wrappers applied to every sub-env, in order: {_target_: pkg.mod.Wrapper, arg: value}")
     train_wrappers: list[dict] = param([], help="wrappers applied after env.wrappers to the training envs only (not evaluation)")
+    normalize_reward: bool = param(False, help="divide the learner's rewards by the running std of the discounted return (stats in checkpoints)")
     batched: bool | Literal["auto"] = param(
         "auto", help="step classic-control sub-envs as one NumPy batch (rlx/batched_envs.py): true | false | auto (from 4 envs)")
 

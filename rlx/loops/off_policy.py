@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from rlx.buffers.replay import make_replay_buffer
+from rlx.envs import RewardNormalizer
 from rlx.evaluation import to_env_actions
 from rlx.loops.session import Session, vector_env_state
 
@@ -26,11 +27,13 @@ def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: tor
     if session.loop_state is not None and session.loop_state.get("buffer") is not None:
         buffer.load_state_dict(session.loop_state["buffer"])
     episodes_ended = getattr(algo, "episodes_ended", None)
+    reward_norm = RewardNormalizer.for_run(session, algo, n_envs)  # env.normalize_reward (None: off)
     # A run resumed without its saved buffer refills this many transitions before training again.
     min_fill = max(1, min(hp.learning_starts, hp.batch_size, hp.buffer_size))
 
     def loop_state() -> dict[str, Any]:
-        return {"obs": obs, "envs": vector_env_state(envs), "buffer": buffer.state_dict() if session.save_buffer else None}
+        return {"obs": obs, "envs": vector_env_state(envs), "buffer": buffer.state_dict() if session.save_buffer else None,
+                "reward_norm": reward_norm.state_dict() if reward_norm is not None else None}
 
     while not session.done:
         if session.env_steps < hp.learning_starts:
@@ -41,6 +44,8 @@ def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: tor
         done = terminated | truncated
         session.check_transition(next_obs, rewards)
         session.tracker.step(rewards, done)
+        if reward_norm is not None:  # the learner's rewards; the tracker above logged the raw ones
+            rewards = reward_norm(rewards, done)
         buffer.add(obs, actions, next_obs, rewards, terminated, truncated, info)
         if episodes_ended is not None and done.any():
             episodes_ended(done)

@@ -13,6 +13,7 @@ import torch
 from rlx.buffers.rollout import RolloutBuffer
 from rlx.evaluation import to_env_actions
 from rlx.loops.session import Session, vector_env_state
+from rlx.envs import RewardNormalizer
 from rlx.networks.encoders import stores_as_uint8
 
 
@@ -26,9 +27,11 @@ def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: tor
     )
     final_obs = torch.zeros_like(buffer.data.obs)  # where an episode was truncated: its last observation
     obs = session.initial_obs(envs)
+    reward_norm = RewardNormalizer.for_run(session, algo, n_envs)  # env.normalize_reward (None: off)
 
     def loop_state() -> dict[str, Any]:
-        return {"obs": obs, "envs": vector_env_state(envs)}
+        return {"obs": obs, "envs": vector_env_state(envs),
+                "reward_norm": reward_norm.state_dict() if reward_norm is not None else None}
 
     while not session.done:
         truncated_any = False
@@ -40,6 +43,8 @@ def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: tor
             session.add_steps(n_envs)
             session.check_transition(next_obs, rewards)
             session.tracker.step(rewards, done)
+            if reward_norm is not None:  # the learner's rewards; the tracker above logged the raw ones
+                rewards = reward_norm(rewards, done)
             if truncated.any():
                 truncated_any = True
                 for i in np.flatnonzero(truncated):

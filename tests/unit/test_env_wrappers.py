@@ -97,3 +97,60 @@ def test_atari_pipeline_shapes_and_episodic_life_for_training_only():
     assert env.unwrapped.ale.lives() == 4 and not env.game_over  # "terminated" for the learner only
     env.reset()
     assert env.lives == 4  # the game went on: no emulator reset
+
+
+def test_reward_normalizer_math_and_state():
+    from rlx.envs import RewardNormalizer
+
+    norm = RewardNormalizer(2, gamma=0.9, clip=100.0)
+    rng = np.random.default_rng(0)
+    rets, seen = np.zeros(2), []
+    for t in range(50):
+        r, done = rng.normal(3.0, 2.0, 2), rng.random(2) < 0.1
+        out = norm(r, done)
+        rets = rets * 0.9 + r
+        seen.extend(rets.tolist())
+        # the variance of every env's discounted return at every step so far, pooled with SB3's
+        # starting statistics (mean 0, variance 1, weight 1e-4 of a sample)
+        x, c = np.array(seen), 1e-4
+        var = (c * 1.0 + x.size * x.var() + x.mean() ** 2 * c * x.size / (c + x.size)) / (c + x.size)
+        np.testing.assert_allclose(out, r / np.sqrt(var + 1e-8), rtol=1e-5)
+        rets[done] = 0.0
+        np.testing.assert_allclose(norm.returns, rets)
+    again = RewardNormalizer(2, gamma=0.9, clip=100.0)
+    again.load_state_dict(norm.state_dict())
+    r = np.array([1.0, -2.0])
+    np.testing.assert_array_equal(again(r, np.zeros(2, bool)), norm(r, np.zeros(2, bool)))
+    assert np.abs(RewardNormalizer(1, clip=5.0)(np.array([1e6]), np.zeros(1, bool))).max() == 5.0
+
+
+def test_normalize_reward_is_checkpointed_and_resumes_exactly(tmp_path):
+    """PPO CartPole with env.normalize_reward: the statistics are in the checkpoint's loop state, the logged
+    returns stay raw, and killed-after-checkpoint + resume == one uninterrupted run."""
+    import json
+    import shutil
+
+    import torch
+
+    from rlx.compose import compose_config
+    from rlx.run import resume, train
+
+    args = ["env.normalize_reward=true", "total_steps=2048", "checkpoint.every=1024", "logger.every=256",
+            "eval.every=1024", "eval.episodes=2", "logger.wandb.mode=disabled", "logger.progress=false", "device=cpu"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train(compose_config(args), full)
+    state = torch.load(full / "checkpoints" / "step_1024.pt", weights_only=False)
+    norm = state["loop"]["reward_norm"]
+    assert norm["count"] > 1000 and norm["var"] > 1.0  # CartPole's discounted returns grow well past 1
+    rows = [json.loads(l) for l in (full / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["episode_return_mean"] >= 8 for r in rows if "episode_return_mean" in r)  # raw: 1 per step
+    shutil.copytree(full, cut)
+    shutil.copy(cut / "checkpoints" / "step_1024.pt", cut / "checkpoints" / "last.pt")
+    resume(cut, ["logger.progress=false"])
+    strip = lambda run: [{k: v for k, v in json.loads(l).items() if k not in ("wall_s", "sps")}
+                         for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert strip(cut) == strip(full)
+    a = torch.load(full / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(cut / "checkpoints" / "last.pt", weights_only=False)
+    assert all(torch.equal(a["algo"]["model"][k], b["algo"]["model"][k]) for k in a["algo"]["model"])
+    np.testing.assert_array_equal(a["loop"]["reward_norm"]["returns"], b["loop"]["reward_norm"]["returns"])
