@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
+from torch.distributions import kl_divergence
 
 from rlx.algos.common import ActorCritic, ActorCriticAgent, make_optimizer, minibatches
 from rlx.buffers.rollout import Rollout
@@ -49,14 +49,6 @@ class TRPOConfig:
     anneal_lr: bool = param(False, help="linearly anneal the value function's lr to 0")
     normalize_obs: bool = param(False, help="running observation normalization (stats saved in checkpoints)")
     log_std_init: float = param(0.0, help="initial log std of the Gaussian policy")
-
-
-def detached(dist: Distribution) -> Distribution:
-    """A copy of a categorical or diagonal-Gaussian policy distribution that carries no gradient: pi_old."""
-    if isinstance(dist, Categorical):
-        return Categorical(logits=dist.logits.detach())
-    base = dist.base_dist
-    return Independent(Normal(base.loc.detach(), base.scale.detach()), dist.reinterpreted_batch_ndims)
 
 
 class TRPO(ActorCriticAgent):
