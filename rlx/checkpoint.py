@@ -46,8 +46,9 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint file or a run dir (its best checkpoint, else last); UserError if unusable."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", with_buffer: bool = True) -> dict[str, Any]:
+    """Load a checkpoint file or a run dir (its best checkpoint, else last); UserError if unusable.
+    ``with_buffer``: also read the replay buffer file last.pt refers to (resuming needs it, evaluating not)."""
     path = Path(path)
     if path.is_dir():
         for candidate in (path / "checkpoints" / "best.pt", path / "checkpoints" / "last.pt", path / "best.pt", path / "last.pt"):
@@ -70,11 +71,41 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"this rlx {__version__} (format {FORMAT_VERSION})"
         )
     state["path"] = str(path)
+    if with_buffer:
+        load_buffer(state)
     return state
 
 
+BUFFER_PREFIX = "replay_buffer"
+
+
+def _buffer_file(state: dict[str, Any]) -> Path | None:
+    ref = (state.get("loop") or {}).get("buffer")
+    return Path(ref["file"]) if isinstance(ref, dict) and "file" in ref else None
+
+
+def load_buffer(state: dict[str, Any]) -> None:
+    """Replace a checkpoint's reference to its replay-buffer file (``{"file": name}``) by the buffer itself."""
+    name = _buffer_file(state)
+    if name is None:
+        return
+    path = Path(state["path"]).parent / name
+    try:
+        state["loop"]["buffer"] = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise UserError(f"{state['path']}: its replay buffer file {path.name} is missing") from None
+    except Exception as e:
+        raise UserError(f"{path}: not a readable replay buffer ({type(e).__name__})") from None
+
+
 class Checkpointer:
-    """last.pt (always the newest), best.pt (highest eval return), and up to ``keep`` periodic step_N.pt."""
+    """last.pt (always the newest), best.pt (highest eval return), and up to ``keep`` periodic step_N.pt.
+
+    An off-policy run's replay buffer (often most of the bytes) is stored once, in
+    ``replay_buffer_<env step>.pt`` beside last.pt, which refers to it by name: written before last.pt
+    (atomically), and the previous buffer file deleted only after last.pt no longer refers to it, so a
+    crash at any point leaves a last.pt whose buffer file exists. Periodic and best checkpoints carry no
+    buffer (they are for evaluation; resuming uses last.pt)."""
 
     def __init__(self, directory: Path, keep: int = 3):
         self.dir = Path(directory)
@@ -82,9 +113,22 @@ class Checkpointer:
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def save_last(self, state: dict[str, Any], periodic: bool = False) -> None:
+        loop = state.get("loop") or {}
+        buffer = loop.get("buffer")
+        if buffer is not None:
+            name = f"{BUFFER_PREFIX}_{state['env_steps']}.pt"
+            buf = io.BytesIO()
+            torch.save(buffer, buf)
+            atomic_write_bytes(self.dir / name, buf.getvalue())
+            state = {**state, "loop": {**loop, "buffer": {"file": name}}}
         save_checkpoint(self.dir / "last.pt", state)
+        current = _buffer_file(state)
+        for old in self.dir.glob(f"{BUFFER_PREFIX}_*.pt"):
+            if current is None or old.name != current.name:
+                old.unlink(missing_ok=True)
         if periodic and self.keep > 0:
-            save_checkpoint(self.dir / f"step_{state['env_steps']}.pt", state)
+            lean = {**state, "loop": {**loop, "buffer": None}} if buffer is not None else state
+            save_checkpoint(self.dir / f"step_{state['env_steps']}.pt", lean)
             self._prune()
 
     def save_best(self, state: dict[str, Any]) -> None:

@@ -286,12 +286,32 @@ def demo_multimodal(
         fail(str(e))
 
 
+def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:
+    """Click's exception class ``name``, from the click that typer uses (recent typers vendor their own)."""
+    import importlib
+
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
 def main() -> None:
     try:
-        app()
+        code = app(standalone_mode=False)  # usage errors come back here, to be reported as one line
+    except _click_exceptions("UsageError") as e:  # bad option value, unknown option or command, missing argument
+        ctx = getattr(e, "ctx", None)
+        typer.echo(f"rlx: error: {e.format_message()}" + (f" (see `{ctx.command_path} --help`)" if ctx else ""), err=True)
+        sys.exit(2)
+    except _click_exceptions("Abort"):
+        sys.exit(130)
     except UserError as e:  # anything that slipped past a command's own handling
         typer.echo(f"rlx: error: {e}", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from rlx.envs import _EnvFactory, make_vec_env, resolve_env_id
+from rlx.rundir import ensure_writable_dir
 
 ActFn = Callable[[torch.Tensor, bool], torch.Tensor]
 
@@ -34,7 +35,8 @@ class Evaluator:
         self.episodes, self.seed, self.device = episodes, seed, device
         if video_dir is not None:
             env_id = resolve_env_id(env_id)
-            factory = _VideoFactory(env_id, dict(kwargs or {}), max_episode_steps, str(video_dir), wrappers)
+            video_dir = ensure_writable_dir(Path(video_dir), "video dir")
+            factory = _VideoFactory(env_id, dict(kwargs or {}), max_episode_steps, str(video_dir), episodes, wrappers)
             self.envs = gym.vector.SyncVectorEnv([factory], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
         else:
             # env.wrappers, not env.train_wrappers: evaluation reports the real return (whole games, unclipped)
@@ -47,7 +49,10 @@ class Evaluator:
         ep_ret = np.zeros(n)
         obs, _ = self.envs.reset(seed=self.seed)
         # Stochastic evaluation must not consume the training RNG stream (resume/determinism).
-        with torch.random.fork_rng(devices=[]):
+        # torch.manual_seed reseeds every CUDA device too: fork those (once CUDA is in use) as well, or each
+        # evaluation would reset the training's CUDA streams (replay sampling, minibatch shuffles, noise).
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.seed)
             while (quota > 0).any():
                 actions = act(torch.as_tensor(obs, dtype=torch.float32, device=self.device), deterministic)
@@ -65,10 +70,15 @@ class Evaluator:
 
 
 class _VideoFactory(_EnvFactory):
-    def __init__(self, env_id: str, kwargs: dict, max_episode_steps: int | None, video_dir: str, wrappers: list | tuple = ()):
+    def __init__(self, env_id: str, kwargs: dict, max_episode_steps: int | None, video_dir: str, episodes: int,
+                 wrappers: list | tuple = ()):
         # the video records env.render(): the raw game frames (e.g. Atari's 210x160 RGB), not the network input
         super().__init__(env_id, kwargs, max_episode_steps, render_mode="rgb_array", wrappers=wrappers)
-        self.video_dir = video_dir
+        self.video_dir, self.episodes = video_dir, episodes
 
     def __call__(self) -> gym.Env:
-        return gym.wrappers.RecordVideo(super().__call__(), self.video_dir, episode_trigger=lambda _: True, disable_logger=True)
+        # Only the episodes asked for: the vector env's autoreset starts one more episode after the last,
+        # which would otherwise be recorded too (a stray, truncated extra file).
+        episodes = self.episodes
+        return gym.wrappers.RecordVideo(super().__call__(), self.video_dir, episode_trigger=lambda i: i < episodes,
+                                       disable_logger=True)

@@ -21,11 +21,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
+# Off a TTY a plain progress line every 10% of the run, and at least this often (a long run is never silent).
+PLAIN_PROGRESS_MAX_S = 30.0
+
+
 class Logger:
     """Writes one JSON object per log interval to ``metrics.jsonl``, mirrors it to W&B, shows progress.
 
     On a TTY the progress is a rich bar (steps, steps/s, recent return, ETA); otherwise (CI logs,
-    pipes) a plain line roughly every 10% of the run, so logs stay readable.
+    pipes) a plain line every 10% of the run and at least every 30 s, so logs stay readable.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class Logger:
         self._progress: Progress | None = None
         self._task = None
         self._next_plain = start_steps
+        self._last_plain = time.monotonic()
         self.show_progress = progress
         if progress and self.console.is_terminal:
             self._progress = Progress(  # fits 80 columns: name, bar, steps, rate, recent return, ETA
@@ -75,24 +80,32 @@ class Logger:
         os.environ.setdefault("WANDB_SILENT", "true")
         import wandb
 
-        if cfg.mode == "online" and not (os.environ.get("WANDB_API_KEY") or _wandb_logged_in()):
-            self.console.print("[yellow]W&B online mode without WANDB_API_KEY or `wandb login`; logging offline instead.[/]")
+        mode = cfg.mode
+        if mode == "online" and not (os.environ.get("WANDB_API_KEY") or _wandb_logged_in()):
+            self.message("rlx: warning: W&B online mode without WANDB_API_KEY or `wandb login`; logging offline instead")
             mode = "offline"
-        else:
-            mode = cfg.mode
-        run = wandb.init(
-            project=cfg.project,
-            entity=cfg.entity,
-            group=cfg.group,
-            tags=list(cfg.tags) or None,
-            name=name,
-            config=config,
-            dir=str(self.run_dir),
-            mode=mode,
-            id=wandb_id,
-            resume="allow",
-            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
-        )
+
+        def init(mode: str):
+            return wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, tags=list(cfg.tags) or None,
+                              name=name, config=config, dir=str(self.run_dir), mode=mode, id=wandb_id, resume="allow",
+                              settings=wandb.Settings(console="off", silent=True, x_disable_stats=True,
+                                                      init_timeout=cfg.init_timeout))
+
+        # W&B must never stop or stall training: a bounded wait for the server (init_timeout), then
+        # offline files in the run dir (`wandb sync` them later); if even that fails, no W&B at all.
+        try:
+            run = init(mode)
+        except Exception as e:
+            if mode != "online":
+                self.message(f"rlx: warning: W&B could not start ({type(e).__name__}: {_first_line(e)}); training without it")
+                return None
+            self.message(f"rlx: warning: W&B online unreachable within {cfg.init_timeout:g}s "
+                         f"({type(e).__name__}: {_first_line(e)}); logging offline into {self.run_dir / 'wandb'} instead")
+            try:
+                run = init("offline")
+            except Exception as e2:
+                self.message(f"rlx: warning: W&B offline could not start either ({type(e2).__name__}); training without it")
+                return None
         run.define_metric("env_steps")
         run.define_metric("*", step_metric="env_steps")
         self.wandb_id = run.id
@@ -111,10 +124,11 @@ class Logger:
         ret = "-" if recent_return is None else f"{recent_return:.1f}"
         if self._progress is not None:
             self._progress.update(self._task, completed=env_steps, sps=sps, ret=ret)
-        elif self.show_progress and env_steps >= self._next_plain:
+        elif self.show_progress and (env_steps >= self._next_plain or time.monotonic() - self._last_plain >= PLAIN_PROGRESS_MAX_S):
             pct = 100.0 * env_steps / self.total_steps
             self.console.print(f"step {env_steps:>10,}/{self.total_steps:,} ({pct:5.1f}%)  {sps:8.0f} steps/s  return {ret}", highlight=False)
             self._next_plain = env_steps + max(1, self.total_steps // 10)
+            self._last_plain = time.monotonic()
 
     def message(self, text: str) -> None:
         self.console.print(text, highlight=False)
@@ -136,6 +150,10 @@ class Logger:
         if self.wandb_run is not None:
             self.wandb_run.finish(exit_code=exit_code)
             self.wandb_run = None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:160]
 
 
 def _wandb_logged_in() -> bool:

@@ -67,7 +67,7 @@ def parse_settings(cfg: DictConfig | dict) -> Settings:
     unknown = sorted(set(top) - {f.name for f in dataclasses.fields(RunConfig)})
     if unknown:
         raise UserError(_unknown_key_message(unknown[0], c))
-    return Settings(
+    settings = Settings(
         run=build(RunConfig, top, ""),
         algo_name=name,
         algo=build(ALGOS[name].Config, algo_node, "algo"),
@@ -79,6 +79,16 @@ def parse_settings(cfg: DictConfig | dict) -> Settings:
         wandb=build(WandbConfig, wandb_node, "logger.wandb"),
         stop=build(StopConfig, c.get("stop") or {}, "stop"),
     )
+    check_rollout_batch(settings)
+    return settings
+
+
+def check_rollout_batch(s: Settings) -> None:
+    """A minibatch larger than the rollout it is drawn from would silently be the whole rollout."""
+    batch, n_steps = getattr(s.algo, "batch_size", None), getattr(s.algo, "n_steps", None)
+    if batch is not None and n_steps is not None and batch > n_steps * s.env.num_envs:
+        raise UserError(f"algo.batch_size={batch} is larger than one rollout (algo.n_steps x env.num_envs = "
+                        f"{n_steps} x {s.env.num_envs} = {n_steps * s.env.num_envs}); allowed: 1 to {n_steps * s.env.num_envs}")
 
 
 def _unknown_key_message(key: str, config: dict) -> str:
@@ -333,7 +343,7 @@ def evaluate_checkpoint(path: str | Path, episodes: int | None = None, determini
     """Rebuild the algorithm from a checkpoint alone (its config is inside) and evaluate it."""
     from rlx.checkpoint import load_checkpoint
 
-    state = load_checkpoint(path, map_location="cpu")
+    state = load_checkpoint(path, map_location="cpu", with_buffer=False)
     s = parse_settings(state["config"])
     dev = resolve_device(device)
     spec = env_spec(s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder)

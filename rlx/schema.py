@@ -51,6 +51,7 @@ class WandbConfig:
     entity: str | None = param(None)
     group: str | None = param(None)
     tags: list[str] = param([])
+    init_timeout: float = param(10.0, gt=0, help="seconds to wait for the W&B server before logging offline instead")
 
 
 @dataclass

@@ -17,7 +17,7 @@ class A2CConfig:
     """SB3's A2C defaults (RL-Zoo adds 8 envs for CartPole: conf/tuned/a2c_cartpole.yaml)."""
 
     lr: float = param(7e-4, gt=0, help="learning rate")
-    gamma: float = param(0.99, gt=0, le=1, help="discount")
+    gamma: float = param(0.99, ge=0, le=1, help="discount (0: only the immediate reward)")
     gae_lambda: float = param(1.0, ge=0, le=1, help="GAE lambda (1: plain n-step returns)")
     n_steps: int = param(5, ge=1, help="steps per env per rollout (the n of the n-step return)")
     ent_coef: float = param(0.0, ge=0, help="entropy bonus weight")

@@ -52,7 +52,7 @@ class BatchAC(ActorCriticAgent):
         obs, rewards, terminated, done = batch["obs"], batch["rewards"], batch["terminated"], batch["done"]
         lr = self.anneal(progress)
         returns = episode_returns(rewards, batch["next_values"], terminated, done, hp.gamma)
-        x = model.normalizer(obs)
+        x = obs  # the rollout stores policy inputs: already normalized as the policy saw them
         critic_params = list(model.critic.parameters())
         for _ in range(hp.critic_steps):
             v_loss = value_loss(model.critic(x), returns)

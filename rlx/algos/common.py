@@ -45,32 +45,37 @@ class ActorCritic(nn.Module):
         self.critic = ValueNet(encoders.features, net.hidden_sizes, net.activation, head_encoder()) if critic \
             else _ZeroValue(obs_rank)
 
-    def features(self, obs: Tensor) -> Tensor:
-        """What the heads take: the normalized observation through the shared encoder (if any)."""
-        x = self.normalizer(obs)
+    def features(self, x: Tensor) -> Tensor:
+        """What the heads take: a policy input (see :meth:`policy_input`) through the shared encoder (if any)."""
         return x if self.encoder is None else self.encoder(x)
+
+    def policy_input(self, obs: Tensor) -> Tensor:
+        """The observation as the networks see it: normalized with the running statistics as they are now."""
+        return self.normalizer(obs)
 
     @torch.inference_mode()
     def explore(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Sample a ~ pi(.|s) for a rollout; returns (action, log pi(a|s), V(s)). Updates obs stats."""
+        """Sample a ~ pi(.|s) for a rollout; returns (action, log pi(a|s), V(s)). Updates obs stats first."""
         self.normalizer.update(obs)
-        x = self.features(obs)
+        x = self.features(self.policy_input(obs))
         action, log_prob = self.policy.sample(x)
         return action, log_prob, self.critic(x)
 
     @torch.inference_mode()
     def value(self, obs: Tensor) -> Tensor:
-        return self.critic(self.features(obs))
+        return self.critic(self.features(self.policy_input(obs)))
 
     @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
-        x = self.features(obs)
+        x = self.features(self.policy_input(obs))
         return self.policy.mode(x) if deterministic else self.policy.sample(x)[0]
 
-    def evaluate_actions(self, obs: Tensor, actions: Tensor, entropy_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
-        """(log pi(a|s), entropy, V(s)) with gradients, for the update; ``entropy_grad=False`` when the
-        loss does not weight the entropy (it is then only logged: fewer nodes in the graph)."""
-        x = self.features(obs)
+    def evaluate_actions(self, x: Tensor, actions: Tensor, entropy_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+        """(log pi(a|s), entropy, V(s)) with gradients, for the update, from the policy inputs the rollout
+        stored (normalized as the policy saw them when it acted, not with later statistics: the PPO ratio
+        starts at exactly 1); ``entropy_grad=False`` when the loss does not weight the entropy (it is
+        then only logged: fewer nodes in the graph)."""
+        x = self.features(x)
         log_prob, entropy = self.policy.log_prob_entropy(x, actions, entropy_grad)
         return log_prob, entropy, self.critic(x)
 
@@ -134,7 +139,7 @@ class PolicyGradientConfig:
 
     lr: float = param(1e-3, gt=0, help="policy learning rate")
     critic_lr: float = param(1e-3, gt=0, help="critic (baseline) V(s) learning rate")
-    gamma: float = param(0.99, gt=0, le=1, help="discount")
+    gamma: float = param(0.99, ge=0, le=1, help="discount (0: only the immediate reward)")
     ent_coef: float = param(0.0, ge=0, help="entropy bonus weight")
     max_grad_norm: float = param(0.5, gt=0, help="gradient-norm clip")
     optimizer: OptimizerName = param("adam", help="adam | rmsprop | sgd")
@@ -267,6 +272,12 @@ class ActorCriticAgent:
 
     def value(self, obs: Tensor) -> Tensor:
         return self.model.value(obs)
+
+    @torch.inference_mode()
+    def policy_input(self, obs: Tensor) -> Tensor | None:
+        """What the rollout stores for ``obs`` just after :meth:`explore`: the normalized observation the
+        policy acted on (None without normalization: the raw observation is what it saw)."""
+        return self.model.policy_input(obs) if self.model.normalizer.enabled else None
 
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
         return self.model.act(obs, deterministic)

@@ -32,7 +32,7 @@ class OffPolicyCommon:
     """Hyperparameters every off-policy algorithm has (defaults: SB3's SAC/TD3 defaults)."""
 
     lr: float = param(3e-4, gt=0, help="Adam learning rate (actor, critics and temperature)")
-    gamma: float = param(0.99, gt=0, le=1, help="discount")
+    gamma: float = param(0.99, ge=0, le=1, help="discount (0: only the immediate reward)")
     tau: float = param(0.005, gt=0, le=1, help="Polyak factor of the target networks (1: hard copy)")
     buffer_size: int = param(1_000_000, ge=1, help="replay buffer capacity (transitions)")
     learning_starts: int = param(100, ge=0, help="env steps of uniform random actions before learning")

@@ -19,7 +19,7 @@ from rlx.schema import NetworkConfig
 @dataclass
 class PPOConfig:
     lr: float = param(3e-4, gt=0, help="Adam learning rate")
-    gamma: float = param(0.99, gt=0, le=1, help="discount")
+    gamma: float = param(0.99, ge=0, le=1, help="discount (0: only the immediate reward)")
     gae_lambda: float = param(0.95, ge=0, le=1, help="GAE lambda")
     clip_eps: float = param(0.2, gt=0, help="PPO clip epsilon")
     n_steps: int = param(2048, ge=1, help="steps per env per rollout")

@@ -1,6 +1,8 @@
 """The on-policy loop shared by every on-policy algorithm: rollout -> bootstrap -> update.
 
-It knows the algorithm only through ``n_steps``, ``explore``, ``value`` and ``update``.
+It knows the algorithm only through ``n_steps``, ``explore``, ``policy_input``, ``value`` and ``update``.
+The rollout stores what the policy saw (its normalized input), so an update never re-normalizes old
+observations with newer statistics.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: tor
         for t in range(algo.n_steps):
             obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
             actions, log_probs, values = algo.explore(obs_t)
+            seen = algo.policy_input(obs_t)  # the normalized obs it acted on (None: the raw obs)
             next_obs, rewards, terminated, truncated, info = envs.step(to_env_actions(actions, space))
             done = terminated | truncated
             session.add_steps(n_envs)
@@ -49,7 +52,7 @@ def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: tor
                 truncated_any = True
                 for i in np.flatnonzero(truncated):
                     final_obs[t, i] = torch.as_tensor(info["final_obs"][i], device=device)
-            buffer.add(obs, actions, log_probs, values, rewards, terminated, done)
+            buffer.add(obs if seen is None else seen.cpu().numpy(), actions, log_probs, values, rewards, terminated, done)
             obs = next_obs
         last_values = algo.value(torch.as_tensor(obs, dtype=torch.float32, device=device))
         final_values = None

@@ -136,8 +136,10 @@ def test_nan_observation_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path):
                 "env.num_envs=1", "algo.n_steps=64", "checkpoint.every=64", "eval.every=0", "total_steps=5000",
                 f"hydra.run.dir={run}", *QUIET, cwd=REPO)
     assert r.returncode == 1
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "non-finite observation" in lines[0] and "env step 300" in lines[0], r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("rlx: error")]
+    assert "Traceback" not in r.stderr and len(errors) == 1, r.stderr
+    assert "non-finite observation" in errors[0] and "env step 300" in errors[0] and "last good checkpoint" in errors[0]
+    assert json.loads((run / "summary.json").read_text())["status"] == "failed"
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["env_steps"] == 256
     assert all(torch.isfinite(v).all() for v in state["algo"]["model"].values() if v.is_floating_point())
