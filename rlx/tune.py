@@ -10,6 +10,7 @@ finished run with ``status: pruned`` and keeps its curve -> the top-k completed 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -18,7 +19,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import yaml
 
@@ -333,14 +334,23 @@ def _trial_worker(study_dir: str, worker: int = 0) -> None:
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
 
 
-def _parallel(fn: Any, jobs: list[tuple], n_jobs: int) -> list[Any]:
-    if n_jobs <= 1 or len(jobs) <= 1:
-        return [fn(*a) for a in jobs]
+@contextlib.contextmanager
+def _pool(n_jobs: int) -> Iterator[Any]:
+    """One pool of ``n_jobs`` spawned processes for the trials and then the confirmation runs (None: in-process)."""
+    if n_jobs <= 1:
+        yield None
+        return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
-        return [f.result() for f in [pool.submit(fn, *a) for a in jobs]]
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as pool:
+        yield pool
+
+
+def _parallel(fn: Any, jobs: list[tuple], pool: Any) -> list[Any]:
+    if pool is None or len(jobs) <= 1:
+        return [fn(*a) for a in jobs]
+    return [f.result() for f in [pool.submit(fn, *a) for a in jobs]]
 
 
 # --------------------------------------------------------------------------- confirmation and verdict
@@ -359,7 +369,7 @@ def _params_overrides(plan: Plan, trial: Any) -> list[str]:
             f"{d.key}={trial.params[d.key]!r}" for d in plan.space]
 
 
-def confirm(plan: Plan, study: Any, base_seed: int) -> tuple[list, Any, dict[str, str] | None]:
+def confirm(plan: Plan, study: Any, base_seed: int, pool: Any = None) -> tuple[list, Any, dict[str, str] | None]:
     """Re-run the top-k trials over fresh seeds; (report rows, verdict, winning overrides)."""
     from rlx.report import aggregate, compare_top, load_sweep, write_report
 
@@ -372,7 +382,7 @@ def confirm(plan: Plan, study: Any, base_seed: int) -> tuple[list, Any, dict[str
     jobs = [(plan.fixed, [*_params_overrides(plan, t), f"seed={seed}"], str(root / f"trial{t.number}-seed{seed}"))
             for t in top for seed in seeds]
     _say(f"confirming the top {len(top)} trial(s) over seeds {', '.join(map(str, seeds))} ({len(jobs)} runs)")
-    _parallel(_confirm_job, jobs, plan.tune.n_jobs)
+    _parallel(_confirm_job, jobs, pool)
     write_report(root)
     rows = aggregate(load_sweep(root))
     verdict = compare_top(rows)
@@ -438,7 +448,7 @@ def _trials_table(plan: Plan, study: Any) -> list[str]:
     return lines
 
 
-def finish(plan: Plan, study: Any) -> int:
+def finish(plan: Plan, study: Any, pool: Any = None) -> int:
     """Confirmation, best.yaml, tune.md, printed summary. Exit status: 0 with a winner, 1 without."""
     from omegaconf import OmegaConf
 
@@ -455,7 +465,7 @@ def finish(plan: Plan, study: Any) -> int:
         (plan.study_dir / "tune.md").write_text("\n".join(lines + [""] + _trials_table(plan, study)) + "\n")
         _say(f"no trial completed; see {plan.study_dir / 'tune.md'}")
         return 1
-    rows, verdict, winner = confirm(plan, study, base_seed)
+    rows, verdict, winner = confirm(plan, study, base_seed, pool)
     search_best = {d.key: str(top[0].params[d.key]) for d in plan.space}
     if winner is None:
         winner = search_best
@@ -507,12 +517,15 @@ def run_tune(args: list[str], resume_dir: Path | None = None) -> int:
         study = _make_study(plan)
         _say(f"study {plan.study_name} in {plan.study_dir} ({plan.storage_url}); {plan.tune.trials} trials, "
              f"pruner {plan.tune.pruner}, {plan.tune.n_jobs} job(s)")
+    from concurrent.futures.process import BrokenProcessPool
+
     t0 = time.perf_counter()
     try:
-        _parallel(_trial_worker, [(str(plan.study_dir), w) for w in range(plan.tune.n_jobs)], plan.tune.n_jobs)
-    except KeyboardInterrupt:
+        with _pool(plan.tune.n_jobs) as pool:
+            _parallel(_trial_worker, [(str(plan.study_dir), w) for w in range(plan.tune.n_jobs)], pool)
+            study = _make_study(plan, load=True)
+            _say(f"search done in {time.perf_counter() - t0:.0f} s")
+            return finish(plan, study, pool)
+    except (KeyboardInterrupt, BrokenProcessPool):
         _say(f"interrupted; continue with: rlx tune --resume {plan.study_dir}")
         return 130
-    study = _make_study(plan, load=True)
-    _say(f"search done in {time.perf_counter() - t0:.0f} s")
-    return finish(plan, study)

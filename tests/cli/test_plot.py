@@ -36,8 +36,6 @@ def test_plot_a_2x2_sweep_with_its_table(tmp_path):
         row = next(line for line in r.stdout.splitlines() if line.strip("│ ").startswith(clip))
         cells = [c.strip() for c in row.split("│") if c.strip()]
         assert cells[:3] == [clip, "2", "2"] and cells[4] == _fmt(float(np.mean(finals))), row  # runs, ok, final mean
-    r = run_cli("plot", str(sweep), "--by", "algo.clip_epz", "--out", str(out), cwd=tmp_path)
-    assert r.returncode == 2 and "did you mean 'algo.clip_eps'" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_a_resumed_run_is_one_curve(tmp_path):

@@ -117,8 +117,17 @@ def test_bad_input_exit_code_through_the_cli(tmp_path):
     r = run_cli("tune", "algo.clip_eps=interval(-0.1,0.3)", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("rlx: error: algo.clip_eps=-0.1") and "Traceback" not in r.stderr
     assert not (tmp_path / "s").exists()
-    r = run_cli("tune", "--resume", str(tmp_path), cwd=tmp_path)
-    assert r.returncode == 2 and "not an rlx tune study dir" in r.stderr
+
+
+def test_resume_needs_a_study_dir_and_keeps_the_search_space(study, tmp_path):
+    from rlx.tune import Plan
+
+    with pytest.raises(UserError, match="not an rlx tune study dir"):
+        Plan.load(tmp_path, {})
+    d = study[0]
+    with pytest.raises(UserError, match="tune.sampler cannot change on --resume"):
+        Plan.load(d, {"sampler": "tpe"})
+    assert [x.key for x in Plan.load(d, {"trials": 9}).space] == ["env.max_episode_steps", "algo.clip_eps"]
 
 
 @pytest.mark.parametrize("pruner, prunes", [("median", True), ("hyperband", True), ("none", False)])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rlx.tensorboard import TensorBoardSink, tag
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -45,14 +45,15 @@ def test_sink_writes_numbers_at_env_steps_and_a_resume_purges_the_redone_steps(t
 
 
 def test_run_event_files_hold_the_metrics_and_a_killed_run_resumes_one_curve(tmp_path):
+    from rlx.compose import compose_config
+    from rlx.run import resume, train
+
     run = tmp_path / "run"
-    args = ["total_steps=2048", "eval.every=512", "eval.episodes=2", "logger.every=256", "checkpoint.every=1024",
-            "logger.wandb.mode=disabled", f"hydra.run.dir={run}", *FAST]
-    r = run_cli("train", *args, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    train(compose_config(["total_steps=2048", "eval.every=512", "eval.episodes=2", "logger.every=256",
+                          "checkpoint.every=1024", "logger.wandb.mode=disabled", *FAST]), run)
     shutil.copy(run / "checkpoints" / "step_1024.pt", run / "checkpoints" / "last.pt")  # as if killed after 1024
-    r = run_cli("resume", str(run), "total_steps=3072", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    time.sleep(1.1)  # a resume in another second, as after a real kill (event file names carry the second)
+    resume(run, ["total_steps=3072"])
     assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 2  # one file per process, one curve
     got = _scalars(run / "tb")
     # metrics.jsonl (lines past the checkpoint dropped by the resume) is the reference history
