@@ -168,24 +168,33 @@ class ImageReplayBuffer:
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
+    def obs_at(self, idx: Tensor) -> Tensor:
+        """The stored observations of the rows ``idx`` (uint8)."""
+        return self.obs[idx]
+
+    def sample_rows(self, batch_size: int) -> Tensor:
+        return torch.randint(self.size, (batch_size,), device=self.device)
+
     def next_obs(self, idx: Tensor) -> Tensor:
         """s' of the rows ``idx``: the same env's next row, its episode's final observation, or the tail."""
-        out = self.obs[(idx + self.n_envs) % self.capacity]
         offset = (idx - self.newest) % self.capacity
         newest = offset < self.n_envs
+        ended = self.done[idx] & ~newest
+        plain = ~(newest | ended)
+        out = torch.empty((idx.shape[0], *self.obs_shape), dtype=torch.uint8, device=self.device)
+        out[plain] = self.obs_at((idx[plain] + self.n_envs) % self.capacity)
         if bool(newest.any()):
             out[newest] = self.tail[offset[newest]]
-        ended = self.done[idx] & ~newest
         for j in torch.nonzero(ended).flatten().tolist():
             out[j] = self.final[int(idx[j])]
         return out
 
     def sample(self, batch_size: int) -> Transitions:
         """``batch_size`` transitions drawn uniformly with replacement (torch's global RNG); observations uint8."""
-        idx = torch.randint(self.size, (batch_size,), device=self.device)
+        idx = self.sample_rows(batch_size)
         rest, c, b = self.rest[idx], self.cols, batch_size
         actions = rest[:, c["actions"]].reshape(b, *self.action_shape)
-        return Transitions(obs=self.obs[idx], actions=actions.long() if self.discrete else actions,
+        return Transitions(obs=self.obs_at(idx), actions=actions.long() if self.discrete else actions,
                            rewards=rest[:, c["rewards"]], next_obs=self.next_obs(idx), terminated=rest[:, c["terminated"]])
 
     # -- persistence (checkpoint.save_buffer) -----------------------------------------------------
@@ -210,10 +219,113 @@ class ImageReplayBuffer:
         self.n_envs, self.newest, self.pos, self.size = state["n_envs"], state["newest"], state["pos"], n
 
 
-def make_replay_buffer(capacity: int, observation_space, action_shape: tuple[int, ...], discrete: bool,
-                       device: torch.device) -> ReplayBuffer | ImageReplayBuffer:
-    """:class:`ImageReplayBuffer` for uint8/bool observations (images), the flat float buffer otherwise."""
+class FrameStackReplayBuffer(ImageReplayBuffer):
+    """:class:`ImageReplayBuffer` for frame stacks ``(k, *frame)`` (Atari's ``FrameStackObservation``): each
+    frame stored once. A row keeps only its observation's newest frame; the older ones are the newest
+    frames of the same env's previous rows, back to the episode's first row, whose whole observation is
+    kept on the side (``starts``) with the padding the env gave it. Whether an observation continues the
+    previous one (its frames 0..k-2 equal the previous observation's 1..k-1) is checked on every add, so
+    an env that does not stack frames this way (or EpisodicLife's continued stack after a lost life) is
+    stored exactly too, as a new start. Atari: 7,070 bytes per transition (84x84 + action, reward,
+    terminated + done and position bytes): 1M transitions take 7.1 GB. Sampling skips the oldest k-1
+    steps of a full buffer, whose older frames are already overwritten."""
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
+                 discrete: bool, device: torch.device):
+        self.k = int(obs_shape[0])
+        super().__init__(capacity, (1, *obs_shape[1:]), action_shape, discrete, device)
+        self.obs_shape = tuple(obs_shape)
+        self.frames = self.obs.squeeze(1)  # [capacity, H, W]: each row's newest frame
+        self.t = torch.zeros(capacity, dtype=torch.uint8, device=device)  # steps since the start row, capped at k-1
+        self.starts: dict[int, Tensor] = {}  # row -> its whole observation, for rows that start a stack
+        self.prev: np.ndarray | None = None  # the last add's observations and done flags, t
+        self.prev_done: np.ndarray | None = None
+        self.prev_t: np.ndarray | None = None
+
+    @property
+    def bytes_per_transition(self) -> int:
+        return int(np.prod(self.obs_shape[1:])) + self.rest.shape[1] * 4 + 2
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray, rewards: np.ndarray,
+            terminated: np.ndarray, truncated: np.ndarray, info: dict) -> None:
+        n = obs.shape[0]
+        obs = np.asarray(obs, dtype=np.uint8)
+        t = np.zeros(n, dtype=np.int64)
+        if self.prev is not None and self.prev.shape[0] == n:
+            for i in range(n):
+                if not self.prev_done[i] and np.array_equal(obs[i, :-1], self.prev[i, 1:]):
+                    t[i] = min(self.prev_t[i] + 1, self.k - 1)
+        rows = (self.pos + np.arange(n)) % self.capacity
+        for r in rows.tolist():
+            self.starts.pop(r, None)
+        super().add(obs[:, -1:], actions, next_obs, rewards, terminated, truncated, info)
+        idx = torch.from_numpy(rows).to(self.device)
+        self.t[idx] = torch.from_numpy(t.astype(np.uint8)).to(self.device)
+        for i in np.flatnonzero(t == 0):
+            self.starts[int(rows[i])] = torch.from_numpy(obs[i].copy()).to(self.device)
+        self.prev, self.prev_done, self.prev_t = obs.copy(), np.asarray(terminated | truncated).copy(), t
+
+    def obs_at(self, idx: Tensor) -> Tensor:
+        t = self.t[idx].long()
+        out = torch.empty((idx.shape[0], *self.obs_shape), dtype=torch.uint8, device=self.device)
+        for j in range(self.k):
+            lag = self.k - 1 - j
+            out[:, j] = self.frames[(idx - lag * self.n_envs) % self.capacity]
+        # frames from before the start row: the start row's own (padded) observation, shifted
+        for b in torch.nonzero(t < self.k - 1).flatten().tolist():
+            tb, r = int(t[b]), int(idx[b])
+            start = self.starts[(r - tb * self.n_envs) % self.capacity]
+            out[b, : self.k - tb] = start[tb:]
+        return out
+
+    def sample_rows(self, batch_size: int) -> Tensor:
+        if self.size < self.capacity:
+            return torch.randint(self.size, (batch_size,), device=self.device)
+        skip = (self.k - 1) * self.n_envs  # the oldest rows: their older frames are overwritten
+        return (self.pos + skip + torch.randint(self.size - skip, (batch_size,), device=self.device)) % self.capacity
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        rows = sorted(self.starts)
+        state.update(frame_stack=self.k, t=self.t[: self.size].to("cpu", copy=True), start_rows=rows,
+                     starts=torch.stack([self.starts[r] for r in rows]).cpu() if rows else None,
+                     prev=None if self.prev is None else self.prev.copy(),
+                     prev_done=None if self.prev_done is None else self.prev_done.copy(),
+                     prev_t=None if self.prev_t is None else self.prev_t.copy())
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("frame_stack") != self.k:
+            raise ValueError("the saved replay buffer does not hold this env's frame stacks")
+        super().load_state_dict(state)
+        self.t[: state["size"]] = state["t"].to(self.device)
+        self.starts = {r: state["starts"][i].to(self.device) for i, r in enumerate(state["start_rows"])}
+        self.prev, self.prev_done, self.prev_t = state["prev"], state["prev_done"], state["prev_t"]
+
+
+def frame_stack_size(env_config: dict, observation_space) -> int | None:
+    """k when the env's last ``env.wrappers`` entry is gymnasium's FrameStackObservation and the
+    observations are uint8/bool stacks of k frames (Atari: (4, 84, 84)); None otherwise."""
     from rlx.networks.encoders import stores_as_uint8
 
+    wrappers = (env_config or {}).get("wrappers") or []
+    if not wrappers or not stores_as_uint8(observation_space) or len(observation_space.shape) < 2:
+        return None
+    last = wrappers[-1] if isinstance(wrappers[-1], dict) else {}
+    if not str(last.get("_target_", "")).endswith("FrameStackObservation"):
+        return None
+    k = last.get("stack_size")
+    return int(k) if k == observation_space.shape[0] and k > 1 else None
+
+
+def make_replay_buffer(capacity: int, observation_space, action_shape: tuple[int, ...], discrete: bool,
+                       device: torch.device, frame_stack: int | None = None) -> ReplayBuffer | ImageReplayBuffer:
+    """:class:`FrameStackReplayBuffer` for frame stacks (``frame_stack``: their size k), :class:`ImageReplayBuffer`
+    for other uint8/bool observations (images), the flat float buffer otherwise."""
+    from rlx.networks.encoders import stores_as_uint8
+
+    shape = tuple(observation_space.shape)
+    if frame_stack and stores_as_uint8(observation_space) and len(shape) >= 2 and shape[0] == frame_stack:
+        return FrameStackReplayBuffer(capacity, shape, action_shape, discrete, device)
     cls = ImageReplayBuffer if stores_as_uint8(observation_space) else ReplayBuffer
-    return cls(capacity, tuple(observation_space.shape), action_shape, discrete, device)
+    return cls(capacity, shape, action_shape, discrete, device)

@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlx.buffers.replay import make_replay_buffer
+from rlx.buffers.replay import frame_stack_size, make_replay_buffer
 from rlx.envs import RewardNormalizer
 from rlx.evaluation import to_env_actions
 from rlx.loops.session import Session, vector_env_state
@@ -21,8 +21,9 @@ from rlx.loops.session import Session, vector_env_state
 def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: torch.device) -> dict[str, Any]:
     hp, n_envs, space = algo.hp, envs.num_envs, envs.single_action_space
     discrete = isinstance(space, gym.spaces.Discrete)
+    frame_stack = frame_stack_size((getattr(session, "config", None) or {}).get("env"), envs.single_observation_space)
     buffer = make_replay_buffer(hp.buffer_size, envs.single_observation_space, () if discrete else space.shape,
-                                discrete, device)
+                                discrete, device, frame_stack)
     obs = session.initial_obs(envs)
     if session.loop_state is not None and session.loop_state.get("buffer") is not None:
         buffer.load_state_dict(session.loop_state["buffer"])

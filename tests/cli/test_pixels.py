@@ -63,8 +63,9 @@ def test_discrete_sac_pong_smoke(tmp_path):
                 "algo.buffer_size=5000", f"hydra.run.dir={out}", cwd=REPO)
     assert r.returncode == 0, r.stderr
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
-    buffer = state["loop"]["buffer"]  # checkpoint.save_buffer: the image replay buffer, uint8, no s' copy
-    assert buffer["obs"].dtype == torch.uint8 and tuple(buffer["obs"].shape) == (800, 4, 84, 84)
+    buffer = state["loop"]["buffer"]  # checkpoint.save_buffer: the frame-stack replay buffer: uint8, one frame per row
+    assert buffer["frame_stack"] == 4
+    assert buffer["obs"].dtype == torch.uint8 and tuple(buffer["obs"].shape) == (800, 1, 84, 84)
     assert "next_obs" not in buffer and len(buffer["final_rows"]) == buffer["done"].sum()
     r = run_cli("eval", str(out), "--episodes", "1", "--json", cwd=REPO)
     assert r.returncode == 0, r.stderr

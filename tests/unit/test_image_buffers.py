@@ -112,3 +112,59 @@ def test_bool_observations_are_stored_as_uint8():
     o = np.stack([space.sample(), space.sample()])
     buf.add(o, np.array([0, 1]), o, np.zeros(2), np.zeros(2, bool), np.zeros(2, bool), {})
     assert buf.obs.dtype == torch.uint8 and torch.equal(buf.obs[:2], torch.from_numpy(o.astype(np.uint8)))
+
+
+@pytest.mark.parametrize("capacity, padding", [(50, "reset"), (1000, "reset"), (1000, "zero")])
+def test_frame_stack_buffer_stores_each_frame_once_and_rebuilds_every_observation(capacity, padding):
+    """FrameStackObservation over the counter env (episodes of random length): every sampleable row's s and
+    s' rebuilt from single frames equal what the flat buffer stores; wrap-around, both paddings, and a
+    state_dict round trip; an observation that does not continue the stack is stored whole."""
+    from rlx.buffers.replay import FrameStackReplayBuffer
+
+    k = 3
+    make = lambda: gym.wrappers.FrameStackObservation(_Counter(), k, padding_type=padding)
+    envs = gym.vector.SyncVectorEnv([make] * 3, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    space = envs.single_observation_space
+    buf = make_replay_buffer(capacity, space, (), True, CPU, frame_stack=k)
+    assert isinstance(buf, FrameStackReplayBuffer) and buf.frames.shape == (capacity, 2, 3, 3)
+    flat = ReplayBuffer(capacity, space.shape, (), True, CPU)
+    obs, _ = envs.reset(seed=2)
+    for step in range(200):
+        actions = envs.action_space.sample()
+        next_obs, r, term, trunc, info = envs.step(actions)
+        if step == 120:  # the env returns an observation that breaks the stack (as EpisodicLife's can)
+            next_obs = next_obs.copy()
+            next_obs[1, 0] = 77
+        buf.add(obs, actions, next_obs, r, term, trunc, info)
+        flat.add(obs, actions, next_obs, r, term, trunc, info)
+        obs = next_obs
+
+    def check(b):
+        skip = (k - 1) * 3 if len(flat) == capacity else 0
+        idx = (torch.arange(skip, len(flat)) + (flat.pos if len(flat) == capacity else 0)) % capacity
+        rows, c = flat.data[idx], flat.cols
+        assert torch.equal(b.obs_at(idx).float().flatten(1), rows[:, c["obs"]])
+        assert torch.equal(b.next_obs(idx).float().flatten(1), rows[:, c["next_obs"]])
+
+    check(buf)
+    assert len(buf.starts) < len(buf) / 2  # only episode starts (and the broken stack) are stored whole
+    again = FrameStackReplayBuffer(capacity, space.shape, (), True, CPU)
+    again.load_state_dict(buf.state_dict())
+    check(again)
+    batch = buf.sample(256)
+    assert batch.obs.shape == (256, k, 2, 3, 3) and batch.obs.dtype == torch.uint8
+
+
+def test_atari_frame_stack_bytes_and_1m_fits_24gb():
+    from rlx.buffers.replay import frame_stack_size
+
+    space = gym.spaces.Box(0, 255, ATARI, np.uint8)
+    wrappers = [{"_target_": "gymnasium.wrappers.AtariPreprocessing"},
+                {"_target_": "gymnasium.wrappers.FrameStackObservation", "stack_size": 4}]
+    assert frame_stack_size({"wrappers": wrappers}, space) == 4
+    assert frame_stack_size({"wrappers": wrappers[:1]}, space) is None
+    buf = make_replay_buffer(1000, space, (), True, CPU, frame_stack=4)
+    assert buf.bytes_per_transition == 84 * 84 + 3 * 4 + 2 == 7_070
+    per_row = (buf.frames[0].numel() + buf.rest[0].numel() * 4 + 1 + 1)
+    assert per_row == buf.bytes_per_transition
+    assert buf.bytes_per_transition * 1_000_000 < 24e9 / 3  # 7.1 GB: 1M Atari transitions fit a 24 GB machine
