@@ -3,6 +3,7 @@
 
     python scripts/bench_batched_envs.py                       # env stepping + PPO runs, 3 alternating repeats
     python scripts/bench_batched_envs.py --no-runs --sizes 1,2,4,8,16
+    python scripts/bench_batched_envs.py --sizes "" --runs "A2C CartPole-v1"
     python scripts/bench_batched_envs.py --markdown benchmarks/results.md --append
 
 Env stepping: steps/s of ``make_vec_env(..., batched=False)`` vs ``batched=True`` over pre-drawn random
@@ -29,6 +30,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE
 RUNS = {  # name -> (rlx train overrides); the tuned presets give PPO CartPole 8 envs, PPO Pendulum 4
     "PPO CartPole-v1": ["algo=ppo", "env=cartpole", "total_steps=50000"],
     "PPO Pendulum-v1": ["algo=ppo", "env=pendulum", "total_steps=20480"],
+    "A2C CartPole-v1": ["algo=a2c", "env=cartpole", "total_steps=50000"],  # 5 env steps per update
 }
 
 
@@ -64,14 +66,15 @@ def main() -> None:
     ap.add_argument("--env-steps", type=int, default=4000, help="sub-env steps per stepping measurement")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-runs", action="store_true", help="env stepping only")
+    ap.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of: {', '.join(RUNS)}")
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--append", action="store_true")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
-    lines = ["| env | num_envs | sync steps/s | batched steps/s | batched / sync |", "|---|---:|---:|---:|---:|"]
-    for env_id in args.envs.split(","):
+    lines = ["| env | num_envs | sync steps/s | batched steps/s | batched / sync |", "|---|---:|---:|---:|---:|"] if args.sizes else []
+    for env_id in args.envs.split(",") if args.sizes else []:
         for n in map(int, args.sizes.split(",")):
             vector_steps = max(args.env_steps // n, 200)
             rates = {False: [], True: []}
@@ -82,9 +85,10 @@ def main() -> None:
             lines.append(f"| {env_id} | {n} | {s:,.0f} | {b:,.0f} | {b / s:.2f}x |")
             print(lines[-1], flush=True)
     if not args.no_runs:
-        lines += ["", "| run (same invocation) | env.batched=false steps/s | env.batched=true steps/s | true / false |",
+        lines += ["" if lines else "", "| run (same invocation) | env.batched=false steps/s | env.batched=true steps/s | true / false |",
                   "|---|---:|---:|---:|"]
-        for name, overrides in RUNS.items():
+        for name in args.runs.split(","):
+            overrides = RUNS[name]
             rates = {False: [], True: []}
             for _ in range(args.repeats):
                 for batched in (False, True):
