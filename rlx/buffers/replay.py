@@ -111,9 +111,9 @@ class ImageReplayBuffer:
     flag (1 byte). s' is not stored: it is the next row of the same env (rows are written one vector-env
     step at a time, so env i's next step is ``n_envs`` rows later), except where the episode ended (its
     final observation is kept on the side, in ``final``, until the row is overwritten) and for the newest
-    step, whose s' is kept in ``tail``. Atari (4x84x84 frame stack, one discrete action): 28,237 bytes per
-    transition (:attr:`bytes_per_transition`), so 100k transitions take 2.8 GB and 1M 28.2 GB (stacked
-    frames are stored as they come: each frame four times, once per stack it is in).
+    step, whose s' is kept in ``tail``. A 4x84x84 Atari stack with one discrete action would take 28,237
+    bytes per transition (:attr:`bytes_per_transition`) here, each frame four times; frame stacks go to
+    :class:`FrameStackReplayBuffer` instead (7,070 bytes).
     """
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
