@@ -85,7 +85,8 @@ def main() -> None:
             lines.append(f"| {env_id} | {n} | {s:,.0f} | {b:,.0f} | {b / s:.2f}x |")
             print(lines[-1], flush=True)
     if not args.no_runs:
-        lines += ["" if lines else "", "| run (same invocation) | env.batched=false steps/s | env.batched=true steps/s | true / false |",
+        lines += [""] if lines else []
+        lines += ["| run (same invocation) | env.batched=false steps/s | env.batched=true steps/s | true / false |",
                   "|---|---:|---:|---:|"]
         for name in args.runs.split(","):
             overrides = RUNS[name]
