@@ -16,6 +16,15 @@ from rlx.optim.stacked import (StackedAdam, StackedRMSprop, clip_grad_norm_stack
 K, IN, OUT, B = 3, 5, 2, 16
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors: intra-op threads only add synchronization (seconds per test on a loaded 2-core box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_mlps(seed: int = 0, activation=nn.Tanh) -> list[nn.Sequential]:
     torch.manual_seed(seed)
     return [nn.Sequential(nn.Linear(IN, 8), activation(), nn.Linear(8, 8), activation(), nn.Linear(8, OUT)) for _ in range(K)]
