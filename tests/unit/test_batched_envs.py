@@ -13,7 +13,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlx.batched_envs import BatchedCartPole, batched_class, make_batched_vec_env
+from rlx.batched_envs import AUTO_MIN_ENVS, BatchedCartPole, BatchedPendulum, batched_class, make_batched_vec_env, select_batched
+from rlx.errors import UserError
 
 N = 4
 
@@ -171,3 +172,18 @@ def test_invalid_discrete_action_is_an_error():
     env.reset(seed=0)
     with pytest.raises(ValueError):
         env.step(np.array([0, 2]))
+
+
+def test_env_batched_selection():
+    """env.batched: auto batches from AUTO_MIN_ENVS sub-envs where an implementation exists; true insists
+    (a one-line error where there is none); false never batches."""
+    assert select_batched("Pendulum-v1", AUTO_MIN_ENVS, {}, None, "auto") is BatchedPendulum
+    assert select_batched("Pendulum-v1", AUTO_MIN_ENVS - 1, {}, None, "auto") is None
+    assert select_batched("Pendulum-v1", 1, {}, None, True) is BatchedPendulum
+    assert select_batched("Pendulum-v1", 16, {}, None, False) is None
+    assert select_batched("Pendulum-v1", 16, {}, "rgb_array", "auto") is None  # rendering: per-env
+    assert select_batched("LunarLander-v3", 16, {}, None, "auto") is None
+    with pytest.raises(UserError, match="no batched implementation"):
+        select_batched("Pendulum-v1", 4, {"max_speed": 4.0}, None, True)
+    with pytest.raises(UserError):
+        select_batched("Pendulum-v1", 4, {}, None, "sometimes")
