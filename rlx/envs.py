@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
+from rlx.batched_envs import select_batched
 from rlx.errors import UserError
 
 
@@ -165,18 +166,27 @@ def make_vec_env(
     kwargs: dict[str, Any] | None = None,
     max_episode_steps: int | None = None,
     render_mode: str | None = None,
+    batched: bool | str = "auto",
     wrappers: Sequence[Any] = (),
     train_wrappers: Sequence[Any] = (),
 ) -> gym.vector.VectorEnv:
     """Synchronous vector env with same-step autoreset: the observation returned with done is
     already the next episode's first one, and the episode's last one is in ``info["final_obs"]``.
-    ``wrappers`` then ``train_wrappers`` wrap each sub-env (evaluation envs get ``wrappers`` only).
+
+    ``batched`` (``env.batched``): classic-control tasks can step all sub-envs in one NumPy call
+    (rlx/batched_envs.py, same semantics and trajectories); "auto" does so where that is faster.
+    ``wrappers`` then ``train_wrappers`` wrap each sub-env (evaluation envs get ``wrappers`` only; any
+    wrapper means per-env stepping).
     """
     env_id = resolve_env_id(env_id)
-    factory = _EnvFactory(env_id, dict(kwargs or {}), max_episode_steps, render_mode, wrappers, train_wrappers)
-    envs = gym.vector.SyncVectorEnv(
-        [factory] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
-    )
+    batched_cls = None if wrappers or train_wrappers else select_batched(env_id, num_envs, kwargs, render_mode, batched)
+    if batched_cls is not None:
+        envs = batched_cls(env_id, num_envs, dict(kwargs or {}), max_episode_steps)
+    else:
+        factory = _EnvFactory(env_id, dict(kwargs or {}), max_episode_steps, render_mode, wrappers, train_wrappers)
+        envs = gym.vector.SyncVectorEnv(
+            [factory] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+        )
     envs.reset(seed=seed)
     envs.action_space.seed(seed)
     return envs
