@@ -142,8 +142,17 @@ def load_runs(paths: Sequence[str | Path], by: Sequence[str], metric: str, x: st
     return runs
 
 
+def _short(value: str) -> str:
+    """0.22055267521432875 -> 0.2206 in a legend (the table keeps the exact value)."""
+    try:
+        x = float(value)
+    except ValueError:
+        return value
+    return value if x.is_integer() or len(value) <= 8 else f"{x:.4g}"
+
+
 def _label(row: ConfigRow) -> str:
-    return ", ".join(f"{k}={v}" for k, v in row.config.items()) or "(all runs)"
+    return ", ".join(f"{k}={_short(v)}" for k, v in row.config.items()) or "(all runs)"
 
 
 def plot(runs: Sequence[PlotRun], rows: Sequence[ConfigRow], out: Path, metric: str, x: str, stat_name: str) -> Path:
