@@ -62,7 +62,9 @@ def test_discrete_sac_pong_smoke(tmp_path):
                 "algo.train_freq=4",
                 "algo.buffer_size=5000", f"hydra.run.dir={out}", cwd=REPO)
     assert r.returncode == 0, r.stderr
-    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    from rlx.checkpoint import load_checkpoint
+
+    state = load_checkpoint(out / "checkpoints" / "last.pt")  # with the replay buffer it refers to
     buffer = state["loop"]["buffer"]  # checkpoint.save_buffer: the frame-stack replay buffer: uint8, one frame per row
     assert buffer["frame_stack"] == 4
     assert buffer["obs"].dtype == torch.uint8 and tuple(buffer["obs"].shape) == (800, 1, 84, 84)
