@@ -170,8 +170,7 @@ def check_run_dir(overrides: list[str]) -> None:
     run_dir = Path(str(cfg.hydra.run.dir))
     if holds_run(run_dir) and not cfg.overwrite:
         claim_fresh(run_dir, False)  # raises, naming `rlx resume`
-    if run_dir.exists():
-        RunDirLock(run_dir).acquire().release()  # in use elsewhere, or not writable: one line now
+    RunDirLock(run_dir).acquire().release()  # not writable, or in use elsewhere: one line now, not in Hydra
 
 
 def _train(cfg: DictConfig | dict, s: Settings, run_dir: Path, resume: dict | None) -> dict[str, Any]:
@@ -190,7 +189,7 @@ def _train(cfg: DictConfig | dict, s: Settings, run_dir: Path, resume: dict | No
     exit_code = 1
     with contextlib.ExitStack() as stack:  # whatever was built is closed, however the run ends
         envs = make_vec_env(s.env.id, s.env.num_envs, s.run.seed, s.env.kwargs, s.env.max_episode_steps,
-                            wrappers=s.env.wrappers, train_wrappers=s.env.train_wrappers)
+                            batched=s.env.batched, wrappers=s.env.wrappers, train_wrappers=s.env.train_wrappers)
         stack.callback(envs.close)
         evaluator = Evaluator(s.env.id, s.eval.episodes, s.run.seed + 10_000, device, s.env.kwargs, s.env.max_episode_steps,
                               wrappers=s.env.wrappers)
@@ -223,9 +222,11 @@ def _train(cfg: DictConfig | dict, s: Settings, run_dir: Path, resume: dict | No
         write_summary(run_dir, summary)
         logger.summary(summary)
         exit_code = 0
-        if session.stop_requested:
+        if session.stop_requested in ("SIGINT", "SIGTERM"):
             logger.message(f"rlx: stopped by {session.stop_requested} at env step {session.env_steps:,}; "
                            f"checkpoint saved. Continue with: rlx resume {run_dir}")
+        elif session.stop_requested:  # a stop condition (stop.*) or rlx tune's pruner: the run is over
+            logger.message(f"rlx: ended by {session.stop_requested} at env step {session.env_steps:,}")
         return summary
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
 

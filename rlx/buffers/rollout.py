@@ -73,10 +73,6 @@ class RolloutBuffer:
         d.values[t] = values
         self.t += 1
 
-    @property
-    def full(self) -> bool:
-        return self.t == self.n_steps
-
     def finish(self, last_values: Tensor, final_values: Tensor | None = None) -> Rollout:
         """Fill ``next_values`` and hand out the rollout; the buffer is reusable afterwards.
 

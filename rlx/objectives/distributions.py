@@ -97,13 +97,3 @@ def gaussian_entropy(log_std: Tensor) -> Tensor:
 def categorical_probs_log_probs(logits: Tensor) -> tuple[Tensor, Tensor]:
     """(π(·|s), log π(·|s)) from logits over the last dim, via softmax/log_softmax (no log of a softmax)."""
     return torch.softmax(logits, dim=-1), torch.log_softmax(logits, dim=-1)
-
-
-def categorical_entropy(logits: Tensor) -> Tensor:
-    """Entropy H(π(·|s)) = −Σ_a π(a|s) log π(a|s) over the last dim, ``[..., A] -> [...]``.
-
-    Actions masked with −inf logits contribute 0 (as in ``torch.distributions.Categorical``).
-    """
-    probs, log_probs = categorical_probs_log_probs(logits)
-    log_probs = log_probs.clamp(min=torch.finfo(log_probs.dtype).min)
-    return -(probs * log_probs).sum(dim=-1)

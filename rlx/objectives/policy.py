@@ -30,11 +30,6 @@ def clipped_surrogate(ratio: Tensor, advantages: Tensor, clip_eps: float) -> Ten
     return torch.minimum(unclipped, clipped)
 
 
-def clipped_surrogate_loss(log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, clip_eps: float) -> Tensor:
-    """Negated mean PPO-clip objective, the quantity gradient descent minimizes."""
-    return -clipped_surrogate(probability_ratio(log_prob, old_log_prob), advantages, clip_eps).mean()
-
-
 def value_loss(values: Tensor, targets: Tensor, old_values: Tensor | None = None, clip: float | None = None) -> Tensor:
     """Critic regression 0.5 * (V - target)^2; with ``clip``, PPO's pessimistic clipped variant.
 

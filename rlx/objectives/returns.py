@@ -57,26 +57,6 @@ def gae(
     return advantages
 
 
-def n_step_returns(
-    rewards: Tensor, next_values: Tensor, terminated: Tensor, done: Tensor, gamma: float
-) -> Tensor:
-    """Bootstrapped n-step return to the end of the rollout: G_t = r_t + gamma * (G_{t+1} or V(s_{t+1})).
-
-    Within an episode the recursion continues; where an episode ends (or at the rollout's last step)
-    it bootstraps from V(s_{t+1}) unless the state is terminal. Equals ``gae(..., lam=1) + values``.
-    """
-    not_term = 1.0 - terminated.to(rewards.dtype)
-    returns = torch.empty_like(rewards)
-    last = rewards.shape[0] - 1
-    running = next_values[last]
-    for t in range(last, -1, -1):
-        # Inside an episode the recursion continues; where it ended, restart from V(s_{t+1}).
-        tail = next_values[t] if t == last else torch.where(done[t].bool(), next_values[t], running)
-        running = rewards[t] + gamma * not_term[t] * tail
-        returns[t] = running
-    return returns
-
-
 def episode_returns(
     rewards: Tensor, next_values: Tensor, terminated: Tensor, done: Tensor, gamma: float
 ) -> Tensor:

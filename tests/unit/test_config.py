@@ -18,7 +18,7 @@ def test_build_converts_ints_to_floats_and_keeps_defaults():
         ({"lr": "abc"}, "algo.lr='abc': expected float"),
         ({"n_steps": 2.5}, "algo.n_steps=2.5: expected int"),
         ({"clip_eps": 0.0}, "algo.clip_eps=0.0: out of range, allowed (0, inf)"),
-        ({"gamma": 1.5}, "algo.gamma=1.5: out of range, allowed (0, 1]"),
+        ({"gamma": 1.5}, "algo.gamma=1.5: out of range, allowed [0, 1]"),
         ({"gae_lambda": -0.1}, "algo.gae_lambda=-0.1: out of range, allowed [0, 1]"),
         ({"anneal_lr": 1}, "algo.anneal_lr=1: expected bool"),
         ({"target_kl": float("nan")}, "algo.target_kl=nan"),

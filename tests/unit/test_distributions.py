@@ -10,7 +10,6 @@ from torch.distributions import Categorical, Independent, Normal, TransformedDis
 from torch.distributions.transforms import TanhTransform
 
 from rlx.objectives.distributions import (
-    categorical_entropy,
     categorical_probs_log_probs,
     gaussian_entropy,
     scale_action,
@@ -160,20 +159,6 @@ def test_categorical_log_probs_stable_for_large_logits() -> None:
     torch.testing.assert_close(probs, torch.tensor([0.0, 1.0]))
 
 
-def test_categorical_entropy() -> None:
-    # uniform over 4 -> ln4;  (1/4, 3/4) -> -(¼ln¼ + ¾ln¾);  batch shape kept
-    assert categorical_entropy(torch.zeros(4, dtype=torch.float64)).item() == pytest.approx(math.log(4))
-    expected = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
-    assert categorical_entropy(t(0.0, math.log(3))).item() == pytest.approx(expected)
-    logits = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(categorical_entropy(logits), Categorical(logits=logits).entropy())
-
-
-def test_categorical_entropy_with_masked_action() -> None:
-    h = categorical_entropy(torch.tensor([0.0, 0.0, -math.inf]))
-    assert h.item() == pytest.approx(math.log(2))
-
-
 def test_gaussian_entropy_hand_numbers() -> None:
     # H = Σ_j (log σ_j + ½ log(2πe)): σ = (1, 2) -> 2·½(1 + log 2π) + log 2
     h = gaussian_entropy(torch.tensor([[0.0, math.log(2.0)]], dtype=torch.float64))
@@ -185,7 +170,6 @@ def test_gaussian_entropy_hand_numbers() -> None:
 
 
 def test_categorical_policy_sample_draws_what_categorical_draws():
-    from torch.distributions import Categorical
 
     from rlx.networks.heads import CategoricalPolicy
 

@@ -6,7 +6,6 @@ import torch
 from rlx.objectives.policy import (
     approx_kl,
     clipped_surrogate,
-    clipped_surrogate_loss,
     explained_variance,
     normalize,
     probability_ratio,
@@ -37,12 +36,6 @@ def test_clipped_surrogate_cases_value_and_gradient(ratio, adv, value, grad):
     v, g = _grad_of_surrogate(ratio, adv)
     assert v == pytest.approx(value)
     assert g == pytest.approx(grad)
-
-
-def test_clipped_surrogate_loss_is_negated_mean():
-    logp, old = torch.log(torch.tensor([1.1, 1.5])), torch.zeros(2)
-    loss = clipped_surrogate_loss(logp, old, torch.tensor([2.0, 2.0]), 0.2)
-    assert loss.item() == pytest.approx(-(2.2 + 2.4) / 2)
 
 
 def test_probability_ratio():

@@ -1,6 +1,6 @@
 import torch
 
-from rlx.objectives.returns import gae, n_step_returns, reward_to_go, td_error
+from rlx.objectives.returns import gae, reward_to_go, td_error
 
 T = torch.tensor
 
@@ -72,10 +72,3 @@ def test_gae_does_not_leak_across_episodes():
     # step 0 ends an episode; its advantage must not include step 1's delta
     a = gae(T([1.0, 5.0]), T([0.0, 0.0]), T([0.0, 0.0]), T([1.0, 0.0]), T([1.0, 0.0]), 0.9, 0.9)
     assert torch.allclose(a, T([1.0, 5.0]))
-
-
-def test_n_step_returns_equal_gae_lambda_one_plus_values():
-    r, v, nv, term, done = _episode()
-    done[1] = 1.0  # episode boundary after step 1, truncated: bootstrap V(final obs) = nv[1]
-    expected = gae(r, v, nv, term, done, 0.9, 1.0) + v
-    assert torch.allclose(n_step_returns(r, nv, term, done, 0.9), expected, atol=1e-6)
