@@ -115,7 +115,7 @@ def test_tuned_cartpole_preset_is_rl_zoos():
 
 @pytest.mark.parametrize("env", ["cartpole", "pendulum"])
 def test_short_training_run_end_to_end(tmp_path, env):
-    cfg = compose_config(["algo=trpo", f"env={env}", "total_steps=512", "algo.n_steps=128", "eval.episodes=1",
+    cfg = compose_config(["algo=trpo", f"env={env}", "total_steps=512", "algo.n_steps=128", "algo.batch_size=128", "eval.episodes=1",
                           "logger.wandb.mode=disabled", "logger.progress=false", "checkpoint.every=0"])
     summary = train(cfg, tmp_path)
     assert summary["env_steps"] >= 512
