@@ -8,7 +8,7 @@ CASES = [
     (["train", "algo.clip_esp=0.1"], "did you mean 'algo.clip_eps'"),
     (["train", "algo.lr=abc"], "algo.lr='abc': expected float"),
     (["train", "algo.clip_eps=0"], "algo.clip_eps=0"),
-    (["train", "algo.gamma=1.5"], "allowed (0, 1]"),
+    (["train", "algo.gamma=1.5"], "allowed [0, 1]"),
     (["train", "algo.gae_lambda=2"], "allowed [0, 1]"),
     (["train", "total_steps=0"], "total_steps=0"),
     (["train", "env.id=NoSuchEnv-v0"], "gymnasium doesn't know"),
