@@ -30,7 +30,7 @@ shared generator, so it would change both what rlx's loops see and the trajector
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import gymnasium as gym
 import numpy as np
@@ -64,6 +64,7 @@ class BatchedClassicControl(VectorEnv):
     def __init__(self, env_id: str, num_envs: int, kwargs: dict[str, Any] | None = None,
                  max_episode_steps: int | None = None):
         template = gym.make(env_id, **dict(kwargs or {}))
+        assert template.spec is not None  # gym.make always sets it
         self.spec = template.spec
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps if max_episode_steps is not None else template.spec.max_episode_steps
@@ -104,9 +105,11 @@ class BatchedClassicControl(VectorEnv):
                 raise ValueError(f"{len(seeds)} seeds for {self.num_envs} sub-envs")
         for i, s in enumerate(seeds):
             # as gymnasium's Env.reset: a seed re-creates the generator; without one it goes on
-            if s is not None or self.rngs[i] is None:
-                self.rngs[i], _ = seeding.np_random(s)
-            self._reset_one(i, self.rngs[i], options)
+            rng = self.rngs[i]
+            if s is not None or rng is None:
+                rng, _ = seeding.np_random(s)
+                self.rngs[i] = rng
+            self._reset_one(i, rng, options)
         self.elapsed[:] = 0
         return self._obs(), {}
 
@@ -154,8 +157,9 @@ class BatchedClassicControl(VectorEnv):
             if s is None:
                 self.rngs[i] = None
             else:
-                self.rngs[i], _ = seeding.np_random(0)
-                self.rngs[i].bit_generator.state = s
+                rng, _ = seeding.np_random(0)
+                rng.bit_generator.state = s
+                self.rngs[i] = rng
         self._load_extra_state(snapshot)
 
     def _snapshot_of(self, sub_envs: list[gym.Env]) -> dict[str, Any]:
@@ -168,7 +172,7 @@ class BatchedClassicControl(VectorEnv):
             while isinstance(w, gym.Wrapper) and not isinstance(w, gym.wrappers.TimeLimit):
                 w = w.env
             elapsed.append(w._elapsed_steps if isinstance(w, gym.wrappers.TimeLimit) else 0)
-        raw = [np.asarray(e.unwrapped.state) for e in sub_envs]
+        raw = [np.asarray(cast(Any, e.unwrapped).state) for e in sub_envs]  # classic-control envs keep .state
         snapshot = {"state": np.stack(raw).astype(F64), "elapsed": np.asarray(elapsed, dtype=np.int64),
                     "rngs": [None if e.unwrapped._np_random is None else e.unwrapped._np_random.bit_generator.state
                              for e in sub_envs]}
@@ -230,7 +234,7 @@ class BatchedPendulum(BatchedClassicControl):
     state_dim, discrete = 2, False
 
     def _read_constants(self, env) -> None:
-        self.g, self.m, self.l, self.dt = env.g, env.m, env.l, env.dt
+        self.g, self.m, self.length, self.dt = env.g, env.m, env.l, env.dt
         self.max_speed, self.max_torque = env.max_speed, env.max_torque
 
     def _reset_one(self, i, rng, options) -> None:
@@ -245,12 +249,12 @@ class BatchedPendulum(BatchedClassicControl):
 
     def _dynamics(self, actions):
         th, thdot = self.state[:, 0], self.state[:, 1]
-        g, m, l, dt = self.g, self.m, self.l, self.dt
+        g, m, length, dt = self.g, self.m, self.length, self.dt
         # u keeps the action's dtype (float32 from the Box) as in the single env, where the u terms are
         # computed in float32 before meeting the float64 state
         u = np.clip(actions, -self.max_torque, self.max_torque)[:, 0]
         costs = _pow2(((th + np.pi) % (2 * np.pi)) - np.pi) + 0.1 * _pow2(thdot) + 0.001 * _pow2(u)
-        newthdot = thdot + (3 * g / (2 * l) * np.sin(th) + 3.0 / (m * l**2) * u) * dt
+        newthdot = thdot + (3 * g / (2 * length) * np.sin(th) + 3.0 / (m * length**2) * u) * dt
         newthdot = np.clip(newthdot, -self.max_speed, self.max_speed)
         newth = th + newthdot * dt
         self.state = np.stack((newth, newthdot), axis=1)
@@ -263,6 +267,17 @@ class BatchedPendulum(BatchedClassicControl):
 
 class BatchedAcrobot(BatchedClassicControl):
     state_dim, discrete = 4, True
+    # gymnasium's AcrobotEnv constants, copied by _read_constants
+    dt: float
+    LINK_MASS_1: float
+    LINK_MASS_2: float
+    LINK_LENGTH_1: float
+    LINK_COM_POS_1: float
+    LINK_COM_POS_2: float
+    LINK_MOI: float
+    MAX_VEL_1: float
+    MAX_VEL_2: float
+    book_or_nips: str
 
     def _read_constants(self, env) -> None:
         if env.torque_noise_max > 0:  # a class attribute in gymnasium; noise would need its RNG stream
@@ -415,6 +430,10 @@ class BatchedMountainCarContinuous(BatchedClassicControl):
     def _extra_state_of(self, raw_states):
         return {"fresh": np.array([s.dtype == F64 for s in raw_states])}
 
+
+# What rlx.envs.make_vec_env builds. Both keep the sub-envs' state in ``.envs``, which checkpoints pickle
+# (rlx/loops/session.py: vector_env_state / restore_vector_env).
+VecEnv: TypeAlias = "gym.vector.SyncVectorEnv | BatchedClassicControl"
 
 # gymnasium entry point -> (batched class, the constructor kwargs whose effect it models)
 BATCHED: dict[str, tuple[type[BatchedClassicControl], frozenset[str]]] = {

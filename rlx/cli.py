@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -187,7 +187,7 @@ def resume(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="the run
         fail(str(e))
     except RunFault as e:
         typer.echo(f"rlx: error: {e}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     raise typer.Exit(exit_status(summary))  # 130/143 when stopped by Ctrl-C/SIGTERM, as `rlx train`
 
 
@@ -219,15 +219,14 @@ def config_diff(run_a: Path, run_b: Path) -> None:
 @app.command("list")
 def list_() -> None:
     """Show the available algorithms, envs and networks."""
-    from rich.console import Console
-    from rich.table import Table
+    from importlib import resources
 
+    from rich.console import Console
     from rich.markup import escape
+    from rich.table import Table
 
     from rlx.compose import group_options
     from rlx.registry import ALGOS, DESCRIPTIONS
-
-    from importlib import resources
 
     console = Console()
     table = Table(title="algorithms (algo=NAME)")
@@ -286,11 +285,12 @@ def demo_multimodal(
         fail(str(e))
 
 
-def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:
-    """Click's exception class ``name``, from the click that typer uses (recent typers vendor their own)."""
+def _click_exceptions(name: str) -> tuple[type[Any], ...]:
+    """Click's exception class ``name``, from the click that typer uses (recent typers vendor their own).
+    Typed Any: which module defines it is only known at run time (``e.format_message()`` is click's)."""
     import importlib
 
-    found = []
+    found: list[type[Any]] = []
     for module in ("typer._click.exceptions", "click.exceptions"):
         try:
             found.append(getattr(importlib.import_module(module), name))

@@ -6,7 +6,7 @@ import dataclasses
 import difflib
 import re
 from importlib import resources
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, cast
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -17,6 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlx.conf import register_resolvers
 from rlx.errors import UserError
+
+if TYPE_CHECKING:
+    from rlx.envs import EnvSpec
 
 CONF_MODULE = "rlx.conf"
 # Hydra command-line flags (not overrides); those in the first set take a value.
@@ -140,6 +143,12 @@ def _suggest_key(key: str) -> str:
     return f": did you mean '{close[0]}'?" if close else " (see `rlx train --cfg job` for all keys)"
 
 
+def override_text(o: Override) -> str:
+    """An override as given on the command line (Hydra's parser always sets ``input_line``; it is typed Optional)."""
+    assert o.input_line is not None
+    return o.input_line
+
+
 def _sweep_values(o: Override) -> list[str]:
     """The individual values a sweep override will take (interval sweeps: their end points)."""
     if not o.is_sweep_override():
@@ -157,7 +166,7 @@ def expand_for_validation(overrides: list[str]) -> list[list[str]]:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
         raise UserError(friendly_hydra_error(str(e))) from None
-    options = [[f"{o.get_key_element()}={v}" for v in _sweep_values(o)] if o.is_sweep_override() else [o.input_line]
+    options = [[f"{o.get_key_element()}={v}" for v in _sweep_values(o)] if o.is_sweep_override() else [override_text(o)]
                for o in parsed]
     base = [opts[0] for opts in options]
     combos = [base]
@@ -193,7 +202,9 @@ def _name_algorithm(error: UserError, overrides: list[str]) -> UserError:
     """'unknown key algo.X' -> the same, naming the chosen algorithm and the nearest key it does have."""
     # Hydra's "could not override" reads as a dict-merge hint when the DEFAULT algorithm has the key.
     m = re.match(r"unknown key '(algo\.([^'.]+))'|(algo\.([^'.:]+)): new keys can't be merged", str(error))
-    name = _chosen_algo(overrides) if m else None
+    if m is None:
+        return error
+    name = _chosen_algo(overrides)
     from rlx.registry import ALGOS
 
     if name not in ALGOS:
@@ -232,7 +243,8 @@ def tuned_preset_conflict(choices: Mapping[str, Any], env_id: str) -> str | None
     preset, group = choices.get("tuned"), choices.get("env")
     if not preset or not group or group not in group_options("env"):
         return None
-    tuned_for = OmegaConf.load(str(resources.files(CONF_MODULE) / "env" / f"{group}.yaml")).get("id")
+    env_group = cast(DictConfig, OmegaConf.load(str(resources.files(CONF_MODULE) / "env" / f"{group}.yaml")))  # a mapping
+    tuned_for = env_group.get("id")
     if tuned_for is None or tuned_for == env_id:
         return None
     return (f"tuned preset '{preset}' is for {tuned_for}, not env.id={env_id}: not applied "
@@ -243,11 +255,11 @@ def validate(overrides: list[str]) -> DictConfig:
     """Compose and fully validate every configuration the overrides describe, including every value a
     ``sweep=`` preset's ``hydra.sweeper.params`` sweeps, each as it will run (a tuned preset that does
     not fit the env trained dropped, as :func:`rlx.run.hydra_job` drops it); returns the first."""
-    from rlx.run import check_action_space, parse_settings  # run imports torch; keep `rlx --help` fast
     from rlx.envs import env_spec
+    from rlx.run import check_action_space, parse_settings  # run imports torch; keep `rlx --help` fast
 
     first: DictConfig | None = None
-    specs: dict[str, object] = {}
+    specs: dict[str, EnvSpec] = {}
     combos = expand_for_validation(overrides)
     hydra_cfg = _checked(combos[0], return_hydra_config=True)
     swept = with_sweeper_params(overrides, hydra_cfg)

@@ -11,11 +11,26 @@ import difflib
 import math
 import types
 import typing
-from typing import Any, Literal, Mapping, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Mapping, TypeVar, cast, get_args, get_origin
 
 from rlx.errors import UserError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+    from omegaconf import DictConfig
+
+T = TypeVar("T", bound="DataclassInstance")  # build() takes dataclasses
+
+
+def as_dict(cfg: DictConfig | Mapping[str, Any], *, resolve: bool = False) -> dict[str, Any]:
+    """A config as a plain dict: a DictConfig through ``OmegaConf.to_container`` (``resolve``: interpolations
+    resolved), a mapping as a shallow copy. The one place for to_container, typed as returning any container
+    (dict | list | str | None): a DictConfig always gives a dict."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        return cast("dict[str, Any]", OmegaConf.to_container(cfg, resolve=resolve))
+    return dict(cfg)
 
 
 def param(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
@@ -74,7 +89,8 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is bool:
         return isinstance(value, bool), value
     if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool), float(value) if isinstance(value, (int, float)) else value
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if isinstance(value, (int, float)) else value
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if tp is str:
@@ -93,7 +109,8 @@ def build(cls: type[T], values: Mapping[str, Any], prefix: str) -> T:
         full = f"{prefix}.{key}" if prefix else key
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
-            hint = f"did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else f"valid keys: {', '.join(sorted(fields))}"
+            hint = (f"did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close
+                    else f"valid keys: {', '.join(sorted(fields))}")
             raise UserError(f"unknown key '{full}': {hint}")
         field = fields[key]
         ok, converted = _coerce(value, hints[key])

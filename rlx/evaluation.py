@@ -33,6 +33,7 @@ class Evaluator:
                  max_episode_steps: int | None = None, max_envs: int = 10, video_dir: str | Path | None = None,
                  wrappers: list | tuple = ()):
         self.episodes, self.seed, self.device = episodes, seed, device
+        self.envs: gym.vector.VectorEnv
         if video_dir is not None:
             env_id = resolve_env_id(env_id)
             video_dir = ensure_writable_dir(Path(video_dir), "video dir")

@@ -6,10 +6,10 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from rlx.schema import WandbConfig
 
@@ -58,7 +58,7 @@ class Logger:
         if wandb_cfg.mode != "disabled":
             self.wandb_run = self._init_wandb(config, wandb_cfg, wandb_id, name)
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._next_plain = start_steps
         self._last_plain = time.monotonic()
         self.show_progress = progress
@@ -85,7 +85,7 @@ class Logger:
             self.message("rlx: warning: W&B online mode without WANDB_API_KEY or `wandb login`; logging offline instead")
             mode = "offline"
 
-        def init(mode: str):
+        def init(mode: Literal["offline", "online", "disabled"]):
             return wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, tags=list(cfg.tags) or None,
                               name=name, config=config, dir=str(self.run_dir), mode=mode, id=wandb_id, resume="allow",
                               settings=wandb.Settings(console="off", silent=True, x_disable_stats=True,
@@ -122,11 +122,12 @@ class Logger:
 
     def progress(self, env_steps: int, sps: float, recent_return: float | None) -> None:
         ret = "-" if recent_return is None else f"{recent_return:.1f}"
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:  # set together
             self._progress.update(self._task, completed=env_steps, sps=sps, ret=ret)
         elif self.show_progress and (env_steps >= self._next_plain or time.monotonic() - self._last_plain >= PLAIN_PROGRESS_MAX_S):
             pct = 100.0 * env_steps / self.total_steps
-            self.console.print(f"step {env_steps:>10,}/{self.total_steps:,} ({pct:5.1f}%)  {sps:8.0f} steps/s  return {ret}", highlight=False)
+            self.console.print(f"step {env_steps:>10,}/{self.total_steps:,} ({pct:5.1f}%)  {sps:8.0f} steps/s  return {ret}",
+                               highlight=False)
             self._next_plain = env_steps + max(1, self.total_steps // 10)
             self._last_plain = time.monotonic()
 

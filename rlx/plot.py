@@ -21,8 +21,7 @@ import numpy as np
 import yaml
 
 from rlx.errors import UserError
-from rlx.report import (ConfigRow, RunRecord, _config_key, _finite, _fmt, _mean_curve, _read_overrides, aggregate,
-                        iqm, parse_override)
+from rlx.report import ConfigRow, RunRecord, _config_key, _finite, _fmt, _mean_curve, _read_overrides, aggregate, iqm, parse_override
 
 X_KEYS = ("env_steps", "wall_s")
 FORMATS = (".png", ".svg", ".pdf")
@@ -59,7 +58,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
 def config_value(config: dict, key: str) -> str:
     """A config value for grouping: ``algo`` -> algo.name, ``env`` -> env.id, ``algo.clip_eps`` -> 0.2."""
     node: Any = config
-    for i, part in enumerate(key.split(".")):
+    for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             raise KeyError(key)
         node = node[part]
@@ -108,7 +107,8 @@ def load_run(run_dir: Path, by: Sequence[str], metric: str, x: str) -> PlotRun:
                 group[key] = config_value(config, key)
             except KeyError:
                 close = difflib.get_close_matches(key, _flat_keys(config), n=1, cutoff=0.6)
-                hint = f"did you mean '{close[0]}'?" if close else "give a key of the runs' config.yaml (algo, env.id, algo.clip_eps, ...)"
+                hint = (f"did you mean '{close[0]}'?" if close
+                        else "give a key of the runs' config.yaml (algo, env.id, algo.clip_eps, ...)")
                 raise UserError(f"--by {key}: not a config key of {run_dir}; {hint}") from None
     else:  # the sweep's own overrides, seed aside (as the sweep report groups)
         group = {k: v for k, v in map(parse_override, _read_overrides(run_dir))

@@ -1,22 +1,44 @@
 """Algorithm names -> classes: a plain dict, the single place the CLI and configs look algorithms up."""
 from __future__ import annotations
 
+from typing import Any, Protocol
+
+import torch
+
 from rlx.algos.a2c import A2C
 from rlx.algos.a3c import A3C
 from rlx.algos.ac_batch import BatchAC
 from rlx.algos.ac_online import OnlineAC
-from rlx.algos.ppo import PPO
-from rlx.algos.reinforce import Reinforce
 from rlx.algos.ddpg import DDPG
 from rlx.algos.offpolicy_ac import OffPolicyAC
+from rlx.algos.ppo import PPO
+from rlx.algos.reinforce import Reinforce
 from rlx.algos.sac import SAC
 from rlx.algos.sac_discrete import SACDiscrete
 from rlx.algos.sac_v import SACV
 from rlx.algos.td3 import TD3
 from rlx.algos.trpo import TRPO
+from rlx.envs import EnvSpec
+from rlx.schema import NetworkConfig
+
+
+class AlgorithmClass(Protocol):
+    """What the CLI and the run need of an algorithm class (read-only class attributes + the constructor)."""
+
+    @property
+    def Config(self) -> type[Any]: ...  # the hyperparameter dataclass that ``algo.*`` is built into
+
+    @property
+    def action_spaces(self) -> tuple[str, ...]: ...  # "discrete" and/or "continuous"
+
+    @property
+    def loop(self) -> str: ...  # a key of rlx.run.LOOPS
+
+    def __call__(self, spec: EnvSpec, hp: Any, net: NetworkConfig, device: torch.device) -> Any: ...
+
 
 # --- on-policy family ---------------------------------------------------------------------------
-ON_POLICY: dict[str, type] = {
+ON_POLICY: dict[str, AlgorithmClass] = {
     "ppo": PPO,
     "reinforce": Reinforce,
     "ac_batch": BatchAC,
@@ -27,7 +49,7 @@ ON_POLICY: dict[str, type] = {
 }
 
 # --- off-policy family --------------------------------------------------------------------------
-OFF_POLICY: dict[str, type] = {
+OFF_POLICY: dict[str, AlgorithmClass] = {
     "offpolicy_ac": OffPolicyAC,
     "ddpg": DDPG,
     "td3": TD3,
@@ -36,7 +58,7 @@ OFF_POLICY: dict[str, type] = {
     "sac_discrete": SACDiscrete,
 }
 
-ALGOS: dict[str, type] = {**ON_POLICY, **OFF_POLICY}
+ALGOS: dict[str, AlgorithmClass] = {**ON_POLICY, **OFF_POLICY}
 
 DESCRIPTIONS: dict[str, str] = {
     "ppo": "PPO-clip with GAE(lambda), vectorized envs",

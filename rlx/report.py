@@ -275,6 +275,7 @@ def _load_run(run_dir: Path) -> RunRecord:
 
     steps, rets, sps_values = _read_metrics(run_dir / "metrics.jsonl")
 
+    error: str | None
     status, error, final, sps = "failed", NO_SUMMARY_ERROR, None, None
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
@@ -427,7 +428,9 @@ def _ranked(rows: Sequence[ConfigRow]) -> list[ConfigRow]:
 
     AUC breaks ties at a return ceiling (CartPole's 500): the config that got there faster ranks first."""
     candidates = [r for r in rows if r.n_seeds > 0]
-    auc = lambda r: r.auc_mean if math.isfinite(r.auc_mean) else -math.inf
+    def auc(r: ConfigRow) -> float:
+        return r.auc_mean if math.isfinite(r.auc_mean) else -math.inf
+
     return sorted(candidates, key=lambda r: (-r.iqm, -r.mean, -auc(r)))
 
 
@@ -573,11 +576,11 @@ def render_markdown(rows: Sequence[ConfigRow], runs: Sequence[RunRecord], title:
     failed = [r for r in runs if not r.ok]
     if failed:
         lines += ["", "## Failed runs", ""]
-        for r in failed:
-            desc = ", ".join(f"{k}={v}" for k, v in sorted(r.overrides.items())) or "(defaults)"
-            seed = f", seed={r.seed}" if r.seed is not None else ""
-            err = " ".join((r.error or "failed").split())  # one line per run
-            lines.append(f"- `{r.run_dir.name}/` ({desc}{seed}): {err}")
+        for rec in failed:
+            desc = ", ".join(f"{k}={v}" for k, v in sorted(rec.overrides.items())) or "(defaults)"
+            seed = f", seed={rec.seed}" if rec.seed is not None else ""
+            err = " ".join((rec.error or "failed").split())  # one line per run
+            lines.append(f"- `{rec.run_dir.name}/` ({desc}{seed}): {err}")
     return "\n".join(lines) + "\n"
 
 

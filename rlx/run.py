@@ -16,14 +16,14 @@ import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from rlx.checkpoint import Checkpointer
-from rlx.config import build
+from rlx.config import as_dict, build
 from rlx.envs import EnvSpec, check_user_env, env_spec, make_vec_env
 from rlx.errors import RunFault, UserError
 from rlx.evaluation import Evaluator
@@ -34,7 +34,8 @@ from rlx.rundir import RunDirLock, RunDirTaken, claim_fresh
 from rlx.schema import CheckpointConfig, EnvConfig, EvalConfig, LoggerConfig, NetworkConfig, RunConfig, StopConfig, WandbConfig
 
 # algo.loop -> module with run(algo, envs, session, device); imported on demand.
-LOOPS = {"on_policy": "rlx.loops.on_policy", "off_policy": "rlx.loops.off_policy", "async": "rlx.loops.async_workers"}
+LOOPS = {"on_policy": "rlx.loops.on_policy", "off_policy": "rlx.loops.off_policy", "async": "rlx.loops.async_workers",
+         "ray": "rlx.loops.ray_workers"}
 TOP_LEVEL_GROUPS = ("algo", "env", "network", "eval", "checkpoint", "logger", "hydra", "tuned", "sweep", "stop")
 
 
@@ -56,7 +57,7 @@ class Settings:
 
 def parse_settings(cfg: DictConfig | dict) -> Settings:
     """Validate the whole composed config; raises UserError naming the first bad key."""
-    c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    c = as_dict(cfg, resolve=True)
     algo_node = dict(c.get("algo") or {})
     name = algo_node.pop("name", None)
     if name not in ALGOS:
@@ -124,7 +125,8 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"device={name}: no CUDA device is available here; use device=auto or device=cpu")
     device = torch.device(name)
     if device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        n = torch.cuda.device_count()
+        raise UserError(f"device={name}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
     return device
 
 
@@ -175,7 +177,7 @@ def check_run_dir(overrides: list[str]) -> None:
 
 def _train(cfg: DictConfig | dict, s: Settings, run_dir: Path, resume: dict | None) -> dict[str, Any]:
     """The run itself, in a dir this process has locked. ``resume``: a loaded checkpoint."""
-    config = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    config = as_dict(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
     if s.run.torch_threads:
         torch.set_num_threads(s.run.torch_threads)
@@ -368,7 +370,7 @@ RESUMABLE_KEYS = ("total_steps", "device", "torch_threads", "eval.every", "eval.
                   "logger.tensorboard", "stop.reward_threshold", "stop.patience")
 
 
-def resume(run_dir: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
+def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Continue a run from ``RUN_DIR/checkpoints/last.pt`` with its own config (plus safe overrides).
     The run dir is locked first: a second resume (or a train) of the same dir is refused."""
     from rlx.checkpoint import load_checkpoint
@@ -388,13 +390,13 @@ def resume(run_dir: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
                 raise UserError(f"{key} cannot be changed when resuming (it would change what the run learns); "
                                 f"allowed: {', '.join(RESUMABLE_KEYS)}")
             OmegaConf.update(config, key, override_value(value), force_add=False)
-        config = OmegaConf.to_container(config)
-        s = parse_settings(config)
+        plain = as_dict(config)
+        s = parse_settings(plain)
         if s.run.total_steps <= state["env_steps"]:
             raise UserError(f"{run_dir}: already trained {state['env_steps']:,} env steps (total_steps={s.run.total_steps:,}); "
                             f"pass a larger total_steps=... to extend the run")
         _truncate_metrics(run_dir / "metrics.jsonl", state["env_steps"])
-        return _train(config, s, run_dir, state)
+        return _train(plain, s, run_dir, state)
 
 
 def override_value(text: str) -> Any:
@@ -424,14 +426,14 @@ def _truncate_metrics(path: Path, env_steps: int) -> None:
         except (ValueError, KeyError):
             continue  # a half-written last line from a kill
     tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(l + "\n" for l in kept))
+    tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)
 
 
 def config_diff(run_a: str | Path, run_b: str | Path) -> list[tuple[str, Any, Any]]:
     """(key, value in A, value in B) for every resolved config value that differs."""
 
-    def flat(run: Path) -> dict[str, Any]:
+    def flat(run: str | Path) -> dict[str, Any]:
         path = Path(run) / "config.yaml"
         if not Path(run).is_dir() or not path.is_file():
             what = "no such path" if not Path(run).exists() else "not a run dir" if Path(run).is_dir() else "a file"

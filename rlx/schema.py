@@ -15,9 +15,11 @@ class EnvConfig:
     num_envs: int = param(1, ge=1, help="parallel envs in the vector env")
     max_episode_steps: int | None = param(None, ge=1, help="override the env's time limit")
     kwargs: dict = param({}, help="keyword arguments for gymnasium.make")
-    wrappers: list[dict] = param([], help="gymnasium wrappers applied to every sub-env, in order: {_target_: pkg.mod.Wrapper, arg: value}")
+    wrappers: list[dict] = param([], help="gymnasium wrappers applied to every sub-env, in order: "
+                                          "{_target_: pkg.mod.Wrapper, arg: value}")
     train_wrappers: list[dict] = param([], help="wrappers applied after env.wrappers to the training envs only (not evaluation)")
-    normalize_reward: bool = param(False, help="divide the learner's rewards by the running std of the discounted return (stats in checkpoints)")
+    normalize_reward: bool = param(False, help="divide the learner's rewards by the running std of the discounted return "
+                                               "(stats in checkpoints)")
     batched: bool | Literal["auto"] = param(
         "auto", help="step classic-control sub-envs as one NumPy batch (rlx/batched_envs.py): true | false | auto (from 4 envs)")
 

@@ -119,7 +119,6 @@ def _report_after_sweep(sweep_dir: Path) -> bool:
 def report_sweep(sweep_dir: Path) -> list:
     """(Re)write report.md / report.csv / report.png into ``sweep_dir``, print the table, return the rows."""
     from rlx.report import ReportError, aggregate, load_sweep, print_report, write_report
-
     from rlx.rundir import holds_run
 
     sweep_dir = Path(sweep_dir)

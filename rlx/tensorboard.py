@@ -43,7 +43,8 @@ class TensorBoardSink:
         is_eval = any(k.startswith("eval_") for k in line)
         for key, value in line.items():
             # an eval line's wall_s repeats the log line's step: one point per step and tag
-            if key == "env_steps" or (is_eval and not key.startswith("eval_")) or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            if (key == "env_steps" or (is_eval and not key.startswith("eval_")) or value is None or isinstance(value, bool)
+                    or not isinstance(value, (int, float))):
                 continue
             self.writer.add_scalar(tag(key), value, global_step=step)
 

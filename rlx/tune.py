@@ -13,11 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
@@ -62,11 +61,13 @@ class Dimension:
             return repr(trial.suggest_float(self.key, self.low, self.high, log=self.log))
         if self.kind == "int":
             return str(trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log))
+        assert self.choices is not None  # set for categorical dimensions
         return trial.suggest_categorical(self.key, list(self.choices))
 
     def end_points(self) -> str:
         """The values that validate the whole range: both ends, or every choice."""
         if self.kind == "categorical":
+            assert self.choices is not None
             return ",".join(self.choices)
         fmt = (lambda x: str(int(x))) if self.kind == "int" else repr
         return f"{fmt(self.low)},{fmt(self.high)}"
@@ -165,13 +166,13 @@ def parse_space(overrides: list[str]) -> tuple[list[str], list[Dimension]]:
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
-    from rlx.compose import compose_config, friendly_hydra_error
+    from rlx.compose import compose_config, friendly_hydra_error, override_text
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
         raise UserError(friendly_hydra_error(str(e))) from None
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    fixed = [override_text(o) for o in parsed if not o.is_sweep_override()]
     base = None
     space: list[Dimension] = []
     for o in parsed:
@@ -183,17 +184,19 @@ def parse_space(overrides: list[str]) -> tuple[list[str], list[Dimension]]:
                             "the winners are confirmed over tune.confirm_seeds fresh seeds")
         value = o.value()
         if isinstance(value, IntervalSweep):
+            start, end = value.start, value.end
+            assert start is not None and end is not None  # interval(a, b): the parser sets both ends
             if base is None:
                 base = compose_config(fixed)
             default = OmegaConf.select(base, key.lstrip("+"), default=None)
             is_int = "int" in value.tags or (isinstance(default, int) and not isinstance(default, bool))
-            if is_int and (value.start != int(value.start) or value.end != int(value.end)):
+            if is_int and (start != int(start) or end != int(end)):
                 raise UserError(f"'{o.input_line}': {key} takes integers; give integer interval ends")
-            if value.start >= value.end:
+            if start >= end:
                 raise UserError(f"'{o.input_line}': interval start must be below its end")
-            if "log" in value.tags and value.start <= 0:
+            if "log" in value.tags and start <= 0:
                 raise UserError(f"'{o.input_line}': a log interval needs a start > 0")
-            space.append(Dimension(key, "int" if is_int else "float", float(value.start), float(value.end),
+            space.append(Dimension(key, "int" if is_int else "float", float(start), float(end),
                                    log="log" in value.tags))
         else:
             space.append(Dimension(key, "categorical", choices=list(o.sweep_string_iterator())))
@@ -473,7 +476,8 @@ def finish(plan: Plan, study: Any, pool: Any = None) -> int:
                 + ("Not confirmed (tune.confirm_seeds=0): a single-seed search result over-states the winner."
                    if plan.tune.confirm_seeds == 0 else "No confirmation run finished."))
     else:
-        text = (f"Confirmation over {plan.tune.confirm_seeds} fresh seeds of the top {min(plan.tune.top_k, len(_top_trials(study, plan.tune.top_k)))} "
+        n_top = min(plan.tune.top_k, len(_top_trials(study, plan.tune.top_k)))
+        text = (f"Confirmation over {plan.tune.confirm_seeds} fresh seeds of the top {n_top} "
                 f"trials: {verdict.text}")
         if len(_top_trials(study, 2)) >= 2 and winner != search_best:
             text += f" The search's best trial ({top[0].number}) did not win the confirmation."
@@ -497,7 +501,7 @@ def run_tune(args: list[str], resume_dir: Path | None = None) -> int:
         run, settings, study_dir = split_tune_args(args)
         if run or study_dir:
             raise UserError(f"--resume: only tune.* settings may be given ({', '.join('tune.' + k for k in RESUMABLE)}); "
-                            f"got {(run or [study_dir])[0]}")
+                            f"got {run[0] if run else study_dir}")
         plan = Plan.load(Path(resume_dir), settings)
         plan.save()  # the new settings (e.g. more trials) hold for later resumes too
         study = _make_study(plan, load=True)

@@ -82,7 +82,8 @@ def run_peer(task: Task, steps: int, seed: int, peer: Path) -> dict:
 
 def run_floor(task: Task, steps: int) -> dict:
     """Env-only and bare-update rates, measured in a fresh single-thread process."""
-    code = f"from scripts.floors import measure; import json; print(json.dumps(measure({task.floor!r}, {task.env_id!r}, {task.num_envs}, {steps}, {task.updates(steps)})))"
+    args = f"{task.floor!r}, {task.env_id!r}, {task.num_envs}, {steps}, {task.updates(steps)}"
+    code = f"from scripts.floors import measure; import json; print(json.dumps(measure({args})))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**ENV, "PYTHONPATH": str(REPO)}, cwd=REPO)
     if r.returncode != 0:
         raise RuntimeError(f"floor failed on {task.name}: {r.stderr.strip()[-500:]}")
@@ -117,7 +118,9 @@ def main() -> None:
             print(f"{task.name} repeat {i + 1}/{repeats}: rlx {rlx_runs[-1]['sps']:.0f} sps"
                   + (f", sb3 {peer_runs[-1]['sps']:.0f} sps" if peer_runs else ""), file=sys.stderr, flush=True)
         floor = run_floor(task, steps)
-        med = lambda runs, k: statistics.median(r[k] for r in runs)
+        def med(runs, k):
+            return statistics.median(r[k] for r in runs)
+
         row = {"task": task.name, "steps": steps, "rlx_sps": med(rlx_runs, "sps"), "rlx_return": med(rlx_runs, "return"),
                "floor_sps": floor["floor_sps"], "env_sps": floor["env_sps"], "updates_per_s": floor["updates_per_s"],
                "updates": task.updates(steps)}

@@ -37,6 +37,7 @@ class BatchAC(ActorCriticAgent):
 
     loop = "on_policy"
     Config = BatchACConfig
+    episodes: CompleteEpisodes  # always set: update() batches whole episodes
     action_spaces = ("discrete", "continuous")
 
     def __init__(self, spec: EnvSpec, hp: BatchACConfig, net: NetworkConfig, device: torch.device):
@@ -65,7 +66,7 @@ class BatchAC(ActorCriticAgent):
         weights = normalize(advantages) if hp.normalize_advantage else advantages
         stats = actor_critic_step(model, self.optimizer, obs, batch["actions"], weights, None, 0.0, hp.ent_coef, hp.max_grad_norm)
         self.updates += 1
-        metrics = dict(zip(STEP_KEYS, stats.tolist()))
+        metrics = dict(zip(STEP_KEYS, stats.tolist(), strict=True))
         metrics.update(value_loss=v_loss.item(), explained_variance=explained_variance(values, returns).item(),
                        batch_steps=float(returns.numel()), lr=lr)
         return metrics

@@ -107,8 +107,8 @@ def flat_param_groups(params: Iterable[nn.Parameter] | list[dict]) -> list[dict]
     """Optimizer param groups with each group's parameters moved into one flat tensor
     (:func:`rlx.networks.flat.flatten_parameters`: per-tensor optimizer overhead is most of a small
     network's optimizer step)."""
-    params = list(params)
-    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    items: list[Any] = list(params)
+    groups: list[dict] = items if items and isinstance(items[0], dict) else [{"params": items}]
     return [{**g, "params": [flatten_parameters(g["params"])]} for g in groups]
 
 
@@ -197,7 +197,7 @@ def gradient_step(optimizer: torch.optim.Optimizer, loss: Tensor, params: list[n
         p.grad = None
     loss.backward()
     if apply_to is not None:
-        for shared, local in zip(apply_to, params):
+        for shared, local in zip(apply_to, params, strict=True):
             shared.grad = local.grad
     gather_flat_grads(optimizer)
     norms = [nn.utils.clip_grad_norm_(group["params"], max_grad_norm, foreach=True) for group in optimizer.param_groups]
@@ -241,7 +241,7 @@ def advantage_actor_critic_update(model: ActorCritic, optimizer: torch.optim.Opt
     obs, actions = rollout.flat("obs", "actions")
     weights = normalize(advantages.reshape(-1)) if normalize_advantage else advantages.reshape(-1)
     stats = actor_critic_step(model, optimizer, obs, actions, weights, returns, vf_coef, ent_coef, max_grad_norm, apply_to)
-    metrics = dict(zip(STEP_KEYS, stats.tolist()))
+    metrics = dict(zip(STEP_KEYS, stats.tolist(), strict=True))
     if returns.numel() > 1:
         metrics["explained_variance"] = explained_variance(rollout.values.reshape(-1), returns).item()
     return metrics

@@ -12,8 +12,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlx.algos.off_policy_common import (ActionBounds, ExplorationNoise, OffPolicyCommon, Persistent, adam, frozen_copy,
-                                         encoders, metrics, optimize)
+from rlx.algos.off_policy_common import (
+    ActionBounds,
+    ExplorationNoise,
+    OffPolicyCommon,
+    Persistent,
+    adam,
+    encoders,
+    frozen_copy,
+    metrics,
+    optimize,
+)
 from rlx.buffers.replay import Transitions
 from rlx.config import param
 from rlx.envs import EnvSpec

@@ -30,8 +30,13 @@ from rlx.config import param
 from rlx.envs import EnvSpec
 from rlx.networks.off_policy import QEnsemble
 from rlx.objectives.distributions import gaussian_entropy, tanh_gaussian_log_prob
-from rlx.objectives.targets import (bellman_target, critic_regression_loss, leave_one_out_baseline, offpolicy_ac_policy_loss,
-                                    polyak_update_)
+from rlx.objectives.targets import (
+    bellman_target,
+    critic_regression_loss,
+    leave_one_out_baseline,
+    offpolicy_ac_policy_loss,
+    polyak_update_,
+)
 from rlx.schema import NetworkConfig
 
 
@@ -46,6 +51,7 @@ class OffPolicyACConfig(OffPolicyCommon):
 class OffPolicyAC(TanhGaussianAgent):
     loop = "off_policy"
     Config = OffPolicyACConfig
+    hp: OffPolicyACConfig
     action_spaces = ("continuous",)
     persist = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "updates")
 

@@ -60,7 +60,8 @@ class PPO(ActorCriticAgent):
         lr = hp.lr * (1.0 - progress) if hp.anneal_lr else hp.lr
         clip = hp.clip_eps * (1.0 - progress) if hp.anneal_clip else hp.clip_eps
         set_lr(self.optimizer, lr)
-        advantages = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done, hp.gamma, hp.gae_lambda)
+        advantages = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done,
+                         hp.gamma, hp.gae_lambda)
         returns = advantages + rollout.values
         obs, actions, old_logp, old_values = rollout.flat("obs", "actions", "log_probs", "values")
         advantages, returns = advantages.reshape(-1), returns.reshape(-1)
@@ -69,7 +70,7 @@ class PPO(ActorCriticAgent):
         ratios: list[Tensor] = []
         entropies: list[Tensor] = []
         params = self.optimizer.param_groups[0]["params"]
-        for epoch in range(hp.n_epochs):
+        for _epoch in range(hp.n_epochs):
             for idx in minibatches(obs.shape[0], hp.batch_size, obs.device):
                 logp, entropy, values = self.model.evaluate_actions(obs[idx], actions[idx], entropy_grad=hp.ent_coef > 0)
                 adv = normalize(advantages[idx]) if hp.normalize_advantage else advantages[idx]
@@ -94,4 +95,4 @@ class PPO(ActorCriticAgent):
         stats = torch.stack([*torch.stack(losses).mean(0), torch.cat(entropies).mean(), approx_kl_from_ratio(ratio),
                              ((ratio - 1.0).abs() > clip).float().mean(), explained_variance(old_values, returns)])
         keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance")
-        return {**dict(zip(keys, stats.tolist())), "lr": lr, "clip_eps": clip}
+        return {**dict(zip(keys, stats.tolist(), strict=True)), "lr": lr, "clip_eps": clip}

@@ -38,6 +38,7 @@ class Reinforce(ActorCriticAgent):
 
     loop = "on_policy"
     Config = ReinforceConfig
+    episodes: CompleteEpisodes  # always set: update() batches whole episodes
     action_spaces = ("discrete", "continuous")
 
     def __init__(self, spec: EnvSpec, hp: ReinforceConfig, net: NetworkConfig, device: torch.device):
@@ -58,4 +59,4 @@ class Reinforce(ActorCriticAgent):
         stats = actor_critic_step(self.model, self.optimizer, batch["obs"], batch["actions"], weights,
                                   returns if hp.baseline else None, 1.0, hp.ent_coef, hp.max_grad_norm)
         self.updates += 1
-        return {**dict(zip(STEP_KEYS, stats.tolist())), "batch_steps": float(returns.numel()), "lr": lr}
+        return {**dict(zip(STEP_KEYS, stats.tolist(), strict=True)), "batch_steps": float(returns.numel()), "lr": lr}

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
+import gymnasium as gym
 import torch
 from torch import Tensor
 
@@ -22,8 +24,14 @@ from rlx.envs import EnvSpec
 from rlx.networks.mlp import mlp
 from rlx.networks.off_policy import CategoricalActor, DiscreteQEnsemble
 from rlx.objectives.distributions import categorical_probs_log_probs
-from rlx.objectives.targets import (bellman_target, critic_regression_loss, discrete_sac_policy_loss,
-                                    discrete_sac_temperature_loss, discrete_soft_value, polyak_update_)
+from rlx.objectives.targets import (
+    bellman_target,
+    critic_regression_loss,
+    discrete_sac_policy_loss,
+    discrete_sac_temperature_loss,
+    discrete_soft_value,
+    polyak_update_,
+)
 from rlx.schema import NetworkConfig
 
 
@@ -40,7 +48,7 @@ class SACDiscrete(Persistent):
 
     def __init__(self, spec: EnvSpec, hp: SACDiscreteConfig, net: NetworkConfig, device: torch.device):
         self.hp, self.device = hp, device
-        n_actions = int(spec.action_space.n)
+        n_actions = int(cast(gym.spaces.Discrete, spec.action_space).n)  # discrete only: run.check_action_space
         enc = encoders(spec, net)
         actor_encoder = enc()  # flat vectors: none, and the actor stays a bare MLP (checkpoint keys unchanged)
         self.actor = (mlp(enc.features, n_actions, net.hidden_sizes, net.activation, orthogonal_init=False)

@@ -14,13 +14,19 @@ from dataclasses import dataclass
 
 import torch
 
-from rlx.algos.off_policy_common import (EntropyCommon, TanhGaussianAgent, Temperature, adam, frozen_copy, metrics)
+from rlx.algos.off_policy_common import EntropyCommon, TanhGaussianAgent, Temperature, adam, frozen_copy, metrics
 from rlx.buffers.replay import Transitions
 from rlx.envs import EnvSpec
 from rlx.networks.heads import ValueNet
 from rlx.networks.off_policy import QEnsemble
-from rlx.objectives.targets import (bellman_target, critic_regression_loss, polyak_update_, sac_policy_loss,
-                                    sac_temperature_loss, soft_value_target)
+from rlx.objectives.targets import (
+    bellman_target,
+    critic_regression_loss,
+    polyak_update_,
+    sac_policy_loss,
+    sac_temperature_loss,
+    soft_value_target,
+)
 from rlx.schema import NetworkConfig
 
 

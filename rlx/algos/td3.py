@@ -32,6 +32,7 @@ class TD3Config(DDPGConfig):
 class TD3(DDPG):
     loop = "off_policy"
     Config = TD3Config
+    hp: TD3Config
     n_critics = 2
 
     def __init__(self, spec: EnvSpec, hp: TD3Config, net: NetworkConfig, device: torch.device):

@@ -190,7 +190,8 @@ def _worker_main(rank: int, algo: Any, env: dict, run_cfg: dict, total_steps: in
         seed = int(run_cfg["seed"]) + 1000 * (rank + 1)  # distinct, reproducible streams per worker
         torch.manual_seed(seed)
         envs = make_vec_env(env["id"], env["num_envs"], seed, env.get("kwargs"), env.get("max_episode_steps"),
-                            batched=env.get("batched", "auto"), wrappers=env.get("wrappers") or (), train_wrappers=env.get("train_wrappers") or ())
+                            batched=env.get("batched", "auto"), wrappers=env.get("wrappers") or (),
+                            train_wrappers=env.get("train_wrappers") or ())
         session = _WorkerSession(rank, total_steps, envs.num_envs, messages, stop, counter)
         on_policy.run(algo.worker(rank), envs, session, torch.device("cpu"))
         envs.close()

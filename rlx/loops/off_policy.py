@@ -6,23 +6,24 @@ Until ``learning_starts`` env steps the actions are uniform random (``envs.actio
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
-import numpy as np
 import torch
 
+from rlx.batched_envs import VecEnv
 from rlx.buffers.replay import frame_stack_size, make_replay_buffer
 from rlx.envs import RewardNormalizer
 from rlx.evaluation import to_env_actions
 from rlx.loops.session import Session, vector_env_state
 
 
-def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: torch.device) -> dict[str, Any]:
+def run(algo: Any, envs: VecEnv, session: Session, device: torch.device) -> dict[str, Any]:
     hp, n_envs, space = algo.hp, envs.num_envs, envs.single_action_space
     discrete = isinstance(space, gym.spaces.Discrete)
-    frame_stack = frame_stack_size((getattr(session, "config", None) or {}).get("env"), envs.single_observation_space)
-    buffer = make_replay_buffer(hp.buffer_size, envs.single_observation_space, () if discrete else space.shape,
+    frame_stack = frame_stack_size((getattr(session, "config", None) or {}).get("env") or {}, envs.single_observation_space)
+    action_shape = () if discrete else cast(gym.spaces.Box, space).shape  # continuous actions are a Box
+    buffer = make_replay_buffer(hp.buffer_size, envs.single_observation_space, action_shape,
                                 discrete, device, frame_stack)
     obs = session.initial_obs(envs)
     if session.loop_state is not None and session.loop_state.get("buffer") is not None:

@@ -6,25 +6,28 @@ observations with newer statistics.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from rlx.batched_envs import VecEnv
 from rlx.buffers.rollout import RolloutBuffer
-from rlx.evaluation import to_env_actions
-from rlx.loops.session import Session, vector_env_state
 from rlx.envs import RewardNormalizer
+from rlx.evaluation import to_env_actions
+from rlx.loops.session import LoopSession, vector_env_state
 from rlx.networks.encoders import stores_as_uint8
 
 
-def run(algo: Any, envs: gym.vector.SyncVectorEnv, session: Session, device: torch.device) -> dict[str, Any]:
+def run(algo: Any, envs: VecEnv, session: LoopSession, device: torch.device) -> dict[str, Any]:
     n_envs, space = envs.num_envs, envs.single_action_space
     discrete = isinstance(space, gym.spaces.Discrete)
+    # Box observations only (rlx.envs.env_spec checks); continuous actions are a Box
+    obs_shape = cast(gym.spaces.Box, envs.single_observation_space).shape
     buffer = RolloutBuffer(
-        algo.n_steps, n_envs, envs.single_observation_space.shape,
-        () if discrete else space.shape, torch.long if discrete else torch.float32, device,
+        algo.n_steps, n_envs, obs_shape,
+        () if discrete else cast(gym.spaces.Box, space).shape, torch.long if discrete else torch.float32, device,
         obs_dtype=torch.uint8 if stores_as_uint8(envs.single_observation_space) else torch.float32,
     )
     final_obs = torch.zeros_like(buffer.data.obs)  # where an episode was truncated: its last observation

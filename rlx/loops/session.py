@@ -7,31 +7,29 @@ which logs, evaluates and checkpoints on the configured cadences.
 from __future__ import annotations
 
 import contextvars
-import json
 import math
 import pickle
 import random
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
 
-import gymnasium as gym
 import numpy as np
 import torch
 
+from rlx.batched_envs import VecEnv
 from rlx.checkpoint import Checkpointer
 from rlx.envs import EpisodeTracker
 from rlx.errors import RunFault
 from rlx.evaluation import Evaluator
 from rlx.logging import Logger, RateMeter
 
-
 # Stop reasons that end a run as finished (status "ok", or "pruned" for rlx tune's pruner), unlike signals.
 STOP_CONDITIONS = ("reward_threshold", "patience")
 # Callables told of every periodic evaluation, ``hook(env_steps, eval_return_mean)``; one that returns a
 # reason ("pruned") stops the run. Set around a run by its caller (rlx tune reports evals to Optuna).
-EVAL_HOOKS: contextvars.ContextVar[tuple[Callable[[int, float], str | None], ...]] = contextvars.ContextVar("rlx_eval_hooks", default=())
+EvalHook = Callable[[int, float], str | None]
+EVAL_HOOKS: contextvars.ContextVar[tuple[EvalHook, ...]] = contextvars.ContextVar("rlx_eval_hooks", default=())
 
 
 class NonFiniteError(RunFault):
@@ -81,7 +79,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def vector_env_state(envs: gym.vector.SyncVectorEnv) -> bytes | None:
+def vector_env_state(envs: VecEnv) -> bytes | None:
     """Pickle the sub-envs (simulator state, time-limit counters, their RNGs) so a resume continues
     mid-episode exactly; None for envs that cannot be pickled (then resume starts new episodes)."""
     try:
@@ -90,13 +88,38 @@ def vector_env_state(envs: gym.vector.SyncVectorEnv) -> bytes | None:
         return None
 
 
-def restore_vector_env(envs: gym.vector.SyncVectorEnv, blob: bytes | None) -> bool:
+def restore_vector_env(envs: VecEnv, blob: bytes | None) -> bool:
     if blob is None:
         return False
     sub_envs, space_rng = pickle.loads(blob)
     envs.envs = sub_envs
     envs.action_space.np_random.bit_generator.state = space_rng
     return True
+
+
+class LoopSession(Protocol):
+    """What rlx.loops.on_policy.run needs of its session: a :class:`Session`, or an A3C worker's stand-in
+    (rlx/loops/async_workers.py)."""
+
+    tracker: EpisodeTracker
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def progress(self) -> float: ...
+
+    def initial_obs(self, envs: VecEnv) -> np.ndarray: ...
+
+    def check_transition(self, obs: np.ndarray, rewards: np.ndarray) -> None: ...
+
+    def add_steps(self, n: int) -> None: ...
+
+    def record(self, metrics: dict[str, float]) -> None: ...
+
+    def tick(self, loop_state: Callable[[], dict[str, Any]]) -> None: ...
+
+    def finish(self, loop_state: Callable[[], dict[str, Any]]) -> dict[str, Any]: ...
 
 
 class Session:
@@ -138,7 +161,7 @@ class Session:
         self.patience: int = int(stop.get("patience") or 0)
         self.eval_hooks = list(EVAL_HOOKS.get())
 
-    def initial_obs(self, envs: gym.vector.SyncVectorEnv) -> np.ndarray:
+    def initial_obs(self, envs: VecEnv) -> np.ndarray:
         """Fresh episodes, or, on resume, the exact env state and observation from the checkpoint."""
         state = self.loop_state
         if state is not None and restore_vector_env(envs, state.get("envs")):
@@ -177,7 +200,8 @@ class Session:
         returns, lengths = self.tracker.drain()
         if returns:
             self.recent_returns = (self.recent_returns + returns)[-100:]
-        self.logger.progress(steps, self.rate.read(steps) if steps else 0.0, float(np.mean(self.recent_returns)) if self.recent_returns else None)
+        recent = float(np.mean(self.recent_returns)) if self.recent_returns else None
+        self.logger.progress(steps, self.rate.read(steps) if steps else 0.0, recent)
         if self.cadence["log"].due(steps):
             self._log_line(returns, lengths)
         if self.cadence["eval"].due(steps) and steps < self.total_steps:
@@ -224,7 +248,8 @@ class Session:
         returns = self.evaluator(self.algo.act, self.deterministic_eval)
         mean, std = float(returns.mean()), float(returns.std())
         self.counters.last_eval = (mean, std)
-        self.logger.log({"env_steps": self.env_steps, "wall_s": round(self.wall_s(), 3), "eval_return_mean": mean, "eval_return_std": std})
+        self.logger.log({"env_steps": self.env_steps, "wall_s": round(self.wall_s(), 3),
+                         "eval_return_mean": mean, "eval_return_std": std})
         self.counters.evals_since_best += 1
         if mean > self.counters.best_eval_return:
             self.counters.best_eval_return = mean
@@ -240,6 +265,7 @@ class Session:
 
     def _check_stop(self) -> None:
         """After a periodic eval: tell the hooks, then apply stop.reward_threshold and stop.patience."""
+        assert self.counters.last_eval is not None  # called right after a periodic eval
         mean = self.counters.last_eval[0]
         reasons = [hook(self.env_steps, mean) for hook in self.eval_hooks]
         if self.stop_requested is not None:
@@ -279,7 +305,8 @@ class Session:
         """Continue from a checkpoint: algorithm, counters, cadences, episode stats, RNG, loop state."""
         self.algo.load_state_dict(state["algo"])
         s = state["session"]
-        self.counters = Counters(**{**s["counters"], "last_eval": tuple(s["counters"]["last_eval"]) if s["counters"]["last_eval"] else None})
+        last_eval = s["counters"]["last_eval"]
+        self.counters = Counters(**{**s["counters"], "last_eval": tuple(last_eval) if last_eval else None})
         self._wall_before = self.counters.wall_s
         for k, nxt in s["cadence"].items():
             self.cadence[k].next = nxt
@@ -303,6 +330,7 @@ class Session:
         if self.stop_requested is None:
             mean, std = self.evaluate(loop_state)
         elif self.stop_requested in (*STOP_CONDITIONS, "pruned"):  # decided on the eval just made at this step
+            assert self.counters.last_eval is not None
             mean, std = self.counters.last_eval
         else:  # preempted: checkpoint fast, report the last evaluation
             mean, std = self.counters.last_eval or (math.nan, math.nan)

@@ -30,7 +30,7 @@ class EnsembleMLP(nn.Module):
         sizes = [in_dim, *hidden_sizes, out_dim]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for a, b in zip(sizes[:-1], sizes[1:]):
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
             bound = 1.0 / math.sqrt(a)
             self.weights.append(nn.Parameter(torch.empty(n, a, b).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(n, 1, b).uniform_(-bound, bound)))
@@ -53,7 +53,7 @@ class EnsembleMLP(nn.Module):
         last = len(ws) - 1
         if self.batched or (self.batched is None and x.is_cuda):
             h = x.expand(n, *x.shape)  # a view (stride 0), not a copy
-            for i, (w, b) in enumerate(zip(ws, bs)):
+            for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
                 h = torch.baddbmm(b, h, w)
                 h = self.activation(h) if i < last else h
             return h

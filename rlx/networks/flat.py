@@ -17,10 +17,10 @@ parameter and breaks the views (checked when gathering).
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Protocol, cast
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 
 def flatten_parameters(params: Iterable[nn.Parameter]) -> nn.Parameter:
@@ -33,9 +33,17 @@ def flatten_parameters(params: Iterable[nn.Parameter]) -> nn.Parameter:
     for p in params:
         p.data = flat.data[offset : offset + p.numel()].view_as(p)
         offset += p.numel()
-    flat.members = params
-    flat.member_ptrs = [p.data_ptr() for p in params]
+    attrs = cast(_FlatAttrs, flat)
+    attrs.members = params
+    attrs.member_ptrs = [p.data_ptr() for p in params]
     return flat
+
+
+class _FlatAttrs(Protocol):
+    """What :func:`flatten_parameters` attaches to the flat parameter, for :func:`gather_flat_grads`."""
+
+    members: list[nn.Parameter]
+    member_ptrs: list[int]
 
 
 def gather_flat_grads(optimizer: torch.optim.Optimizer) -> None:
@@ -51,7 +59,7 @@ def gather_flat_grads(optimizer: torch.optim.Optimizer) -> None:
                 continue
             if [p.data_ptr() for p in members] != flat.member_ptrs:
                 raise RuntimeError("a flattened parameter was re-allocated (moved with .to()?); flatten after moving the module")
-            grad = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for p, g in zip(members, grads)])
+            grad = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for p, g in zip(members, grads, strict=True)])
             flat.grad = grad if flat.grad is None else flat.grad.add_(grad)
             for p in members:
                 p.grad = None

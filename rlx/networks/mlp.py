@@ -37,7 +37,7 @@ class MLP(nn.Sequential):
 
     def __init__(self, sizes: Sequence[int], activation: str = "tanh"):
         layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
                 layers.append(ACTIVATIONS[activation]())
@@ -57,6 +57,10 @@ class ObsNormalizer(nn.Module):
     The statistics are buffers, so they are saved and loaded with the model's ``state_dict`` and a
     checkpoint evaluated later normalizes exactly as during training. Identity when disabled.
     """
+
+    mean: Tensor  # buffers (register_buffer), declared for the type checker
+    var: Tensor
+    count: Tensor
 
     def __init__(self, shape: Sequence[int], enabled: bool = True, clip: float = 10.0, eps: float = 1e-8):
         super().__init__()

@@ -52,7 +52,7 @@ class StackedMLP(EnsembleMLP):
         sigmoid_tanh = (isinstance(self.activation, nn.Tanh) and x.device.type == "cpu" and fused_enabled()
                         and x.shape[0] * x.shape[1] * max(w.shape[-1] for w in self.weights) >= SIGMOID_TANH_MIN_NUMEL)
         h = x
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = torch.baddbmm(b, h, w)
             if i < last:
                 h = _Tanh.apply(h) if sigmoid_tanh else self.activation(h)
@@ -79,7 +79,7 @@ class StackedMLP(EnsembleMLP):
     def member_state_dict(self, k: int) -> dict[str, Tensor]:
         """Member k as an ``nn.Sequential`` MLP's state_dict (``0.weight``, ``0.bias``, ``2.weight``, ...)."""
         out = {}
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             out[f"{2 * i}.weight"] = w[k].t().detach().clone()
             out[f"{2 * i}.bias"] = b[k, 0].detach().clone()
         return out

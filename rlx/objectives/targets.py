@@ -262,7 +262,7 @@ def _paired(target_params: Iterable[Tensor], online_params: Iterable[Tensor]) ->
     targets, onlines = list(target_params), list(online_params)
     if len(targets) != len(onlines):
         raise ValueError(f"{len(targets)} target tensors but {len(onlines)} online tensors")
-    for i, (t, o) in enumerate(zip(targets, onlines)):
+    for i, (t, o) in enumerate(zip(targets, onlines, strict=True)):
         if t.shape != o.shape:
             raise ValueError(f"tensor {i}: target shape {tuple(t.shape)} != online shape {tuple(o.shape)}")
     return targets, onlines

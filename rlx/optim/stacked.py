@@ -19,10 +19,17 @@ Members never see each other: every reduction is over dim 1 only and every state
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence, cast
 
 import torch
 from torch import Tensor, nn
+
+
+class _StackedAttrs(Protocol):
+    """What :func:`stack_parameters` attaches to the ``[K, P]`` parameter, for :func:`gather_stacked_grads`."""
+
+    stacked_members: Sequence[nn.Parameter]
+    stacked_member_ptrs: list[int]
 
 
 def stack_parameters(params: Sequence[nn.Parameter]) -> nn.Parameter:
@@ -43,22 +50,25 @@ def stack_parameters(params: Sequence[nn.Parameter]) -> nn.Parameter:
         n = p[0].numel()
         p.data = flat.data[:, offset : offset + n].view(p.shape)
         offset += n
-    flat.stacked_members = params
-    flat.stacked_member_ptrs = [p.data_ptr() for p in params]
+    attrs = cast(_StackedAttrs, flat)
+    attrs.stacked_members = params
+    attrs.stacked_member_ptrs = [p.data_ptr() for p in params]
     return flat
 
 
 def gather_stacked_grads(flat: nn.Parameter) -> None:
     """The members' gradients -> ``flat.grad`` ``[K, P]`` (one ``cat``; a parameter without a gradient
     contributes zeros), accumulated if ``flat.grad`` exists; the members' gradients are cleared."""
-    members = flat.stacked_members
+    attrs = cast(_StackedAttrs, flat)
+    members = attrs.stacked_members
     grads = [p.grad for p in members]
     if all(g is None for g in grads):
         return
-    if [p.data_ptr() for p in members] != flat.stacked_member_ptrs:
+    if [p.data_ptr() for p in members] != attrs.stacked_member_ptrs:
         raise RuntimeError("a stacked parameter was re-allocated (moved with .to()?); stack after moving the module")
     k = flat.shape[0]
-    grad = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(k, -1) for p, g in zip(members, grads)], dim=1)
+    grad = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(k, -1) for p, g in zip(members, grads, strict=True)],
+                     dim=1)
     flat.grad = grad if flat.grad is None else flat.grad.add_(grad)
     for p in members:
         p.grad = None

@@ -5,7 +5,6 @@ import shutil
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -86,9 +85,11 @@ class DictObsEnv(gym.Env):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["env=cartpole", "network=nature_cnn"], "network.encoder=nature_cnn: takes (C, H, W) image observations, but env.id=CartPole-v1 has shape (4,); encoders that fit: mlp"),
+    (["env=cartpole", "network=nature_cnn"],
+     "network.encoder=nature_cnn: takes (C, H, W) image observations, but env.id=CartPole-v1 has shape (4,); encoders that fit: mlp"),
     (["env.id=tests.cli.test_pixels:DictObsEnv"], "observation space Dict"),
-    (["env=pong", "env.wrappers=[]"], "network.encoder=nature_cnn: takes channel-first (C, H, W) images, but env.id=ALE/Pong-v5 has shape (210, 160, 3)"),
+    (["env=pong", "env.wrappers=[]"],
+     "network.encoder=nature_cnn: takes channel-first (C, H, W) images, but env.id=ALE/Pong-v5 has shape (210, 160, 3)"),
 ])
 def test_unsupported_observation_spaces_exit_2_with_one_line(args, fragment, tmp_path):
     r = run_cli("train", *args, "total_steps=100", f"hydra.run.dir={tmp_path / 'r'}", *FAST, cwd=REPO)
@@ -113,7 +114,7 @@ def test_pixel_resume_is_exact(tmp_path):
     resume(cut, ["logger.progress=false"])
 
     def metrics(run):
-        rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         return [{k: v for k, v in row.items() if k not in ("wall_s", "sps")} for row in rows]
 
     assert metrics(cut) == metrics(full)

@@ -3,7 +3,6 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 
 from rlx.plot import load_runs, run_plot
 from rlx.report import _fmt
@@ -15,8 +14,8 @@ TINY = ["total_steps=512", "eval.every=256", "eval.episodes=2", "checkpoint.ever
 
 
 def _evals(run_dir):
-    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [(l["env_steps"], l["eval_return_mean"]) for l in lines if "eval_return_mean" in l]
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(row["env_steps"], row["eval_return_mean"]) for row in lines if "eval_return_mean" in row]
 
 
 def test_plot_a_2x2_sweep_with_its_table(tmp_path):
@@ -50,7 +49,7 @@ def test_a_resumed_run_is_one_curve(tmp_path):
     (plotted,) = load_runs([run], [], "eval_return_mean", "env_steps")
     xs, ys = plotted.record.curve
     assert xs.tolist() == [256, 512, 768, 1024, 1280, 1536]  # one monotone curve, the redone steps once
-    assert list(zip(xs.tolist(), ys.tolist())) == _evals(run)
+    assert list(zip(xs.tolist(), ys.tolist(), strict=True)) == _evals(run)
     assert plotted.state == "ok"
     out, table = run_plot([run], "algo", "eval_return_mean", "env_steps", tmp_path / "r.png", table=True)
     assert table[0]["final"] == _evals(run)[-1][1] and out.read_bytes().startswith(PNG)

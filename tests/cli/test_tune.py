@@ -1,8 +1,6 @@
 """`rlx tune` end to end: 6 short trials, the median pruner, a resume from the study's SQLite storage with 2
 parallel jobs, confirmation over fresh seeds, best.yaml usable as a preset; and bad input that fails fast."""
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -51,7 +49,7 @@ def test_median_pruner_prunes_the_bad_trials_and_keeps_their_curves(study):
         run = d / "trials" / str(t.number)
         summary = json.loads((run / "summary.json").read_text())
         assert summary["status"] == "pruned" and summary["stopped_by"] == "pruned" and summary["env_steps"] < 1024
-        evals = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if "eval_return_mean" in l]
+        evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "eval_return_mean" in line]
         assert [e["env_steps"] for e in evals] == [512 * (i + 1) for i in range(len(t.intermediate_values))]
         assert [e["eval_return_mean"] for e in evals] == [t.intermediate_values[i + 1] for i in range(len(evals))]
     complete = [t for t in trials if t.state.name == "COMPLETE"]

@@ -11,7 +11,6 @@ import pytest
 
 from tests.learning.helpers import train_summary
 
-
 # (algo, env steps, threshold): Pendulum-v1 (random policy ~ -1200..-1400, good ~ -150), deterministic
 # eval over 10 episodes after training. Measured final evals at these budgets, seeds 0/1/2, and the
 # tested seed 0's wall time on the (busy, 2-core) dev box:

@@ -17,8 +17,8 @@ def test_ppo_learns_minatar_breakout_from_pixels(tmp_path):
     deterministic eval 1.0 / 2.6 / 3.3 at 10k / 20k / 30k."""
     s = train_summary(["algo=ppo", "env=breakout_minatar", "total_steps=30000", "seed=0", "eval.every=0",
                        "logger.every=2048"], tmp_path)
-    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    train = [l["episode_return_mean"] for l in lines if "episode_return_mean" in l]
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [row["episode_return_mean"] for row in lines if "episode_return_mean" in row]
     assert sum(train[:2]) / 2 < 1.0  # it starts near random
     late = sum(train[-3:]) / 3
     assert late >= 4 * RANDOM_POLICY_RETURN, train  # the stochastic policy itself, over many episodes

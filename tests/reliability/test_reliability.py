@@ -110,7 +110,7 @@ def test_sigkill_at_random_moments_never_corrupts_last_checkpoint(tmp_path):
     run = tmp_path / "run"
     p = _start(["train", "total_steps=10000000", "checkpoint.every=256", "eval.every=0", f"hydra.run.dir={run}", *QUIET], tmp_path)
     steps = []
-    for kill in range(4):
+    for _kill in range(4):
         _wait_for(run / "checkpoints" / "last.pt")
         time.sleep(rng.uniform(0.2, 2.0))
         p.send_signal(signal.SIGKILL)
@@ -126,7 +126,7 @@ def test_sigkill_at_random_moments_never_corrupts_last_checkpoint(tmp_path):
     r = run_cli("resume", str(run), f"total_steps={final + 512}", "logger.progress=false", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads((run / "summary.json").read_text())["env_steps"] >= final + 512
-    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["env_steps"] for r in rows] == sorted(r["env_steps"] for r in rows)  # no duplicated history
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -50,7 +49,8 @@ def test_a_second_process_on_a_run_dir_is_refused_and_a_killed_owner_leaves_no_s
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        for args in (["resume", str(finished_run), "total_steps=1024"], ["train", f"hydra.run.dir={finished_run}", "overwrite=true", *TINY]):
+        for args in (["resume", str(finished_run), "total_steps=1024"],
+                     ["train", f"hydra.run.dir={finished_run}", "overwrite=true", *TINY]):
             r = run_cli(*args, cwd=tmp_path)
             assert r.returncode == 2, r.stderr
             assert r.stderr.count("\n") == 1 and f"pid {holder.pid}" in r.stderr and "Traceback" not in r.stderr
@@ -312,10 +312,12 @@ def test_small_things_users_notice(finished_run, tmp_path):
 
 
 def test_plain_progress_prints_at_least_every_30_seconds(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
     from rlx.logging import PLAIN_PROGRESS_MAX_S, Logger
     from rlx.schema import WandbConfig
-    from rich.console import Console
-    import io
 
     out = io.StringIO()
     logger = Logger(tmp_path, {}, WandbConfig(mode="disabled"), total_steps=10**14, console=Console(file=out))

@@ -121,9 +121,9 @@ def test_snapshot_continues_exactly():
     expected = [env.step(a) for a in actions]
     restored = make_batched_vec_env("CartPole-v1", N, max_episode_steps=20)
     restored.envs = pickle.loads(blob)
-    for a, ref in zip(actions, expected):
+    for a, ref in zip(actions, expected, strict=True):
         got = restored.step(a)
-        for x, y in zip(ref[:4], got[:4]):
+        for x, y in zip(ref[:4], got[:4], strict=True):
             np.testing.assert_array_equal(x, y)
 
 

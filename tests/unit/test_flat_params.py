@@ -30,7 +30,7 @@ def test_flat_optimizer_steps_like_the_per_tensor_one(name):
             gather_flat_grads(optimizer)
             nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 0.1)
             optimizer.step()
-    for p, q in zip(net.parameters(), ref.parameters()):
+    for p, q in zip(net.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
 
 

@@ -62,7 +62,7 @@ def fixed_policy(algo, log_prob: float = -1.0) -> None:
 
 
 def half_mse(q: list[float], y: list[float]) -> float:
-    return 0.5 * sum((a - b) ** 2 for a, b in zip(q, y)) / len(y)
+    return 0.5 * sum((a - b) ** 2 for a, b in zip(q, y, strict=True)) / len(y)
 
 
 # ------------------------------------------------------------------------------------ critic targets
@@ -157,7 +157,7 @@ def test_offpolicy_ac_target_and_zero_weight_for_constant_q() -> None:
     # Q̂ does not depend on a (still after the critic step: its bias moved, its weights are 0 and got
     # no gradient), so every leave-one-out weight Q̂(s, a_k) − b_k is 0 and the policy does not move.
     assert out["actor_loss"] == 0.0
-    assert all(torch.equal(a, b) for a, b in zip(actor_before, algo.actor.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, algo.actor.parameters(), strict=True))
 
 
 # ------------------------------------------------------------------------------------ acting, persistence

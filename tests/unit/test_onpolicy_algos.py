@@ -53,7 +53,9 @@ def deltas(algo, before: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def rollout(obs, actions, rewards, terminated, done, values=None, next_values=None) -> Rollout:
     """A [T, 1] rollout of one env from per-step lists."""
     n = len(rewards)
-    col = lambda x: T(*x).reshape(n, 1)
+    def col(x):
+        return T(*x).reshape(n, 1)
+
     return Rollout(obs=T(*obs).reshape(n, 1, -1), actions=torch.tensor(actions).reshape(n, 1),
                    log_probs=torch.zeros(n, 1), values=col(values or [0.0] * n), rewards=col(rewards),
                    terminated=col(terminated), done=col(done), next_values=col(next_values or [0.0] * n))
@@ -214,7 +216,7 @@ def test_shared_optimizer_state_is_in_shared_memory_and_steps_like_a_fresh_one(n
             opt.zero_grad()
             net(x).pow(2).sum().backward()
             opt.step()
-    for p, q in zip(a.parameters(), b.parameters()):
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p, q)
 
 
@@ -230,8 +232,8 @@ def test_a3c_worker_applies_its_gradient_to_the_shared_model():
                 rewards=torch.ones(5, 1), terminated=torch.zeros(5, 1), done=torch.zeros(5, 1), next_values=torch.zeros(5, 1))
     r.next_values[:-1] = r.values[1:]
     worker.update(r, 0.0)
-    assert any(not torch.equal(p, q) for p, q in zip(algo.model.parameters(), before))
-    for p, q in zip(worker.model.parameters(), algo.model.parameters()):  # local copy pulled the new weights
+    assert any(not torch.equal(p, q) for p, q in zip(algo.model.parameters(), before, strict=True))
+    for p, q in zip(worker.model.parameters(), algo.model.parameters(), strict=True):  # local copy pulled the new weights
         assert torch.equal(p, q) and p.data_ptr() != q.data_ptr()
     assert algo.worker_updates.tolist() == [0, 1] and algo.updates == 1
     restored = A3C(spec, A3C.Config(num_workers=2), NetworkConfig(), torch.device("cpu"))

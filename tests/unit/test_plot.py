@@ -20,7 +20,8 @@ def _run(d, algo, clip, seed, evals, status="ok", extra_lines=()):
     lines = [{"env_steps": s, "wall_s": s / 1000, "sps": 1000.0} for s, _ in evals]
     lines += [{"env_steps": s, "wall_s": s / 1000 + 0.5, "eval_return_mean": v} for s, v in evals]
     lines += list(extra_lines)
-    (d / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in sorted(lines, key=lambda l: l["env_steps"])) + '{"env_st')
+    ordered = sorted(lines, key=lambda row: row["env_steps"])
+    (d / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in ordered) + '{"env_st')
     if status is not None:
         (d / "summary.json").write_text(json.dumps({"status": status, "eval_return_mean": evals[-1][1] if evals else None,
                                                     **({"error": "boom"} if status == "failed" else {})}))

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from rlx.networks.stacked import StackedMLP
-from rlx.optim.stacked import (StackedAdam, StackedRMSprop, clip_grad_norm_stacked_, gather_stacked_grads,
-                               stack_parameters)
+from rlx.optim.stacked import StackedAdam, StackedRMSprop, clip_grad_norm_stacked_, gather_stacked_grads, stack_parameters
 
 K, IN, OUT, B = 3, 5, 2, 16
 
@@ -34,7 +33,7 @@ def flat_member(net: nn.Module) -> torch.Tensor:
     """Member params in the stack's row order (StackedMLP.parameters(): every layer's weight, transposed to
     [in, out], then every layer's bias)."""
     linears = [m for m in net if isinstance(m, nn.Linear)]
-    return torch.cat([l.weight.detach().t().reshape(-1) for l in linears] + [l.bias.detach().reshape(-1) for l in linears])
+    return torch.cat([lin.weight.detach().t().reshape(-1) for lin in linears] + [lin.bias.detach().reshape(-1) for lin in linears])
 
 
 @pytest.mark.parametrize("activation", [nn.Tanh, nn.ReLU])
@@ -51,10 +50,10 @@ def test_stacked_mlp_matches_separate_mlps(activation):
     (out * w).sum().backward()
     torch.testing.assert_close(x_st.grad, x_ref.grad, rtol=0, atol=1e-6)
     for k, m in enumerate(mlps):
-        linears = [l for l in m if isinstance(l, nn.Linear)]
-        for i, l in enumerate(linears):
-            torch.testing.assert_close(stack.weights[i].grad[k], l.weight.grad.t(), rtol=0, atol=1e-6)
-            torch.testing.assert_close(stack.biases[i].grad[k, 0], l.bias.grad, rtol=0, atol=1e-6)
+        linears = [lin for lin in m if isinstance(lin, nn.Linear)]
+        for i, lin in enumerate(linears):
+            torch.testing.assert_close(stack.weights[i].grad[k], lin.weight.grad.t(), rtol=0, atol=1e-6)
+            torch.testing.assert_close(stack.biases[i].grad[k, 0], lin.bias.grad, rtol=0, atol=1e-6)
         back = copy.deepcopy(m)
         back.load_state_dict(stack.member_state_dict(k))
         torch.testing.assert_close(flat_member(back), flat_member(m), rtol=0, atol=0)
@@ -74,8 +73,8 @@ def test_stacked_mlp_large_batch_tanh_path_and_double_backward():
     torch.testing.assert_close(out, refs, rtol=0, atol=1e-6)
     out.square().sum().backward()
     torch.stack([m(x[k]) for k, m in enumerate(mlps)]).square().sum().backward()
-    for i, l in enumerate([l for l in mlps[1] if isinstance(l, nn.Linear)]):
-        torch.testing.assert_close(stack.weights[i].grad[1], l.weight.grad.t(), rtol=1e-6, atol=1e-6)  # sums of 256
+    for i, lin in enumerate([lin for lin in mlps[1] if isinstance(lin, nn.Linear)]):
+        torch.testing.assert_close(stack.weights[i].grad[1], lin.weight.grad.t(), rtol=1e-6, atol=1e-6)  # sums of 256
     with double_backward():
         xg = x.clone().requires_grad_()
         (g,) = torch.autograd.grad(stack(xg).square().sum(), xg, create_graph=True)
@@ -179,7 +178,7 @@ def test_stacked_step_matches_separate_optimizers(name, hp, extra, dtype):
     snapshot = None
     for t, (x, y) in enumerate(batches):
         ref_norms = []
-        for k, (m, o) in enumerate(zip(mlps, ref_opts)):
+        for k, (m, o) in enumerate(zip(mlps, ref_opts, strict=True)):
             o.zero_grad()
             member_losses(torch.stack([m(x[k])] * K), y[k].expand(K, B, OUT))[k].backward()
             ref_norms.append(nn.utils.clip_grad_norm_(m.parameters(), max_norm[k]))
@@ -195,10 +194,10 @@ def test_stacked_step_matches_separate_optimizers(name, hp, extra, dtype):
             snapshot = buf.getvalue()
     # the per-member moments equal torch's
     first_state = "exp_avg" if name == "adam" else "square_avg"
-    for k, (m, o) in enumerate(zip(mlps, ref_opts)):
-        linears = [l for l in m if isinstance(l, nn.Linear)]
-        ref = torch.cat([o.state[l.weight][first_state].t().reshape(-1) for l in linears]
-                        + [o.state[l.bias][first_state].reshape(-1) for l in linears])
+    for k, (m, o) in enumerate(zip(mlps, ref_opts, strict=True)):
+        linears = [lin for lin in m if isinstance(lin, nn.Linear)]
+        ref = torch.cat([o.state[lin.weight][first_state].t().reshape(-1) for lin in linears]
+                        + [o.state[lin.bias][first_state].reshape(-1) for lin in linears])
         torch.testing.assert_close(opt.state[first_state][k], ref, rtol=0, atol=1e-6)
 
     saved = torch.load(io.BytesIO(snapshot))

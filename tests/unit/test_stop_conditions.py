@@ -15,8 +15,8 @@ RUN = ["total_steps=20480", "eval.every=512", "eval.episodes=2", "checkpoint.eve
 
 
 def _evals(run_dir):
-    return [json.loads(l)["eval_return_mean"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()
-            if "eval_return_mean" in l]
+    return [json.loads(line)["eval_return_mean"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if "eval_return_mean" in line]
 
 
 def test_reward_threshold_stops_at_the_first_eval_that_reaches_it(tmp_path):
@@ -51,7 +51,7 @@ def test_an_eval_hook_sees_every_periodic_eval_and_can_stop_the_run(tmp_path):
     finally:
         EVAL_HOOKS.reset(token)
     assert summary["status"] == "pruned" and summary["stopped_by"] == "pruned" and summary["env_steps"] == 1536
-    assert seen == list(zip([512, 1024, 1536], _evals(tmp_path / "run")))
+    assert seen == list(zip([512, 1024, 1536], _evals(tmp_path / "run"), strict=False))
 
 
 @pytest.mark.parametrize("override, fragment", [("stop.patience=-1", "stop.patience=-1: out of range"),

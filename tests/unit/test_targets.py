@@ -245,10 +245,10 @@ def test_polyak_tau_one_is_hard_copy_and_tau_zero_is_noop() -> None:
     online, target = torch.nn.Linear(5, 4), torch.nn.Linear(5, 4)
     before = [p.detach().clone() for p in target.parameters()]
     polyak_update_(target.parameters(), online.parameters(), 0.0)
-    for p, b in zip(target.parameters(), before):
+    for p, b in zip(target.parameters(), before, strict=True):
         assert torch.equal(p, b)
     polyak_update_(target.parameters(), online.parameters(), 1.0)
-    for p, o in zip(target.parameters(), online.parameters()):
+    for p, o in zip(target.parameters(), online.parameters(), strict=True):
         assert torch.equal(p, o)
 
 
@@ -276,7 +276,7 @@ def test_hard_update_copies_exactly() -> None:
     torch.manual_seed(1)
     online, target = torch.nn.Linear(5, 4), torch.nn.Linear(5, 4)
     hard_update_(target.parameters(), online.parameters())
-    for p, o in zip(target.parameters(), online.parameters()):
+    for p, o in zip(target.parameters(), online.parameters(), strict=True):
         assert torch.equal(p, o) and p.data_ptr() != o.data_ptr()
     ints_t, ints_o = [torch.tensor(0)], [torch.tensor(7)]  # e.g. BatchNorm num_batches_tracked
     hard_update_(ints_t, ints_o)

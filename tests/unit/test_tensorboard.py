@@ -57,7 +57,7 @@ def test_run_event_files_hold_the_metrics_and_a_killed_run_resumes_one_curve(tmp
     assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 2  # one file per process, one curve
     got = _scalars(run / "tb")
     # metrics.jsonl (lines past the checkpoint dropped by the resume) is the reference history
-    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     expected: dict[str, dict[int, float]] = {}
     for line in lines:
         is_eval = "eval_return_mean" in line
