@@ -78,7 +78,7 @@ def test_names_the_chosen_algorithm_for_keys_of_another():
 
 LAUNCHERS = {"parallel": ("hydra_plugins.hydra_joblib_launcher", "JoblibLauncher"),
              "slurm": ("hydra_plugins.hydra_submitit_launcher", "SlurmLauncher"),
-             "ray_cluster": ("hydra_plugins.hydra_ray_launcher", "RayLauncher")}
+             "ray_cluster": ("hydra_plugins.rlx_ray_launcher", "RayClusterLauncher")}
 
 
 @pytest.mark.parametrize("name", sorted(LAUNCHERS))
