@@ -8,6 +8,7 @@ their own n-step rollouts and apply them to the shared parameters without waitin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -26,6 +27,9 @@ class A3CConfig(A2CConfig):
     """A2C's hyperparameters (``n_steps`` and the batch are per worker env) plus the worker count."""
 
     num_workers: int = param(2, ge=1, help="worker processes, each with its own env.num_envs envs")
+    backend: Literal["processes", "ray"] = param("processes", help="processes (this machine) | ray (Ray actors on a cluster)")
+    worker_resources: dict | None = param(None, help="backend=ray: Ray resources per worker actor (CPU, GPU, custom; null: {CPU: 1})")
+    ray_address: str = param("auto", help="backend=ray: the Ray cluster to join (auto: this machine's; HEAD_IP:6379)")
 
 
 def share_optimizer_state_(optimizer: torch.optim.Optimizer) -> None:
@@ -42,7 +46,7 @@ def share_optimizer_state_(optimizer: torch.optim.Optimizer) -> None:
             for p in group["params"]:
                 p.grad = torch.zeros_like(p)
         optimizer.step()
-        for group, lr in zip(optimizer.param_groups, lrs):
+        for group, lr in zip(optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         for state in optimizer.state.values():
@@ -62,7 +66,7 @@ class A3C:
     CPU (Hogwild updates on shared memory); ``worker_updates[rank]`` counts each worker's updates.
     """
 
-    loop = "async"
+    loop = "async"  # backend=ray: "ray" (rlx/loops/ray_workers.py: worker Ray actors, the learner in this process)
     Config = A3CConfig
     action_spaces = ("discrete", "continuous")
 
@@ -78,6 +82,8 @@ class A3C:
         share_optimizer_state_(self.optimizer)
         self.worker_updates = torch.zeros(hp.num_workers, dtype=torch.int64).share_memory_()
         self.num_workers, self.n_steps = hp.num_workers, hp.n_steps
+        if hp.backend == "ray":
+            self.loop = "ray"
 
     @property
     def updates(self) -> int:
