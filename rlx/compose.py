@@ -28,7 +28,7 @@ FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "-
 INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 CUSTOM_CONFIG_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
 PLUGIN_EXTRAS = {"hydra/launcher/joblib": "joblib", "hydra/launcher/submitit_slurm": "slurm",
-                 "hydra/launcher/submitit_local": "slurm", "hydra/launcher/ray": "ray", "hydra/sweeper/optuna": "optuna"}
+                 "hydra/launcher/submitit_local": "slurm", "hydra/sweeper/optuna": "optuna"}
 
 
 def group_options(group: str) -> list[str]:
