@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import gymnasium as gym
 import numpy as np
 
-from rlx.batched_envs import select_batched
+from rlx.batched_envs import VecEnv, select_batched
 from rlx.errors import UserError
 
 
@@ -36,10 +36,15 @@ class EnvSpec:
         return isinstance(self.action_space, gym.spaces.Discrete)
 
 
-# Env id namespaces that an optional package registers: namespace -> (extra, module, registration);
-# ALE's start-up banner is silenced (its errors still print), so a run's stderr stays rlx's own lines
+def _register_ale(m: Any) -> None:
+    # ALE's start-up banner is silenced (its errors still print), so a run's stderr stays rlx's own lines
+    m.ALEInterface.setLoggerMode(m.LoggerMode.Error)
+    gym.register_envs(m)
+
+
+# Env id namespaces that an optional package registers: namespace -> (extra, module, registration)
 OPTIONAL_ENVS = {
-    "ALE/": ("atari", "ale_py", lambda m: (m.ALEInterface.setLoggerMode(m.LoggerMode.Error), gym.register_envs(m))),
+    "ALE/": ("atari", "ale_py", _register_ale),
     "MinAtar/": ("minatar", "minatar.gym", lambda m: m.register_envs()),
 }
 
@@ -69,7 +74,7 @@ def resolve_env_id(env_id: str) -> str:
         if isinstance(obj, type) and issubclass(obj, gym.Env):
             rid = f"rlx-custom/{module_name}.{name}-v0"
             if rid not in gym.registry:
-                gym.register(rid, entry_point=obj)
+                gym.register(rid, entry_point=obj)  # type: ignore[arg-type]  # gymnasium's EnvCreator type omits classes
             return rid
         env_id = name
     if env_id not in gym.registry:
@@ -140,7 +145,7 @@ def env_spec(env_id: str, kwargs: dict[str, Any] | None = None, wrappers: Sequen
 
     env_id = resolve_env_id(env_id)
     env = _make_one(env_id, dict(kwargs or {}), None, wrappers=wrappers, train_wrappers=train_wrappers)
-    spec = EnvSpec(env_id, env.observation_space, env.action_space)
+    spec = EnvSpec(env_id, cast(gym.spaces.Box, env.observation_space), env.action_space)  # checked just below
     env.close()
     check_observation_space(spec.observation_space, encoder, env_id)
     return spec
@@ -169,7 +174,7 @@ def make_vec_env(
     batched: bool | str = "auto",
     wrappers: Sequence[Any] = (),
     train_wrappers: Sequence[Any] = (),
-) -> gym.vector.VectorEnv:
+) -> VecEnv:
     """Synchronous vector env with same-step autoreset: the observation returned with done is
     already the next episode's first one, and the episode's last one is in ``info["final_obs"]``.
 
@@ -180,6 +185,7 @@ def make_vec_env(
     """
     env_id = resolve_env_id(env_id)
     batched_cls = None if wrappers or train_wrappers else select_batched(env_id, num_envs, kwargs, render_mode, batched)
+    envs: VecEnv
     if batched_cls is not None:
         envs = batched_cls(env_id, num_envs, dict(kwargs or {}), max_episode_steps)
     else:
@@ -230,9 +236,9 @@ class EpisodeTracker:
         self.episodes += len(returns)
 
     def drain(self) -> tuple[list[float], list[int]]:
-        r, l = self.finished_returns, self.finished_lengths
+        returns, lengths = self.finished_returns, self.finished_lengths
         self.finished_returns, self.finished_lengths = [], []
-        return r, l
+        return returns, lengths
 
     def state_dict(self) -> dict:
         return {"returns": self.returns.copy(), "lengths": self.lengths.copy(), "episodes": self.episodes}
@@ -263,7 +269,9 @@ def check_user_env(env_id: str, kwargs: dict[str, Any] | None = None) -> list[st
         raise UserError(f"env.id={env_id}: fails gymnasium's env checker: {str(e).splitlines()[0]}") from None
     finally:
         env.close()
-    strip = lambda m: " ".join(str(m).replace("\x1b[33m", "").replace("\x1b[0m", "").split())
+    def strip(m: Any) -> str:
+        return " ".join(str(m).replace("\x1b[33m", "").replace("\x1b[0m", "").split())
+
     return sorted({strip(w.message) for w in caught})
 
 
@@ -294,7 +302,7 @@ class EpisodicLife(gym.Wrapper):
         self.game_over = True
 
     def _ale_lives(self) -> int:
-        return int(self.env.unwrapped.ale.lives())
+        return int(cast(Any, self.env.unwrapped).ale.lives())  # an ALE env
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)

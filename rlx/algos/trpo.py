@@ -24,8 +24,15 @@ from rlx.config import param
 from rlx.envs import EnvSpec
 from rlx.networks.flat import gather_flat_grads
 from rlx.networks.fused import double_backward
-from rlx.objectives.natural_gradient import (backtracking_line_search, conjugate_gradient, fisher_vector_product,
-                                             flat_grad, flat_params, max_step_size, set_flat_params)
+from rlx.objectives.natural_gradient import (
+    backtracking_line_search,
+    conjugate_gradient,
+    fisher_vector_product,
+    flat_grad,
+    flat_params,
+    max_step_size,
+    set_flat_params,
+)
 from rlx.objectives.policy import explained_variance, normalize, value_loss
 from rlx.objectives.returns import gae
 from rlx.schema import NetworkConfig
@@ -72,7 +79,8 @@ class TRPO(ActorCriticAgent):
     def update(self, rollout: Rollout, progress: float) -> dict[str, float]:
         hp, model = self.hp, self.model
         lr = self.anneal(progress)
-        advantages = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done, hp.gamma, hp.gae_lambda)
+        advantages = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done,
+                         hp.gamma, hp.gae_lambda)
         returns = (advantages + rollout.values).reshape(-1)
         obs, actions, old_values = rollout.flat("obs", "actions", "values")
         advantages = advantages.reshape(-1)

@@ -41,7 +41,7 @@ class ReplayBuffer:
         self.obs_shape, self.action_shape = tuple(obs_shape), tuple(action_shape)
         o, a = int(np.prod(obs_shape)), int(np.prod(action_shape))
         # columns: s | a | r | terminated | s'
-        self.cols = {"obs": slice(0, o), "actions": slice(o, o + a), "rewards": o + a, "terminated": o + a + 1,
+        self.cols: dict[str, slice | int] = {"obs": slice(0, o), "actions": slice(o, o + a), "rewards": o + a, "terminated": o + a + 1,
                      "next_obs": slice(o + a + 2, 2 * o + a + 2)}
         # empty, not zeros: pages are only touched as rows are written (a 1e6 buffer costs nothing upfront)
         self.data = torch.empty((capacity, 2 * o + a + 2), dtype=torch.float32, device=device)
@@ -121,7 +121,7 @@ class ImageReplayBuffer:
         self.capacity, self.device, self.discrete = capacity, device, discrete
         self.obs_shape, self.action_shape = tuple(obs_shape), tuple(action_shape)
         a = int(np.prod(action_shape))
-        self.cols = {"actions": slice(0, a), "rewards": a, "terminated": a + 1}
+        self.cols: dict[str, slice | int] = {"actions": slice(0, a), "rewards": a, "terminated": a + 1}
         # empty, not zeros: pages are only touched as rows are written
         self.obs = torch.empty((capacity, *self.obs_shape), dtype=torch.uint8, device=device)
         self.rest = torch.empty((capacity, a + 2), dtype=torch.float32, device=device)
@@ -184,6 +184,7 @@ class ImageReplayBuffer:
         offset = (idx - self.newest) % self.capacity
         newest = offset < self.n_envs
         for j in torch.nonzero(newest).flatten().tolist():
+            assert self.tail is not None  # set by every add
             out[j] = self.tail[int(offset[j])]
         for j in torch.nonzero(self.done[idx] & ~newest).flatten().tolist():
             out[j] = self.final[int(idx[j])]
@@ -251,18 +252,20 @@ class FrameStackReplayBuffer(ImageReplayBuffer):
         n = obs.shape[0]
         obs = np.asarray(obs, dtype=np.uint8)
         t = np.zeros(n, dtype=np.int64)
-        if self.prev is not None and self.prev.shape[0] == n:
+        prev, prev_done, prev_t = self.prev, self.prev_done, self.prev_t
+        if prev is not None and prev.shape[0] == n:
+            assert prev_done is not None and prev_t is not None  # set together with prev
             for i in range(n):
-                if not self.prev_done[i] and np.array_equal(obs[i, :-1], self.prev[i, 1:]):
-                    t[i] = min(self.prev_t[i] + 1, self.k - 1)
+                if not prev_done[i] and np.array_equal(obs[i, :-1], prev[i, 1:]):
+                    t[i] = min(prev_t[i] + 1, self.k - 1)
         rows = (self.pos + np.arange(n)) % self.capacity
         for r in rows.tolist():
             self.starts.pop(r, None)
         super().add(obs[:, -1:], actions, next_obs, rewards, terminated, truncated, info)
         idx = torch.from_numpy(rows).to(self.device)
         self.t[idx] = torch.from_numpy(t.astype(np.uint8)).to(self.device)
-        for i in np.flatnonzero(t == 0):
-            self.starts[int(rows[i])] = torch.from_numpy(obs[i].copy()).to(self.device)
+        for s in np.flatnonzero(t == 0):
+            self.starts[int(rows[s])] = torch.from_numpy(obs[s].copy()).to(self.device)
         self.prev, self.prev_done, self.prev_t = obs.copy(), np.asarray(terminated | truncated).copy(), t
 
     def obs_at(self, idx: Tensor, partial: bool = False) -> Tensor:
@@ -276,6 +279,7 @@ class FrameStackReplayBuffer(ImageReplayBuffer):
             start = self.starts.get((r - tb * self.n_envs) % self.capacity)
             if start is None and partial:  # a row not written yet (the caller replaces it)
                 continue
+            assert start is not None  # every stack's start row is kept
             out[b, : self.k - tb] = start[tb:]
         return out
 

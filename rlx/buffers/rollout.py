@@ -44,7 +44,10 @@ class RolloutBuffer:
         """``obs_dtype``: torch.uint8 for image observations (uint8/bool), stored as the env returns them
         (a quarter of float32's bytes; the network scales pixels itself)."""
         self.n_steps, self.n_envs = n_steps, n_envs
-        z = lambda *shape, dtype=torch.float32: torch.zeros((n_steps, n_envs, *shape), dtype=dtype, device=device)
+
+        def z(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+            return torch.zeros((n_steps, n_envs, *shape), dtype=dtype, device=device)
+
         self.data = Rollout(
             obs=z(*obs_shape, dtype=obs_dtype),
             actions=z(*action_shape, dtype=action_dtype),

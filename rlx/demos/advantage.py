@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -81,19 +82,22 @@ def train_actor_critic(seed: int = 0, updates: int = 150, n_envs: int = 16, lr: 
     from rlx.algos.a2c import A2C
     from rlx.buffers.rollout import Rollout
     from rlx.envs import EnvSpec
+    from rlx.networks.heads import CategoricalPolicy
     from rlx.schema import NetworkConfig
 
     torch.manual_seed(seed)
     env = PenaltyShootout()
-    spec = EnvSpec("rlx/PenaltyShootout-v0", env.observation_space, env.action_space)
+    spec = EnvSpec("rlx/PenaltyShootout-v0", cast(gym.spaces.Box, env.observation_space), env.action_space)
     algo = A2C(spec, A2C.Config(lr=lr, n_steps=1), NetworkConfig(hidden_sizes=[64, 64]), torch.device("cpu"))
     obs0 = torch.as_tensor(env.reset(seed=seed)[0]).unsqueeze(0)
     obs = obs0.expand(n_envs, -1)
     history: dict[str, list[float]] = {"pi_left": [], "V": [], "mean_reward": []}
 
+    policy = cast(CategoricalPolicy, algo.model.policy)  # two discrete actions
+
     def record() -> None:
         with torch.no_grad():
-            history["pi_left"].append(algo.model.policy.distribution(algo.model.features(obs0)).probs[0, LEFT].item())
+            history["pi_left"].append(policy.distribution(algo.model.features(obs0)).probs[0, LEFT].item())
             history["V"].append(algo.value(obs0).item())
 
     record()

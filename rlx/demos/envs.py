@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+from typing import cast
+
 import gymnasium as gym
 import numpy as np
 
@@ -39,7 +41,7 @@ class PenaltyShootout(gym.Env):
 def two_passages_reward(a: np.ndarray | float) -> np.ndarray:
     """r(a) = sum over passages of value * exp(-(a - centre)^2 / (2 width^2)): two peaks, 1.0 at -0.5 and 0.8 at +0.5."""
     a = np.asarray(a, dtype=np.float64)
-    return sum(v * np.exp(-((a - c) ** 2) / (2 * w**2)) for c, v, w in PASSAGES)
+    return cast(np.ndarray, sum(v * np.exp(-((a - c) ** 2) / (2 * w**2)) for c, v, w in PASSAGES))  # sum's start 0: an array
 
 
 def passage(a: np.ndarray | float) -> np.ndarray:
@@ -85,4 +87,4 @@ class TwoPassagesDiscrete(TwoPassages):
 for _name, _cls in (("PenaltyShootout", PenaltyShootout), ("TwoPassages", TwoPassages),
                     ("TwoPassagesDiscrete", TwoPassagesDiscrete)):
     if f"rlx/{_name}-v0" not in gym.registry:
-        gym.register(f"rlx/{_name}-v0", entry_point=_cls)
+        gym.register(f"rlx/{_name}-v0", entry_point=_cls)  # type: ignore[arg-type]  # gymnasium's EnvCreator type omits classes

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -46,8 +47,8 @@ def train_agent(name: str, run_dir: Path, seed: int, steps: int, alpha: float) -
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location="cpu")
     s = parse_settings(state["config"])
     proto = TwoPassagesDiscrete(**s.env.kwargs) if name == "sac_discrete" else TwoPassages()
-    agent = ALGOS[s.algo_name](EnvSpec(s.env.id, proto.observation_space, proto.action_space), s.algo, s.network,
-                               torch.device("cpu"))
+    spec = EnvSpec(s.env.id, cast(gym.spaces.Box, proto.observation_space), proto.action_space)
+    agent = ALGOS[s.algo_name](spec, s.algo, s.network, torch.device("cpu"))
     agent.load_state_dict(state["algo"])
     return agent, proto
 
@@ -70,6 +71,7 @@ def analyse(name: str, agent: Any, proto: TwoPassages, alpha: float, episodes: i
     obs = torch.ones(1, 1)
     with torch.no_grad():
         if name == "sac_discrete":
+            assert isinstance(proto, TwoPassagesDiscrete)  # built for sac_discrete by train_agent
             headings = proto.headings
             q = agent.critic(obs)[:, 0, :].min(0).values.numpy()  # the policy loss's min over the twin critics
             policy = torch.softmax(agent.actor(obs), -1)[0].numpy()
@@ -93,7 +95,7 @@ def analyse(name: str, agent: Any, proto: TwoPassages, alpha: float, episodes: i
     target = boltzmann(q, alpha)
     # evaluation episodes: the stochastic policy for SAC and discrete SAC, DDPG's deterministic one
     torch.manual_seed(seed)
-    env = TwoPassagesDiscrete(len(proto.headings)) if name == "sac_discrete" else TwoPassages()
+    env = TwoPassagesDiscrete(len(headings)) if name == "sac_discrete" else TwoPassages()  # headings: proto's
     env.reset(seed=seed)
     with torch.no_grad():
         if name == "ddpg":
@@ -122,7 +124,7 @@ def plot(results: dict[str, dict[str, Any]], alpha: float, path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
     true_a = np.linspace(-1, 1, GRID)
-    for ax, (name, r) in zip(axes[0], results.items()):
+    for ax, (name, r) in zip(axes[0], results.items(), strict=True):
         h = np.asarray(r["headings"])
         width = h[1] - h[0]
         ax.plot(true_a, two_passages_reward(true_a), color="grey", lw=1, ls="--", label="true Q = r(a)")

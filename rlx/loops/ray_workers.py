@@ -244,6 +244,6 @@ class _RayWorker:
         self.agent.model.load_state_dict(weights)
         s = self.session
         s.steps, s.metrics = 0, None
-        on_policy.run(self.agent, self.envs, s, torch.device("cpu"))  # type: ignore[arg-type]
+        on_policy.run(self.agent, self.envs, s, torch.device("cpu"))  # s: a LoopSession
         returns, lengths = s.tracker.drain()
         return version, {"node": socket.gethostname(), "pid": os.getpid()}, self.agent.grads, s.steps, returns, lengths, s.metrics

@@ -59,7 +59,7 @@ class Flatten(nn.Module):
 class CNNEncoder(nn.Module):
     """``[B, C, H, W]`` (any leading batch dims) -> ``[B, features]``: 1/255 scaling, conv trunk, linear + ReLU."""
 
-    def __init__(self, trunk: nn.Module, obs_shape: tuple[int, int, int], features: int, scale: float | None):
+    def __init__(self, trunk: nn.Module, obs_shape: tuple[int, ...], features: int, scale: float | None):
         super().__init__()
         self.scale, self.obs_shape = scale, tuple(obs_shape)
         self.trunk = trunk
@@ -70,7 +70,8 @@ class CNNEncoder(nn.Module):
         for m in self.modules():  # SB3/CleanRL: orthogonal, gain sqrt(2), zero bias
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.orthogonal_(m.weight, 2**0.5)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:  # all have one
+                    nn.init.zeros_(m.bias)
 
     def forward(self, obs: Tensor) -> Tensor:
         lead = obs.shape[:-3]
@@ -156,6 +157,6 @@ def check_observation_space(space: gym.Space, encoder: str, env_id: str) -> None
                         f"{shape}, which looks channels-last (H, W, C); add {{_target_: rlx.envs.ChannelsFirst}} to "
                         f"env.wrappers (or Atari's preprocessing, as env=pong does)")
     if min(h, w) < MIN_SPATIAL[encoder]:
-        fits = [e for e in CNN_ENCODERS if min(h, w) >= MIN_SPATIAL[e]] + ["mlp"]
+        fitting = [e for e in CNN_ENCODERS if min(h, w) >= MIN_SPATIAL[e]] + ["mlp"]
         raise UserError(f"network.encoder={encoder}: needs H, W >= {MIN_SPATIAL[encoder]}, but env.id={env_id} "
-                        f"has (C, H, W) = {shape}; encoders that fit: {', '.join(fits)}")
+                        f"has (C, H, W) = {shape}; encoders that fit: {', '.join(fitting)}")

@@ -32,7 +32,7 @@ class CategoricalPolicy(nn.Module):
     def logits(self, obs: Tensor) -> Tensor:
         return self.net(obs if self.encoder is None else self.encoder(obs))
 
-    def distribution(self, obs: Tensor) -> Distribution:
+    def distribution(self, obs: Tensor) -> Categorical:
         return Categorical(logits=self.logits(obs))
 
     def mode(self, obs: Tensor) -> Tensor:
@@ -91,7 +91,7 @@ class GaussianPolicy(nn.Module):
 
 
 def make_policy(obs_dim: int, action_space: gym.Space, hidden_sizes: Sequence[int], activation: str, log_std_init: float = 0.0,
-                encoder: nn.Module | None = None) -> nn.Module:
+                encoder: nn.Module | None = None) -> CategoricalPolicy | GaussianPolicy:
     """The stochastic policy head that fits the action space (on ``encoder``'s features if given)."""
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalPolicy(obs_dim, int(action_space.n), hidden_sizes, activation, encoder)

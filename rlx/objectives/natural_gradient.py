@@ -20,7 +20,7 @@ def flat_grad(output: Tensor, params: Sequence[Tensor], create_graph: bool = Fal
               allow_unused: bool = True) -> Tensor:
     """d output / d params as one flat vector (a parameter that does not influence ``output``: zeros)."""
     grads = torch.autograd.grad(output, list(params), create_graph=create_graph, retain_graph=retain_graph, allow_unused=allow_unused)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=True)])
 
 
 def flat_params(params: Sequence[Tensor]) -> Tensor:

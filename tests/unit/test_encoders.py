@@ -50,10 +50,12 @@ def test_pixels_are_scaled_by_1_over_255_inside_the_network():
 @pytest.mark.parametrize("space, encoder, fragment", [
     (gym.spaces.Dict({"a": gym.spaces.Box(0, 1, (2,))}), "mlp", "observation space Dict"),
     (gym.spaces.Tuple((gym.spaces.Discrete(2),)), "nature_cnn", "observation space Tuple"),
-    (gym.spaces.Box(-1, 1, (4,)), "nature_cnn", "takes (C, H, W) image observations, but env.id=E has shape (4,); encoders that fit: mlp"),
+    (gym.spaces.Box(-1, 1, (4,)), "nature_cnn",
+     "takes (C, H, W) image observations, but env.id=E has shape (4,); encoders that fit: mlp"),
     (gym.spaces.Box(0, 1, (4, 10, 10), bool), "nature_cnn", "needs H, W >= 36"),
     (gym.spaces.Box(0, 255, (2, 3, 4, 5), np.uint8), "impala_cnn", "shape (2, 3, 4, 5)"),
-    (gym.spaces.Box(0, 255, (210, 160, 3), np.uint8), "nature_cnn", "looks channels-last (H, W, C); add {_target_: rlx.envs.ChannelsFirst}"),
+    (gym.spaces.Box(0, 255, (210, 160, 3), np.uint8), "nature_cnn",
+     "looks channels-last (H, W, C); add {_target_: rlx.envs.ChannelsFirst}"),
     (gym.spaces.Box(0, 1, (10, 10, 4), bool), "minatar_cnn", "looks channels-last"),
 ])
 def test_unsupported_observation_spaces_are_one_line_errors(space, encoder, fragment):
@@ -132,7 +134,7 @@ def test_every_algorithm_acts_and_updates_from_pixels(name):
         metrics = algo.update(rollout, 0.0)
     assert all(np.isfinite(v) for v in metrics.values())
     after = list(_params(algo))
-    assert any(not torch.equal(b, p) for b, p in zip(before, after))
+    assert any(not torch.equal(b, p) for b, p in zip(before, after, strict=True))
 
 
 def _params(algo):

@@ -28,7 +28,7 @@ def test_wrappers_list_builds_the_same_env_as_hand_applied_wrappers():
         act = rng.integers(0, 2, 2)
         ra = by_hand.step(act)
         rb = envs.step(act)
-        for x, y in zip(ra[:4], rb[:4]):
+        for x, y in zip(ra[:4], rb[:4], strict=True):
             np.testing.assert_array_equal(x, y)
         assert set(np.unique(rb[1])) <= {0.5}
 
@@ -47,7 +47,8 @@ def test_train_wrappers_apply_to_training_envs_only():
     ({"stack_size": 3}, "env.wrappers[0]={'stack_size': 3}: expected a mapping with '_target_"),
     ({"_target_": "gymnasium.wrappers.NoSuchWrapper"}, "env.wrappers[0]._target_=gymnasium.wrappers.NoSuchWrapper: not found"),
     ({"_target_": "no_such_pkg.Wrapper"}, "cannot import module 'no_such_pkg'"),
-    ({"_target_": "gymnasium.wrappers.FrameStackObservation", "stack_sise": 3}, "env.wrappers[0] (gymnasium.wrappers.FrameStackObservation)"),
+    ({"_target_": "gymnasium.wrappers.FrameStackObservation", "stack_sise": 3},
+     "env.wrappers[0] (gymnasium.wrappers.FrameStackObservation)"),
 ])
 def test_bad_wrapper_entries_are_one_line_errors(entry, fragment):
     with pytest.raises(UserError) as e:
@@ -105,7 +106,7 @@ def test_reward_normalizer_math_and_state():
     norm = RewardNormalizer(2, gamma=0.9, clip=100.0)
     rng = np.random.default_rng(0)
     rets, seen = np.zeros(2), []
-    for t in range(50):
+    for _t in range(50):
         r, done = rng.normal(3.0, 2.0, 2), rng.random(2) < 0.1
         out = norm(r, done)
         rets = rets * 0.9 + r
@@ -142,13 +143,16 @@ def test_normalize_reward_is_checkpointed_and_resumes_exactly(tmp_path):
     state = torch.load(full / "checkpoints" / "step_1024.pt", weights_only=False)
     norm = state["loop"]["reward_norm"]
     assert norm["count"] > 1000 and norm["var"] > 1.0  # CartPole's discounted returns grow well past 1
-    rows = [json.loads(l) for l in (full / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (full / "metrics.jsonl").read_text().splitlines()]
     assert all(r["episode_return_mean"] >= 8 for r in rows if "episode_return_mean" in r)  # raw: 1 per step
     shutil.copytree(full, cut)
     shutil.copy(cut / "checkpoints" / "step_1024.pt", cut / "checkpoints" / "last.pt")
     resume(cut, ["logger.progress=false"])
-    strip = lambda run: [{k: v for k, v in json.loads(l).items() if k not in ("wall_s", "sps")}
-                         for l in (run / "metrics.jsonl").read_text().splitlines()]
+
+    def strip(run):
+        return [{k: v for k, v in json.loads(line).items() if k not in ("wall_s", "sps")}
+                for line in (run / "metrics.jsonl").read_text().splitlines()]
+
     assert strip(cut) == strip(full)
     a = torch.load(full / "checkpoints" / "last.pt", weights_only=False)
     b = torch.load(cut / "checkpoints" / "last.pt", weights_only=False)

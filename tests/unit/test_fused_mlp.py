@@ -37,7 +37,7 @@ def test_matches_sequential_forward_and_gradients(activation, input_grad):
     weight = torch.randn(2, 9, 3)
     (out * weight).sum().backward()
     (expected * weight).sum().backward()
-    for p, q in zip(net.parameters(), ref.parameters()):
+    for p, q in zip(net.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4)
     if input_grad:
         torch.testing.assert_close(x1.grad, x2.grad, atol=1e-5, rtol=1e-4)

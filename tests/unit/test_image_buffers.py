@@ -102,7 +102,7 @@ def test_image_replay_next_obs_equals_the_flat_buffer_that_stores_it(capacity):
     a = img.sample(64)
     torch.manual_seed(0)
     b = restored.sample(64)
-    assert all(torch.equal(x, y) for x, y in zip(a, b)) and a.obs.dtype == torch.uint8 and a.next_obs.dtype == torch.uint8
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)) and a.obs.dtype == torch.uint8 and a.next_obs.dtype == torch.uint8
 
 
 def test_bool_observations_are_stored_as_uint8():
@@ -122,7 +122,8 @@ def test_frame_stack_buffer_stores_each_frame_once_and_rebuilds_every_observatio
     from rlx.buffers.replay import FrameStackReplayBuffer
 
     k = 3
-    make = lambda: gym.wrappers.FrameStackObservation(_Counter(), k, padding_type=padding)
+    def make():
+        return gym.wrappers.FrameStackObservation(_Counter(), k, padding_type=padding)
     envs = gym.vector.SyncVectorEnv([make] * 3, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     space = envs.single_observation_space
     buf = make_replay_buffer(capacity, space, (), True, CPU, frame_stack=k)

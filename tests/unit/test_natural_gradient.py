@@ -10,8 +10,15 @@ from torch.distributions import Categorical, Independent, Normal, kl_divergence
 
 from rlx.networks.fused import double_backward, fused_enabled
 from rlx.networks.mlp import mlp
-from rlx.objectives.natural_gradient import (backtracking_line_search, conjugate_gradient, fisher_vector_product,
-                                             flat_grad, flat_params, max_step_size, set_flat_params)
+from rlx.objectives.natural_gradient import (
+    backtracking_line_search,
+    conjugate_gradient,
+    fisher_vector_product,
+    flat_grad,
+    flat_params,
+    max_step_size,
+    set_flat_params,
+)
 
 
 def test_conjugate_gradient_solves_a_2x2_spd_system_by_hand():
@@ -127,7 +134,8 @@ def test_max_step_size_puts_the_quadratic_kl_model_on_the_boundary():
 
 def test_line_search_backtracks_until_kl_and_improvement_hold():
     # KL grows as |step|^2, gain is positive only for |step| < 1: step 4 -> 3.2 -> 2.56 -> ... -> 0.8^k * 4
-    evaluate = lambda step: (1.0 - step.abs().item(), step.abs().item() ** 2)
+    def evaluate(step):
+        return (1.0 - step.abs().item(), step.abs().item() ** 2)
     step, tried, gain, kl = backtracking_line_search(evaluate, torch.tensor([4.0]), max_kl=2.0, shrink=0.8, max_iter=10)
     # first k with 4 * 0.8^k < 1 (needs gain > 0; kl <= 2 then too): k = 7 (4 * 0.8^7 = 0.839)
     assert tried == 8 and step.item() == pytest.approx(4 * 0.8**7)

@@ -135,7 +135,7 @@ def test_state_dict_round_trip(n_added: int) -> None:
     a = buf.sample(16)
     torch.manual_seed(1)
     b = fresh.sample(16)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         torch.testing.assert_close(x, y)
     # the two buffers keep evolving identically
     add_one_wide(buf, 99)

@@ -23,8 +23,10 @@ LINEAR = NetworkConfig(hidden_sizes=[], activation="tanh")
 def one_step_rollout(obs, actions, rewards) -> Rollout:
     """[T, 1] rollout of one-step episodes (every step terminal): GAE advantage = r - V(s)."""
     n = len(rewards)
-    col = lambda x: torch.tensor(x, dtype=torch.float32).reshape(n, 1)
-    return Rollout(obs=torch.tensor(obs, dtype=torch.float32).reshape(n, 1, -1), actions=torch.tensor(actions).reshape(n, 1, *torch.tensor(actions).shape[1:]),
+    def col(x):
+        return torch.tensor(x, dtype=torch.float32).reshape(n, 1)
+    return Rollout(obs=torch.tensor(obs, dtype=torch.float32).reshape(n, 1, -1),
+                   actions=torch.tensor(actions).reshape(n, 1, *torch.tensor(actions).shape[1:]),
                    log_probs=torch.zeros(n, 1), values=torch.zeros(n, 1), rewards=col(rewards),
                    terminated=torch.ones(n, 1), done=torch.ones(n, 1), next_values=torch.zeros(n, 1))
 
@@ -93,7 +95,7 @@ def test_a_rejected_line_search_leaves_the_policy_unchanged():
     before = [p.detach().clone() for p in algo.model.policy.parameters()]
     metrics = algo.update(one_step_rollout([[1.0, 2.0], [0.5, -1.0]], [0, 1], [0.0, 0.0]), 0.0)
     assert metrics["line_search_accepted"] == 0.0
-    assert all(torch.equal(b, p) for b, p in zip(before, algo.model.policy.parameters()))
+    assert all(torch.equal(b, p) for b, p in zip(before, algo.model.policy.parameters(), strict=True))
 
 
 def test_state_dict_round_trip():
@@ -102,14 +104,15 @@ def test_state_dict_round_trip():
     state = algo.state_dict()
     other = TRPO(DISCRETE, TRPOConfig(), NetworkConfig(hidden_sizes=[8]), torch.device("cpu"))
     other.load_state_dict(state)
-    for p, q in zip(algo.model.parameters(), other.model.parameters()):
+    for p, q in zip(algo.model.parameters(), other.model.parameters(), strict=True):
         assert torch.equal(p, q)
     assert other.updates == 1
 
 
 def test_tuned_cartpole_preset_is_rl_zoos():
     s = parse_settings(compose_config(["algo=trpo", "env=cartpole"]))
-    assert (s.algo.n_steps, s.algo.batch_size, s.algo.cg_damping, s.algo.gae_lambda, s.algo.n_critic_updates) == (512, 512, 1e-3, 0.98, 20)
+    hp = s.algo
+    assert (hp.n_steps, hp.batch_size, hp.cg_damping, hp.gae_lambda, hp.n_critic_updates) == (512, 512, 1e-3, 0.98, 20)
     assert s.env.num_envs == 2
 
 
