@@ -88,6 +88,7 @@ class Logger:
         def init(mode: Literal["offline", "online", "disabled"]):
             return wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, tags=list(cfg.tags) or None,
                               name=name, config=config, dir=str(self.run_dir), mode=mode, id=wandb_id, resume="allow",
+                              reinit="create_new",  # a population's members: K live runs in one process
                               settings=wandb.Settings(console="off", silent=True, x_disable_stats=True,
                                                       init_timeout=cfg.init_timeout))
 

@@ -16,7 +16,7 @@ import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -187,25 +187,13 @@ def _train(cfg: DictConfig | dict, s: Settings, run_dir: Path, resume: dict | No
     check_action_space(s.algo_name, spec)
     env_warnings = check_user_env(s.env.id, s.env.kwargs)
     algo = build_algorithm(s, spec, device)
-    start = resume["env_steps"] if resume else 0
     exit_code = 1
     with contextlib.ExitStack() as stack:  # whatever was built is closed, however the run ends
         envs = make_vec_env(s.env.id, s.env.num_envs, s.run.seed, s.env.kwargs, s.env.max_episode_steps,
                             batched=s.env.batched, wrappers=s.env.wrappers, train_wrappers=s.env.train_wrappers)
         stack.callback(envs.close)
-        evaluator = Evaluator(s.env.id, s.eval.episodes, s.run.seed + 10_000, device, s.env.kwargs, s.env.max_episode_steps,
-                              wrappers=s.env.wrappers)
-        stack.callback(evaluator.close)
-        logger = Logger(run_dir, config, s.wandb, s.run.total_steps, s.logger.progress,
-                        wandb_id=resume["session"]["wandb_id"] if resume else None, start_steps=start,
-                        name=f"{s.algo_name}-{spec.id}-s{s.run.seed}")
-        stack.callback(lambda: logger.close(exit_code))
-        session = Session(algo, s.algo_name, config, logger, Checkpointer(run_dir / "checkpoints", s.checkpoint.keep),
-                          evaluator, s.run.total_steps, s.logger.every, s.eval.every, s.checkpoint.every, s.env.num_envs,
-                          s.eval.deterministic)
-        session.save_buffer = s.checkpoint.save_buffer
-        logger.message(f"rlx: {'resuming' if resume else 'run'} {s.algo_name} on {spec.id} in {run_dir}"
-                       + (f" from env step {start:,}" if resume else ""))
+        session = run_session(s, config, run_dir, algo, spec, device, resume, stack, lambda: exit_code)
+        logger = session.logger
         for w in env_warnings:
             logger.message(f"rlx: warning: env checker ({spec.id}): {w}")
         if resume:
@@ -231,6 +219,27 @@ def _train(cfg: DictConfig | dict, s: Settings, run_dir: Path, resume: dict | No
             logger.message(f"rlx: ended by {session.stop_requested} at env step {session.env_steps:,}")
         return summary
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
+
+
+def run_session(s: Settings, config: dict, run_dir: Path, algo: Any, spec: EnvSpec, device: torch.device,
+                resume: dict | None, stack: contextlib.ExitStack, exit_code: Callable[[], int], progress: bool = True) -> Session:
+    """One run's evaluator, logger (closed with ``exit_code()`` when ``stack`` unwinds) and session, for
+    ``algo`` (a plain run's algorithm, or a population member's view of its population)."""
+    start = resume["env_steps"] if resume else 0
+    evaluator = Evaluator(s.env.id, s.eval.episodes, s.run.seed + 10_000, device, s.env.kwargs, s.env.max_episode_steps,
+                          wrappers=s.env.wrappers)
+    stack.callback(evaluator.close)
+    logger = Logger(run_dir, config, s.wandb, s.run.total_steps, s.logger.progress and progress,
+                    wandb_id=resume["session"]["wandb_id"] if resume else None, start_steps=start,
+                    name=f"{s.algo_name}-{spec.id}-s{s.run.seed}")
+    stack.callback(lambda: logger.close(exit_code()))
+    session = Session(algo, s.algo_name, config, logger, Checkpointer(run_dir / "checkpoints", s.checkpoint.keep),
+                      evaluator, s.run.total_steps, s.logger.every, s.eval.every, s.checkpoint.every, s.env.num_envs,
+                      s.eval.deterministic)
+    session.save_buffer = s.checkpoint.save_buffer
+    logger.message(f"rlx: {'resuming' if resume else 'run'} {s.algo_name} on {spec.id} in {run_dir}"
+                   + (f" from env step {start:,}" if resume else ""))
+    return session
 
 
 # OS-level faults that end a run cleanly (one line, exit code 1): disk full, quota, read-only, I/O, permissions.

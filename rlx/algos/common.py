@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -13,8 +13,9 @@ from rlx.envs import EnvSpec
 from rlx.errors import UserError
 from rlx.networks.encoders import EncoderFactory
 from rlx.networks.flat import flatten_parameters, gather_flat_grads
-from rlx.networks.heads import ValueNet, make_policy
+from rlx.networks.heads import GaussianPolicy, ValueNet, make_policy
 from rlx.networks.mlp import ObsNormalizer
+from rlx.networks.stacked import StackedMLP
 from rlx.objectives.policy import explained_variance, normalize, reinforce_loss, value_loss
 from rlx.objectives.returns import gae
 from rlx.schema import NetworkConfig
@@ -44,6 +45,7 @@ class ActorCritic(nn.Module):
         obs_rank = 1 if share_encoder else len(spec.obs_shape)
         self.critic = ValueNet(encoders.features, net.hidden_sizes, net.activation, head_encoder()) if critic \
             else _ZeroValue(obs_rank)
+        self.members: int | None = None  # K once stacked into a population model (stack_actor_critics)
 
     def features(self, x: Tensor) -> Tensor:
         """What the heads take: a policy input (see :meth:`policy_input`) through the shared encoder (if any)."""
@@ -78,6 +80,34 @@ class ActorCritic(nn.Module):
         x = self.features(x)
         log_prob, entropy = self.policy.log_prob_entropy(x, actions, entropy_grad)
         return log_prob, entropy, self.critic(x)
+
+
+def stack_actor_critics(models: Sequence[ActorCritic]) -> ActorCritic:
+    """K actor-critics of one shape as ONE population model with a member dimension: ``[K, B, ...]``
+    inputs -> ``[K, B]`` outputs, member k computed only from its own weights and inputs.
+
+    ``models[0]`` is reused with its head MLPs replaced by :class:`~rlx.networks.stacked.StackedMLP` stacks
+    of all K (member k starts exactly as ``models[k]``), a Gaussian log-std of ``[K, 1, A]``, and per-member
+    observation statistics; every :class:`ActorCritic` method then works on the member dimension as is. A
+    shared encoder (CNN) has one set of weights, so only K=1 (a plain
+    run, a population of one) may have one (encoders take any leading dims)."""
+    model, k = models[0], len(models)
+    if model.encoder is not None and k > 1:
+        raise UserError(f"a population of {k} needs network.encoder=mlp on vector observations "
+                        "(a CNN encoder is not stacked per member yet); train image tasks as separate runs")
+    if any(m.encoder is not None for m in (model.policy, model.critic) if hasattr(m, "encoder")):
+        raise ValueError("stack_actor_critics: heads with their own encoders are not supported")
+    norm = model.normalizer
+    model.normalizer = ObsNormalizer(norm.mean.shape, enabled=norm.enabled, clip=norm.clip, eps=norm.eps, members=k)
+    model.normalizer.to(norm.mean.device)
+    policy = model.policy
+    policy.net = StackedMLP.from_mlps([m.policy.net for m in models])
+    if isinstance(policy, GaussianPolicy):
+        policy.log_std = nn.Parameter(torch.stack([cast(GaussianPolicy, m.policy).log_std.detach() for m in models]).unsqueeze(1))
+    if isinstance(model.critic, ValueNet):
+        model.critic.net = StackedMLP.from_mlps([cast(ValueNet, m.critic).net for m in models])
+    model.members = k
+    return model
 
 
 class _ZeroValue(nn.Module):

@@ -1,18 +1,21 @@
 """PPO-clip with GAE(lambda) (notes: "Proximal Policy Optimization", Algorithm 1 PPO-Clip)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from rlx.algos.common import ActorCritic, ActorCriticAgent, make_optimizer, minibatches, set_lr
+from rlx.algos.common import ActorCritic, stack_actor_critics
 from rlx.buffers.rollout import Rollout
 from rlx.config import param
 from rlx.envs import EnvSpec
-from rlx.networks.flat import gather_flat_grads
 from rlx.objectives.policy import approx_kl_from_ratio, clipped_surrogate, explained_variance, normalize, probability_ratio, value_loss
 from rlx.objectives.returns import gae
+from rlx.optim.stacked import StackedAdam, clip_grad_norm_stacked_, gather_stacked_grads, stack_parameters
+from rlx.members import Members
 from rlx.schema import NetworkConfig
 
 
@@ -37,62 +40,135 @@ class PPOConfig:
     log_std_init: float = param(0.0, help="initial log std of the Gaussian policy")
 
 
-class PPO(ActorCriticAgent):
-    """Clipped-surrogate policy optimization over epochs x minibatches of one on-policy rollout.
+class PPO:
+    """Clipped-surrogate policy optimization over epochs x minibatches of one on-policy rollout, for a
+    population of K members (issue 12; a plain run is K=1, the same code).
 
-    Acting (explore/value/act) and persistence come from :class:`ActorCriticAgent`."""
+    Member k has its own weights (a member dimension through the networks: ``[K, B, ...]``), its own
+    hyperparameters (``[K, 1]`` tensors through the pure objectives: lr, clip_eps, gamma, lambda,
+    ent/vf coefficients, max_grad_norm, annealing, target_kl), its own minibatch shuffles, advantage
+    normalization, gradient clipping and Adam state: members never see each other. The loop's env batch
+    is member-major: envs ``k*N .. (k+1)*N - 1`` are member k's."""
 
     loop = "on_policy"
     Config = PPOConfig
     action_spaces = ("discrete", "continuous")
 
-    def __init__(self, spec: EnvSpec, hp: PPOConfig, net: NetworkConfig, device: torch.device):
-        self.hp, self.device = hp, device
-        self.model = ActorCritic(spec, net, hp.normalize_obs, hp.log_std_init).to(device)
-        self.optimizer = make_optimizer(self.model.parameters(), hp.lr)
-        self.n_steps = hp.n_steps
+    def __init__(self, spec: EnvSpec, hp: PPOConfig | Sequence[PPOConfig], net: NetworkConfig, device: torch.device,
+                 seeds: Sequence[int] | None = None):
+        """``hp``: one config (a plain run) or one per member; ``seeds``: per-member initialization (member
+        k's networks are initialized after ``torch.manual_seed(seeds[k])``, exactly as its plain run would
+        be); None: from the current RNG state."""
+        hps = [hp] if isinstance(hp, PPOConfig) else list(hp)
+        self.hp, self.hps, self.device = hps[0], hps, device
+        self.n_steps = self.hp.n_steps
+        self.members = Members(len(hps), device, spec.obs_shape)
+        models = []
+        for k, h in enumerate(hps):
+            if seeds is not None:
+                torch.manual_seed(seeds[k])
+            models.append(ActorCritic(spec, net, h.normalize_obs, h.log_std_init))
+        self.model = stack_actor_critics(models).to(device)
+        # one [K, P] buffer for every member's parameters: Adam and clipping are a few whole-tensor ops
+        self.params = stack_parameters(list(self.model.parameters()), members=len(hps))
+        self.optimizer = StackedAdam(self.params, lr=[h.lr for h in hps], eps=1e-5)
+        m = self.members
+        self.lr, self.clip_eps = m.hyper(hps, "lr"), m.hyper(hps, "clip_eps")
+        self.gamma, self.gae_lambda = m.hyper(hps, "gamma"), m.hyper(hps, "gae_lambda")
+        self.ent_coef, self.vf_coef = m.hyper(hps, "ent_coef"), m.hyper(hps, "vf_coef")
+        self.max_grad_norm = m.hyper(hps, "max_grad_norm")
+        self.anneal_lr, self.anneal_clip = m.hyper(hps, "anneal_lr"), m.hyper(hps, "anneal_clip")
+        self.target_kl = m.hyper(hps, "target_kl", none=math.inf)
         self.updates = 0
 
-    # -- learning ------------------------------------------------------------------------------
-    def update(self, rollout: Rollout, progress: float) -> dict[str, float]:
-        """One PPO update on a full rollout; ``progress`` in [0, 1] drives the linear annealing."""
-        hp = self.hp
-        lr = hp.lr * (1.0 - progress) if hp.anneal_lr else hp.lr
-        clip = hp.clip_eps * (1.0 - progress) if hp.anneal_clip else hp.clip_eps
-        set_lr(self.optimizer, lr)
-        advantages = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done,
-                         hp.gamma, hp.gae_lambda)
-        returns = advantages + rollout.values
-        obs, actions, old_logp, old_values = rollout.flat("obs", "actions", "log_probs", "values")
-        advantages, returns = advantages.reshape(-1), returns.reshape(-1)
+    # -- acting (the loop's env batch [..., K*N, *obs] <-> the members' [K, B, *obs]) -----------------
+    @torch.inference_mode()
+    def explore(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x = self.members.split(obs)
+        self.model.normalizer.update(x)
+        feats = self.model.features(self.model.policy_input(x))
+        action, log_prob = self.model.policy.sample(feats)
+        j = self.members.join
+        return j(action, obs), j(log_prob, obs), j(self.model.critic(feats), obs)
 
-        losses: list[Tensor] = []  # per minibatch [policy loss, value loss]; statistics at the end
+    @torch.inference_mode()
+    def policy_input(self, obs: Tensor) -> Tensor | None:
+        """The normalized observation the policy acted on (None without normalization)."""
+        if not self.model.normalizer.enabled:
+            return None
+        return self.members.join(self.model.policy_input(self.members.split(obs)), obs)
+
+    @torch.inference_mode()
+    def value(self, obs: Tensor) -> Tensor:
+        return self.members.join(self.model.value(self.members.split(obs)), obs)
+
+    @torch.inference_mode()
+    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        return self.members.join(self.model.act(self.members.split(obs), deterministic), obs)
+
+    @torch.inference_mode()
+    def act_member(self, k: int, obs: Tensor, deterministic: bool = True) -> Tensor:
+        """Member k's action for ``obs`` ``[B, *obs]`` (its evaluation): every member acts on it, row k is kept."""
+        return self.model.act(obs.expand(self.members.k, *obs.shape), deterministic)[k]
+
+    # -- learning ------------------------------------------------------------------------------
+    def update(self, rollout: Rollout, progress: float) -> list[dict[str, float]]:
+        """One PPO update of every active member on a full ``[T, K*N]`` rollout; ``progress`` in [0, 1]
+        drives the linear annealing. Returns each member's metrics."""
+        hp, m = self.hp, self.members
+        lr = torch.where(self.anneal_lr > 0, self.lr * (1.0 - progress), self.lr)  # [K, 1]
+        clip = torch.where(self.anneal_clip > 0, self.clip_eps * (1.0 - progress), self.clip_eps)
+        self.optimizer.set("lr", lr)
+        per_member = m.per_member(rollout)  # [T, K, N, ...]
+        advantages = gae(per_member.rewards, per_member.values, per_member.next_values, per_member.terminated,
+                         per_member.done, self.gamma, self.gae_lambda)
+        returns = advantages + per_member.values
+        obs, actions, old_logp, old_values, advantages, returns = (
+            m.member_major(x) for x in (per_member.obs, per_member.actions, per_member.log_probs, per_member.values,
+                                        advantages, returns))  # [K, T*N, ...]
+        entropy_grad = bool((self.ent_coef > 0).any())
+        active = m.active.clone()  # target_kl stops members' epochs one by one
+        losses: list[Tensor] = []  # per minibatch [K, 2]: policy loss, value loss
         ratios: list[Tensor] = []
         entropies: list[Tensor] = []
-        params = self.optimizer.param_groups[0]["params"]
         for _epoch in range(hp.n_epochs):
-            for idx in minibatches(obs.shape[0], hp.batch_size, obs.device):
-                logp, entropy, values = self.model.evaluate_actions(obs[idx], actions[idx], entropy_grad=hp.ent_coef > 0)
-                adv = normalize(advantages[idx]) if hp.normalize_advantage else advantages[idx]
-                ratio = probability_ratio(logp, old_logp[idx])
-                policy_loss = -clipped_surrogate(ratio, adv, clip).mean()
-                v_loss = value_loss(values, returns[idx], old_values[idx], hp.clip_vf)
-                loss = policy_loss + hp.vf_coef * v_loss
-                if hp.ent_coef > 0:
-                    loss = loss - hp.ent_coef * entropy.mean()
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                gather_flat_grads(self.optimizer)
-                nn.utils.clip_grad_norm_(params, hp.max_grad_norm, foreach=True)
-                self.optimizer.step()
-                losses.append(torch.stack([policy_loss, v_loss]).detach())
+            for idx in m.minibatches(obs.shape[1], hp.batch_size):
+                mb = [m.take(x, idx) for x in (obs, actions, old_logp, old_values, advantages, returns)]
+                logp, entropy, values = self.model.evaluate_actions(mb[0], mb[1], entropy_grad=entropy_grad)
+                adv = normalize(mb[4], dim=1) if hp.normalize_advantage else mb[4]
+                ratio = probability_ratio(logp, mb[2])
+                policy_loss = -clipped_surrogate(ratio, adv, clip).mean(1)  # [K]
+                v_loss = value_loss(values, mb[5], mb[3], hp.clip_vf, dim=1)
+                loss = policy_loss + self.vf_coef[:, 0] * v_loss
+                if entropy_grad:
+                    loss = loss - self.ent_coef[:, 0] * entropy.mean(1)
+                # members are independent: d(sum of their losses)/d(member k's weights) = d(loss_k)/d(weights_k)
+                self.optimizer.zero_grad()
+                loss.sum().backward()
+                gather_stacked_grads(self.params)
+                assert self.params.grad is not None
+                clip_grad_norm_stacked_(self.params.grad, self.max_grad_norm[:, 0])
+                self.optimizer.step(None if bool(active.all()) else active)
+                losses.append(torch.stack([policy_loss, v_loss], 1).detach())
                 ratios.append(ratio.detach())
                 entropies.append(entropy.detach())
-            if hp.target_kl is not None and approx_kl_from_ratio(ratios[-1]).item() > 1.5 * hp.target_kl:
-                break
+            if math.isfinite(float(self.target_kl.min())):
+                active &= approx_kl_from_ratio(ratios[-1], dim=1) <= 1.5 * self.target_kl[:, 0]
+                if not bool(active.any()):
+                    break
         self.updates += 1
-        ratio = torch.cat(ratios)  # statistics over every sample of every minibatch
-        stats = torch.stack([*torch.stack(losses).mean(0), torch.cat(entropies).mean(), approx_kl_from_ratio(ratio),
-                             ((ratio - 1.0).abs() > clip).float().mean(), explained_variance(old_values, returns)])
-        keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance")
-        return {**dict(zip(keys, stats.tolist(), strict=True)), "lr": lr, "clip_eps": clip}
+        ratio = torch.cat(ratios, 1)  # statistics over every sample of every minibatch, per member
+        stats = torch.stack([*torch.stack(losses).mean(0).unbind(1), torch.cat(entropies, 1).mean(1),
+                             approx_kl_from_ratio(ratio, dim=1), ((ratio - 1.0).abs() > clip).float().mean(1),
+                             explained_variance(old_values, returns, dim=1), lr[:, 0], clip[:, 0]], 1)
+        keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance", "lr", "clip_eps")
+        return [dict(zip(keys, row, strict=True)) for row in stats.tolist()]
+
+    # -- persistence ------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = state["updates"]

@@ -60,7 +60,7 @@ def run(algo: Any, envs: VecEnv, session: LoopSession, device: torch.device) -> 
         last_values = algo.value(torch.as_tensor(obs, dtype=torch.float32, device=device))
         final_values = None
         if truncated_any:  # V(final obs) for time-limit truncations, in one batched call
-            final_values = algo.value(final_obs.reshape(-1, *final_obs.shape[2:])).reshape(algo.n_steps, n_envs)
+            final_values = algo.value(final_obs).reshape(algo.n_steps, n_envs)
         rollout = buffer.finish(last_values, final_values)
         session.record(algo.update(rollout, session.progress))
         session.tick(loop_state)

@@ -12,7 +12,7 @@ import pickle
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -115,7 +115,7 @@ class LoopSession(Protocol):
 
     def add_steps(self, n: int) -> None: ...
 
-    def record(self, metrics: dict[str, float]) -> None: ...
+    def record(self, metrics: dict[str, float] | Sequence[dict[str, float]]) -> None: ...
 
     def tick(self, loop_state: Callable[[], dict[str, Any]]) -> None: ...
 
@@ -188,8 +188,11 @@ class Session:
     def add_steps(self, n: int) -> None:
         self.counters.env_steps += n
 
-    def record(self, metrics: dict[str, float]) -> None:
-        """Update metrics from one ``algo.update``; averaged into the next log line."""
+    def record(self, metrics: dict[str, float] | Sequence[dict[str, float]]) -> None:
+        """Update metrics from one ``algo.update`` (a population algorithm's list of one member's:
+        a Session is one run); averaged into the next log line."""
+        if not isinstance(metrics, dict):
+            (metrics,) = metrics
         self.counters.updates += 1
         self._check_finite(metrics)
         self.pending.append(metrics)

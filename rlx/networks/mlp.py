@@ -62,21 +62,30 @@ class ObsNormalizer(nn.Module):
     var: Tensor
     count: Tensor
 
-    def __init__(self, shape: Sequence[int], enabled: bool = True, clip: float = 10.0, eps: float = 1e-8):
+    def __init__(self, shape: Sequence[int], enabled: bool = True, clip: float = 10.0, eps: float = 1e-8,
+                 members: int | None = None):
+        """``members``: K independent statistics for a population's ``[K, B, *shape]`` observations (buffers
+        ``[K, 1, *shape]``, row k updated from member k's observations only)."""
         super().__init__()
         self.enabled = enabled
         self.clip = clip
         self.eps = eps
-        self.register_buffer("mean", torch.zeros(shape))
-        self.register_buffer("var", torch.ones(shape))
-        self.register_buffer("count", torch.tensor(eps))
+        self.members = members
+        lead = () if members is None else (members, 1)
+        self.register_buffer("mean", torch.zeros(*lead, *shape))
+        self.register_buffer("var", torch.ones(*lead, *shape))
+        self.register_buffer("count", torch.full((*lead, *[1 for _ in shape]) if members else (), eps))
 
     @torch.no_grad()
     def update(self, batch: Tensor) -> None:
         if not self.enabled:
             return
-        batch = batch.reshape(-1, *self.mean.shape).to(self.mean.dtype)
-        b_mean, b_var, b_count = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
+        if self.members is not None:  # [K, ..., *shape] -> per-member statistics over everything but dim 0
+            batch = batch.reshape(self.members, -1, *self.mean.shape[2:]).to(self.mean.dtype)
+            b_mean, b_var, b_count = batch.mean(1, keepdim=True), batch.var(1, unbiased=False, keepdim=True), batch.shape[1]
+        else:
+            batch = batch.reshape(-1, *self.mean.shape).to(self.mean.dtype)
+            b_mean, b_var, b_count = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
         delta = b_mean - self.mean
         total = self.count + b_count
         m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total

@@ -83,3 +83,4 @@ class StackedMLP(EnsembleMLP):
             out[f"{2 * i}.weight"] = w[k].t().detach().clone()
             out[f"{2 * i}.bias"] = b[k, 0].detach().clone()
         return out
+

@@ -19,45 +19,60 @@ def probability_ratio(log_prob: Tensor, old_log_prob: Tensor) -> Tensor:
     return torch.exp(log_prob - old_log_prob)
 
 
-def clipped_surrogate(ratio: Tensor, advantages: Tensor, clip_eps: float) -> Tensor:
+def clipped_surrogate(ratio: Tensor, advantages: Tensor, clip_eps: float | Tensor) -> Tensor:
     """PPO-clip objective per sample: min(r A, clip(r, 1-eps, 1+eps) A) (to be maximized).
 
     For A > 0 the objective stops growing once r > 1+eps; for A < 0 once r < 1-eps: outside the
-    trust region in the direction that helps, the gradient is zero.
+    trust region in the direction that helps, the gradient is zero. ``clip_eps`` a number, or a tensor
+    that broadcasts against ``ratio`` (a population: ``[K, 1]``, one epsilon per member).
     """
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
     return torch.minimum(unclipped, clipped)
 
 
-def value_loss(values: Tensor, targets: Tensor, old_values: Tensor | None = None, clip: float | None = None) -> Tensor:
+def value_loss(values: Tensor, targets: Tensor, old_values: Tensor | None = None, clip: float | None = None,
+               dim: int | None = None) -> Tensor:
     """Critic regression 0.5 * (V - target)^2; with ``clip``, PPO's pessimistic clipped variant.
 
     Value clipping keeps V within ``clip`` of its old prediction and takes the larger of the two errors.
+    ``dim``: average over that dim only (a population's ``[K, B]``: one loss per member), else over all.
     """
     if clip is None or old_values is None:
-        return 0.5 * F.mse_loss(values, targets)  # one fused node in the update's graph
+        if dim is None:
+            return 0.5 * F.mse_loss(values, targets)  # one fused node in the update's graph
+        return 0.5 * ((values - targets) ** 2).mean(dim)
     clipped = old_values + torch.clamp(values - old_values, -clip, clip)
-    return 0.5 * torch.maximum((values - targets) ** 2, (clipped - targets) ** 2).mean()
+    err = torch.maximum((values - targets) ** 2, (clipped - targets) ** 2)
+    return 0.5 * (err.mean() if dim is None else err.mean(dim))
 
 
-def normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """Zero-mean, unit-std (advantage normalization); a single element is only centred."""
+def normalize(x: Tensor, eps: float = 1e-8, dim: int | None = None) -> Tensor:
+    """Zero-mean, unit-std (advantage normalization); a single element is only centred. ``dim``: along
+    that dim only (a population's ``[K, B]`` advantages: each member's own statistics)."""
+    if dim is not None:
+        mean = x.mean(dim, keepdim=True)
+        if x.shape[dim] < 2:
+            return x - mean
+        return (x - mean) / (x.std(dim, keepdim=True) + eps)
     if x.numel() < 2:
         return x - x.mean()
     return (x - x.mean()) / (x.std() + eps)
 
 
-def explained_variance(pred: Tensor, target: Tensor) -> Tensor:
-    """1 - Var[target - pred] / Var[target]: 1 is a perfect critic, 0 no better than a constant."""
-    var = target.var()
-    return torch.where(var == 0, torch.full_like(var, float("nan")), 1 - (target - pred).var() / var)
+def explained_variance(pred: Tensor, target: Tensor, dim: int | None = None) -> Tensor:
+    """1 - Var[target - pred] / Var[target]: 1 is a perfect critic, 0 no better than a constant.
+    ``dim``: one value per row along it (a population's ``[K, B]``)."""
+    var = target.var() if dim is None else target.var(dim)
+    resid = (target - pred).var() if dim is None else (target - pred).var(dim)
+    return torch.where(var == 0, torch.full_like(var, float("nan")), 1 - resid / var)
 
 
-def approx_kl_from_ratio(ratio: Tensor) -> Tensor:
+def approx_kl_from_ratio(ratio: Tensor, dim: int | None = None) -> Tensor:
     """Low-variance estimator of KL(pi_old || pi): E[(r - 1) - log r] (Schulman's k3), from the
-    probability ratios r = pi / pi_old."""
-    return ((ratio - 1) - torch.log(ratio)).mean()
+    probability ratios r = pi / pi_old (``dim``: the mean along it only)."""
+    k3 = (ratio - 1) - torch.log(ratio)
+    return k3.mean() if dim is None else k3.mean(dim)
 
 
 def approx_kl(log_prob: Tensor, old_log_prob: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ def reward_to_go(rewards: Tensor, done: Tensor, gamma: float, bootstrap: Tensor 
     return returns
 
 
-def td_error(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor, gamma: float) -> Tensor:
+def td_error(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor, gamma: float | Tensor) -> Tensor:
     """One-step TD error, the advantage estimate A(s,a) = r + gamma V(s') - V(s) (zero V(s') if terminal)."""
     return rewards + gamma * (1.0 - terminated.to(rewards.dtype)) * next_values - values
 
@@ -37,8 +37,8 @@ def gae(
     next_values: Tensor,
     terminated: Tensor,
     done: Tensor,
-    gamma: float,
-    lam: float,
+    gamma: float | Tensor,
+    lam: float | Tensor,
 ) -> Tensor:
     """Generalized Advantage Estimation (notes: A^GAE = sum_k lambda^(k-1) A^(k), normalized weights).
 
@@ -46,6 +46,8 @@ def gae(
     delta_t is the TD error. ``next_values[t]`` is V(s_{t+1}) of the state the step actually reached
     (the final observation when the episode ended there), so truncated episodes bootstrap correctly.
     lambda=0 gives the one-step TD error; lambda=1 gives discounted returns minus V(s_t).
+    ``gamma``/``lam`` may be tensors broadcasting against one step's ``rewards[t]`` (a population's
+    ``[T, K, N]`` rollout with ``[K, 1]`` values: each member's own discount and lambda).
     """
     deltas = td_error(rewards, values, next_values, terminated, gamma)
     not_done = 1.0 - done.to(rewards.dtype)

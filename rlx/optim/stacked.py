@@ -32,22 +32,23 @@ class _StackedAttrs(Protocol):
     stacked_member_ptrs: list[int]
 
 
-def stack_parameters(params: Sequence[nn.Parameter]) -> nn.Parameter:
+def stack_parameters(params: Sequence[nn.Parameter], members: int | None = None) -> nn.Parameter:
     """Move ``[K, ...]`` parameters into one ``[K, P]`` parameter, row k = member k's values in order.
 
     Each parameter keeps its shape and stays a module parameter (forward, ``state_dict`` unchanged); its
     data becomes a strided view of the buffer. Stack after moving the module to its device (``.to()``
-    re-allocates and breaks the views; :func:`gather_stacked_grads` checks).
+    re-allocates and breaks the views; :func:`gather_stacked_grads` checks). ``members=1``: parameters of
+    any shape (a population of one, e.g. with an unstacked CNN encoder) form one ``[1, P]`` row.
     """
     params = [p for p in params if p.requires_grad]
-    k = params[0].shape[0]
-    if any(p.shape[0] != k for p in params):
+    k = params[0].shape[0] if members is None else members
+    if k != 1 and any(p.dim() == 0 or p.shape[0] != k for p in params):
         raise ValueError(f"all stacked parameters need the member dimension first, K={k}: {[tuple(p.shape) for p in params]}")
     with torch.no_grad():
         flat = nn.Parameter(torch.cat([p.detach().reshape(k, -1) for p in params], dim=1))
     offset = 0
     for p in params:
-        n = p[0].numel()
+        n = p.numel() // k
         p.data = flat.data[:, offset : offset + n].view(p.shape)
         offset += n
     attrs = cast(_StackedAttrs, flat)

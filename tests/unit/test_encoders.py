@@ -132,6 +132,8 @@ def test_every_algorithm_acts_and_updates_from_pixels(name):
         rollout = _batch_on_policy(algo, obs_space, action_space)
         assert rollout.obs.dtype == torch.uint8
         metrics = algo.update(rollout, 0.0)
+    if isinstance(metrics, list):  # a population algorithm (PPO): one dict per member, here one
+        (metrics,) = metrics
     assert all(np.isfinite(v) for v in metrics.values())
     after = list(_params(algo))
     assert any(not torch.equal(b, p) for b, p in zip(before, after, strict=True))

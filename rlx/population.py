@@ -1,0 +1,368 @@
+"""Populations (issue 12): jobs that differ only in per-member keys, trained as ONE process.
+
+API used by the launcher (hydra_plugins/rlx_population_launcher) and ``rlx resume``:
+- :data:`MEMBER_KEYS`: per algorithm, the dotted config keys that may differ within one population;
+- :func:`population_group_key`: jobs with equal keys go into one population;
+- :func:`train_population`: train a population into its members' run dirs (one ordinary run dir each);
+- :func:`resume_population`: continue a population from its members' last checkpoints.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rlx.config import as_dict
+from rlx.errors import RunFault, UserError
+from rlx.loops.session import NonFiniteError, Session
+from rlx.members import member_state, stack_states
+
+# Keys every algorithm lets vary per member; then each algorithm's own.
+COMMON_MEMBER_KEYS = ("seed",)
+MEMBER_KEYS: dict[str, tuple[str, ...]] = {
+    "ppo": ("algo.lr", "algo.gamma", "algo.gae_lambda", "algo.clip_eps", "algo.ent_coef", "algo.vf_coef",
+            "algo.max_grad_norm", "algo.anneal_lr", "algo.anneal_clip", "algo.target_kl", "algo.log_std_init"),
+}
+# Keys that never change what is learned and may differ freely (run bookkeeping).
+BOOKKEEPING_KEYS = ("logger.wandb.name", "logger.wandb.group", "logger.wandb.tags", "overwrite")
+
+
+def population_algos() -> tuple[str, ...]:
+    """Algorithms with population support."""
+    return tuple(MEMBER_KEYS)
+
+
+def check_population_algo(algo_name: str) -> None:
+    if algo_name not in MEMBER_KEYS:
+        raise UserError(f"hydra/launcher=population: algo={algo_name} has no population support yet; "
+                        f"algorithms that do: {', '.join(population_algos())} (or use another launcher)")
+
+
+def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v and k != "kwargs":
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def population_group_key(cfg: DictConfig | Mapping[str, Any]) -> str:
+    """What must be equal for two jobs to share a population: the resolved config without the
+    algorithm's per-member keys (and run bookkeeping). Raises UserError for an algorithm without
+    population support."""
+    c = as_dict(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    c.pop("hydra", None)
+    algo_name = str((c.get("algo") or {}).get("name"))
+    check_population_algo(algo_name)
+    skip = set(COMMON_MEMBER_KEYS) | set(MEMBER_KEYS[algo_name]) | set(BOOKKEEPING_KEYS)
+    flat = _flatten(c)
+    return repr(sorted((k, repr(v)) for k, v in flat.items() if k not in skip))
+
+
+def train_population(cfgs: Sequence[DictConfig | Mapping[str, Any]], run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Train ``cfgs`` (one population: equal :func:`population_group_key`) as one process, member k into
+    ``run_dirs[k]`` (an ordinary run dir each: config.yaml, metrics.jsonl, checkpoints/, summary.json).
+    Returns the members' summaries in order (a member that failed: status "failed"). Bad input:
+    UserError before anything runs or is written."""
+    from rlx.rundir import RunDirLock, claim_fresh
+    from rlx.run import parse_settings
+
+    if not cfgs or len(cfgs) != len(run_dirs):
+        raise ValueError(f"train_population: {len(cfgs)} configs for {len(run_dirs)} run dirs")
+    configs = [as_dict(c, resolve=True) if isinstance(c, DictConfig) else dict(c) for c in cfgs]
+    for c in configs:
+        c.pop("hydra", None)
+    settings = [parse_settings(c) for c in configs]
+    check_population(configs)
+    dirs = [Path(d) for d in run_dirs]
+    with contextlib.ExitStack() as locks:
+        for d, st in zip(dirs, settings, strict=True):
+            locks.enter_context(RunDirLock(d))
+            claim_fresh(d, st.run.overwrite)
+        return _train_population(configs, settings, dirs, None)
+
+
+def check_population(configs: Sequence[Mapping[str, Any]]) -> None:
+    """One population: same group key; nothing that would mix members' data."""
+    keys = {population_group_key(c) for c in configs}
+    if len(keys) > 1:
+        raise UserError("train_population: these jobs differ in keys that cannot vary within one population "
+                        "(the population launcher splits them; see rlx.population.MEMBER_KEYS)")
+    env = configs[0].get("env") or {}
+    if len(configs) > 1 and env.get("normalize_reward"):
+        raise UserError("env.normalize_reward=true is not supported in a population of more than one member yet "
+                        "(its running statistics would mix members); use another launcher or env.normalize_reward=false")
+
+
+class MemberView:
+    """Member k of a population algorithm as one run's algorithm, for that member's :class:`Session`:
+    its evaluation acts with member k's weights, its checkpoints hold member k's state in a plain run's
+    layout (so ``rlx eval`` and ``rlx resume`` see an ordinary run). The population loads and steps all
+    members at once, so :meth:`load_state_dict` is done by the population (see ``_train_population``)."""
+
+    def __init__(self, algo: Any, k: int):
+        self.algo, self.k = algo, k
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return self.algo.act_member(self.k, obs, deterministic)
+
+    def state_dict(self) -> dict:
+        return member_state(self.algo.state_dict(), self.k, self.algo.members.k)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing: the population has loaded every member's state, stacked, before the sessions restore."""
+
+
+class _MemberTrackers:
+    """The loop's episode tracker for K*N envs: member k's N envs feed member k's session's tracker."""
+
+    def __init__(self, population: PopulationSession):
+        self.population = population
+
+    def step(self, rewards: np.ndarray, done: np.ndarray) -> None:
+        for k in self.population.training():
+            sl = self.population.envs_of(k)
+            self.population.sessions[k].tracker.step(rewards[sl], done[sl])
+
+    @property
+    def episodes(self) -> int:
+        return sum(s.tracker.episodes for s in self.population.sessions)
+
+
+class PopulationSession:
+    """The :class:`~rlx.loops.session.LoopSession` a loop sees for a population: it fans the loop's calls
+    out to one ordinary :class:`Session` per member (its own run dir, logger, evaluations, checkpoints).
+
+    A member whose session is done (its step budget, a stop condition) or that failed (a non-finite loss,
+    observation or weight) stops training: the algorithm masks its updates, its steps stop counting, its
+    checkpoints stay as they were; the others go on. The loop ends when no member is training."""
+
+    def __init__(self, algo: Any, sessions: Sequence[Session], run_dirs: Sequence[Path], num_envs: int,
+                 seeds: Sequence[int] | None):
+        self.algo, self.sessions, self.run_dirs = algo, list(sessions), list(run_dirs)
+        self.n, self.seeds = num_envs, seeds
+        self.failed: dict[int, str] = {}
+        self.tracker = _MemberTrackers(self)
+
+    # -- members ---------------------------------------------------------------------------------
+    def training(self) -> list[int]:
+        return [k for k, s in enumerate(self.sessions) if k not in self.failed and not s.done]
+
+    def envs_of(self, k: int) -> slice:
+        return slice(k * self.n, (k + 1) * self.n)
+
+    def _sync_mask(self) -> None:
+        active = torch.zeros_like(self.algo.members.active)
+        active[self.training()] = True
+        self.algo.members.active.copy_(active)
+
+    def _fail(self, k: int, error: str) -> None:
+        from rlx.run import _record_fault
+
+        self.failed[k] = _record_fault(self.run_dirs[k], error, self.sessions[k])
+        self.sessions[k].logger.message(f"rlx: member {k} ({self.run_dirs[k]}) failed: {self.failed[k]}; the others go on")
+        with torch.no_grad():  # its weights may be NaN: keep its (masked) acting well-defined
+            self.algo.params[k].nan_to_num_(0.0, 0.0, 0.0)
+        self._sync_mask()
+
+    def _each(self, fn: Callable[[int], None]) -> None:
+        for k in self.training():
+            try:
+                fn(k)
+            except NonFiniteError as e:
+                self._fail(k, str(e))
+        self._sync_mask()
+
+    # -- LoopSession -----------------------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        return self.sessions[0].config
+
+    @property
+    def loop_state(self) -> dict | None:
+        return None  # members' loop states are not restored: a resumed population starts new episodes
+
+    @property
+    def done(self) -> bool:
+        return not self.training()
+
+    @property
+    def progress(self) -> float:
+        live = self.training()
+        return self.sessions[live[0] if live else 0].progress
+
+    @property
+    def env_steps(self) -> int:
+        return max(s.env_steps for s in self.sessions)
+
+    @property
+    def stop_requested(self) -> str | None:
+        return next((s.stop_requested for s in self.sessions if s.stop_requested in ("SIGINT", "SIGTERM")), None)
+
+    @stop_requested.setter
+    def stop_requested(self, reason: str | None) -> None:
+        for s in self.sessions:
+            if s.stop_requested is None:
+                s.stop_requested = reason
+        self._sync_mask()
+
+    def initial_obs(self, envs: Any) -> np.ndarray:
+        """New episodes, member k's envs seeded as member k's plain run would seed them (seed + i)."""
+        seeds = None if self.seeds is None else [seed + i for seed in self.seeds for i in range(self.n)]
+        obs, _ = envs.reset(seed=seeds)
+        for s in self.sessions:  # a resumed member's unfinished episodes are not continued: do not count them
+            s.tracker.returns[:] = 0.0
+            s.tracker.lengths[:] = 0
+        return obs
+
+    def check_transition(self, obs: np.ndarray, rewards: np.ndarray) -> None:
+        self._each(lambda k: self.sessions[k].check_transition(obs[self.envs_of(k)], rewards[self.envs_of(k)]))
+
+    def add_steps(self, n: int) -> None:
+        for k in self.training():
+            self.sessions[k].add_steps(n // len(self.sessions))
+
+    def record(self, metrics: dict[str, float] | Sequence[dict[str, float]]) -> None:
+        per_member = [metrics] if isinstance(metrics, dict) else list(metrics)
+        self._each(lambda k: self.sessions[k].record(per_member[k]))
+
+    def _member_loop_state(self, loop_state: Callable[[], dict[str, Any]], k: int) -> Callable[[], dict[str, Any]]:
+        def state() -> dict[str, Any]:
+            whole = loop_state()
+            return {"obs": whole["obs"][self.envs_of(k)], "envs": None, "reward_norm": None}
+        return state
+
+    def tick(self, loop_state: Callable[[], dict[str, Any]]) -> None:
+        self._each(lambda k: self.sessions[k].tick(self._member_loop_state(loop_state, k)))
+
+    def finish(self, loop_state: Callable[[], dict[str, Any]]) -> list[dict[str, Any]]:
+        summaries: list[dict[str, Any]] = []
+        for k, s in enumerate(self.sessions):
+            if k not in self.failed:
+                try:
+                    summaries.append(s.finish(self._member_loop_state(loop_state, k)))
+                    continue
+                except NonFiniteError as e:
+                    self._fail(k, str(e))
+            summaries.append({"status": "failed", "error": self.failed[k], "algo": s.algo_name,
+                              "env_id": s.config["env"]["id"], "seed": s.config["seed"], "env_steps": s.env_steps})
+        return summaries
+
+
+def _train_population(configs: list[dict], settings: list[Any], run_dirs: list[Path],
+                      resumes: list[dict] | None) -> list[dict[str, Any]]:
+    """The population itself, in dirs this process has locked (``resumes``: the members' loaded last.pt)."""
+    from rlx.envs import env_spec, make_vec_env
+    from rlx.registry import ALGOS
+    from rlx.run import (LOOPS, OS_FAULTS, _record_fault, check_action_space, resolve_device, run_session, seed_everything,
+                         stop_on_signals, write_summary)
+
+    s0, k = settings[0], len(settings)
+    for config, d in zip(configs, run_dirs, strict=True):
+        (d / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
+        _write_json(d / "population.json", {"members": [os.path.relpath(m, d) for m in run_dirs]})
+    if s0.run.torch_threads:
+        torch.set_num_threads(s0.run.torch_threads)
+    seed_everything(s0.run.seed)
+    device = resolve_device(s0.run.device)
+    spec = env_spec(s0.env.id, s0.env.kwargs, s0.env.wrappers, s0.env.train_wrappers, s0.network.encoder)
+    check_action_space(s0.algo_name, spec)
+    algo_cls: Any = ALGOS[s0.algo_name]
+    algo = algo_cls(spec, [s.algo for s in settings], s0.network, device, seeds=[s.run.seed for s in settings])
+    if resumes:
+        algo.load_state_dict(stack_states([r["algo"] for r in resumes]))
+    exit_code = 1
+    with contextlib.ExitStack() as stack:
+        envs = make_vec_env(s0.env.id, k * s0.env.num_envs, s0.run.seed, s0.env.kwargs, s0.env.max_episode_steps,
+                            batched=s0.env.batched, wrappers=s0.env.wrappers, train_wrappers=s0.env.train_wrappers)
+        stack.callback(envs.close)
+        sessions = [run_session(s, c, d, MemberView(algo, i), spec, device, resumes[i] if resumes else None, stack,
+                                lambda: exit_code, progress=i == 0)
+                    for i, (s, c, d) in enumerate(zip(settings, configs, run_dirs, strict=True))]
+        if resumes:
+            for session, state in zip(sessions, resumes, strict=True):
+                session.restore(state)
+        sessions[0].logger.message(f"rlx: population of {k} in one process: {', '.join(str(d) for d in run_dirs)}")
+        population = PopulationSession(algo, sessions, run_dirs, s0.env.num_envs,
+                                       None if resumes else [s.run.seed for s in settings])
+        try:
+            with stop_on_signals(population, sessions[0].logger):  # type: ignore[arg-type]
+                summaries = importlib.import_module(LOOPS[algo.loop]).run(algo, envs, population, device)
+        except OSError as e:
+            if e.errno not in OS_FAULTS:
+                raise
+            error = f"{e.strerror or e} ({getattr(e, 'filename', None) or run_dirs[0]})"
+            raise RunFault("; ".join(_record_fault(d, error, s) for d, s in zip(run_dirs, sessions, strict=True))) from None
+        for session, d, summary in zip(sessions, run_dirs, summaries, strict=True):
+            summary["device"] = str(device)
+            summary["population"] = k
+            write_summary(d, summary)
+            session.logger.summary(summary)
+        exit_code = 0
+        if population.stop_requested in ("SIGINT", "SIGTERM"):
+            sessions[0].logger.message(f"rlx: stopped by {population.stop_requested}; checkpoints saved. Continue the "
+                                       f"population with: rlx resume {run_dirs[0]}")
+        return summaries
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def population_members(run_dir: str | Path) -> list[Path] | None:
+    """The member dirs of the population ``run_dir`` belongs to (None: a plain run)."""
+    marker = Path(run_dir) / "population.json"
+    if not marker.is_file():
+        return None
+    return [Path(os.path.normpath(Path(run_dir) / m)) for m in json.loads(marker.read_text())["members"]]
+
+
+def resume_population(run_dirs: Sequence[str | Path], overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Continue a population from its members' ``checkpoints/last.pt`` (each with its own config plus the
+    same safe overrides ``rlx resume`` takes), every member locked first."""
+    from rlx.checkpoint import load_checkpoint
+    from rlx.rundir import RunDirLock
+    from rlx.run import RESUMABLE_KEYS, _truncate_metrics, override_value, parse_settings
+
+    dirs = [Path(d) for d in run_dirs]
+    for d in dirs:
+        if not (d / "checkpoints" / "last.pt").is_file():
+            raise UserError(f"{d}: no checkpoints/last.pt to resume this population member from")
+    with contextlib.ExitStack() as locks:
+        for d in dirs:
+            locks.enter_context(RunDirLock(d))
+        states, configs = [], []
+        for d in dirs:
+            state = load_checkpoint(d / "checkpoints" / "last.pt")
+            config = OmegaConf.create(state["config"])
+            for item in overrides:
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise UserError(f"resume override '{item}': expected key=value")
+                if key not in RESUMABLE_KEYS:
+                    raise UserError(f"{key} cannot be changed when resuming (it would change what the run learns); "
+                                    f"allowed: {', '.join(RESUMABLE_KEYS)}")
+                OmegaConf.update(config, key, override_value(value), force_add=False)
+            states.append(state)
+            configs.append(as_dict(config))
+        settings = [parse_settings(c) for c in configs]
+        check_population(configs)
+        if all(s.run.total_steps <= st["env_steps"] for s, st in zip(settings, states, strict=True)):
+            raise UserError(f"{dirs[0]}: every member already trained its total_steps; pass a larger total_steps=... "
+                            "to extend the population")
+        for d, st in zip(dirs, states, strict=True):
+            _truncate_metrics(d / "metrics.jsonl", st["env_steps"])
+        return _train_population(configs, settings, dirs, states)
