@@ -176,19 +176,22 @@ def resume(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="the run
     """Continue a run from its last checkpoint, e.g. `rlx resume RUN_DIR total_steps=200000`.
 
     Only keys that don't change what the run learns may be overridden (total_steps, logging, eval,
-    checkpoint cadence, device).
+    checkpoint cadence, device). A population member's dir resumes its whole population; a sweep dir
+    of populations (hydra/launcher=population) resumes each unfinished population.
     """
     from rlx.errors import RunFault
+    from rlx.population import resume_at
     from rlx.run import exit_status, resume as resume_run
 
     try:
-        summary = resume_run(run_dir, list(ctx.args))
+        members = resume_at(run_dir, list(ctx.args))  # a population member's dir, or a sweep dir of populations
+        summaries = members if members is not None else [resume_run(run_dir, list(ctx.args))]
     except UserError as e:
         fail(str(e))
     except RunFault as e:
         typer.echo(f"rlx: error: {e}", err=True)
         raise typer.Exit(1) from None
-    raise typer.Exit(exit_status(summary))  # 130/143 when stopped by Ctrl-C/SIGTERM, as `rlx train`
+    raise typer.Exit(max(exit_status(s) for s in summaries))  # 130/143 when stopped by Ctrl-C/SIGTERM, as `rlx train`
 
 
 config_app = typer.Typer(help="Inspect run configs.", no_args_is_help=True)

@@ -366,3 +366,42 @@ def resume_population(run_dirs: Sequence[str | Path], overrides: Sequence[str] =
         for d, st in zip(dirs, states, strict=True):
             _truncate_metrics(d / "metrics.jsonl", st["env_steps"])
         return _train_population(configs, settings, dirs, states)
+
+
+def resume_at(path: str | Path, overrides: Sequence[str] = ()) -> list[dict[str, Any]] | None:
+    """``rlx resume PATH`` for populations: a member's run dir resumes its whole population (said so on
+    stderr); a sweep dir resumes each of its populations with an unfinished member, one after another.
+    None: PATH is no population (a plain run: ``rlx.run.resume``)."""
+    import sys
+
+    path = Path(path)
+    members = population_members(path)
+    if members is not None:
+        print(f"rlx: {path} is one member of a population of {len(members)}: resuming the whole population "
+              f"({', '.join(str(m) for m in members)})", file=sys.stderr)
+        return resume_population(members, overrides)
+    if not path.is_dir() or (path / "config.yaml").is_file():
+        return None
+    populations: list[list[Path]] = []
+    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+        found = population_members(sub)
+        if found is not None and found not in populations:
+            populations.append(found)
+    if not populations:
+        return None
+    summaries: list[dict[str, Any]] = []
+    for members in populations:
+        if all(_finished(m) for m in members):
+            continue
+        print(f"rlx: resuming a population of {len(members)}: {', '.join(m.name for m in members)}", file=sys.stderr)
+        summaries += resume_population(members, overrides)
+    if not summaries:
+        raise UserError(f"{path}: every population in this sweep dir has finished; nothing to resume")
+    return summaries
+
+
+def _finished(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "summary.json").read_text()).get("status") in ("ok", "pruned")
+    except (OSError, ValueError):
+        return False

@@ -128,10 +128,14 @@ class PPO:
                                         advantages, returns))  # [K, T*N, ...]
         entropy_grad = bool((self.ent_coef > 0).any())
         active = m.active.clone()  # target_kl stops members' epochs one by one
-        losses: list[Tensor] = []  # per minibatch [K, 2]: policy loss, value loss
-        ratios: list[Tensor] = []
-        entropies: list[Tensor] = []
+        # per-member sums over the minibatches each member trained on (an early-stopped member's later
+        # minibatches do not count: its statistics equal those of its plain run, which stopped there)
+        loss_sums = torch.zeros(m.k, 2, device=self.device)  # policy loss, value loss: mean over minibatches
+        sample_sums = torch.zeros(m.k, 3, device=self.device)  # entropy, k3 KL, clipped: mean over samples
+        minibatch_count = torch.zeros(m.k, 1, device=self.device)
+        sample_count = torch.zeros(m.k, 1, device=self.device)
         for _epoch in range(hp.n_epochs):
+            last_ratio = None
             for idx in m.minibatches(obs.shape[1], hp.batch_size):
                 mb = [m.take(x, idx) for x in (obs, actions, old_logp, old_values, advantages, returns)]
                 logp, entropy, values = self.model.evaluate_actions(mb[0], mb[1], entropy_grad=entropy_grad)
@@ -149,18 +153,21 @@ class PPO:
                 assert self.params.grad is not None
                 clip_grad_norm_stacked_(self.params.grad, self.max_grad_norm[:, 0])
                 self.optimizer.step(None if bool(active.all()) else active)
-                losses.append(torch.stack([policy_loss, v_loss], 1).detach())
-                ratios.append(ratio.detach())
-                entropies.append(entropy.detach())
-            if math.isfinite(float(self.target_kl.min())):
-                active &= approx_kl_from_ratio(ratios[-1], dim=1) <= 1.5 * self.target_kl[:, 0]
+                with torch.no_grad():
+                    w = active.unsqueeze(1).float()
+                    loss_sums += torch.stack([policy_loss, v_loss], 1) * w
+                    k3 = (ratio - 1) - torch.log(ratio)
+                    sample_sums += torch.stack([entropy.sum(1), k3.sum(1), ((ratio - 1.0).abs() > clip).float().sum(1)], 1) * w
+                    minibatch_count += w
+                    sample_count += ratio.shape[1] * w
+                last_ratio = ratio.detach()
+            if last_ratio is not None and math.isfinite(float(self.target_kl.min())):
+                active &= approx_kl_from_ratio(last_ratio, dim=1) <= 1.5 * self.target_kl[:, 0]
                 if not bool(active.any()):
                     break
         self.updates += 1
-        ratio = torch.cat(ratios, 1)  # statistics over every sample of every minibatch, per member
-        stats = torch.stack([*torch.stack(losses).mean(0).unbind(1), torch.cat(entropies, 1).mean(1),
-                             approx_kl_from_ratio(ratio, dim=1), ((ratio - 1.0).abs() > clip).float().mean(1),
-                             explained_variance(old_values, returns, dim=1), lr[:, 0], clip[:, 0]], 1)
+        means = torch.cat([loss_sums / minibatch_count.clamp(min=1), sample_sums / sample_count.clamp(min=1)], 1)
+        stats = torch.cat([means, explained_variance(old_values, returns, dim=1).unsqueeze(1), lr, clip], 1)
         keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance", "lr", "clip_eps")
         return [dict(zip(keys, row, strict=True)) for row in stats.tolist()]
 
