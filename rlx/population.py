@@ -153,6 +153,7 @@ class PopulationSession:
         self.n, self.seeds = num_envs, seeds
         self.failed: dict[int, str] = {}
         self.tracker = _MemberTrackers(self)
+        self.save_buffer = False  # see _member_loop_state
 
     # -- members ---------------------------------------------------------------------------------
     def training(self) -> list[int]:
@@ -238,8 +239,11 @@ class PopulationSession:
 
     def _member_loop_state(self, loop_state: Callable[[], dict[str, Any]], k: int) -> Callable[[], dict[str, Any]]:
         def state() -> dict[str, Any]:
+            # member k's observations; no env snapshot, replay buffer or reward statistics (they are the
+            # population's, not separable per member yet): a resumed population starts new episodes and an
+            # off-policy one refills its buffer before training again
             whole = loop_state()
-            return {"obs": whole["obs"][self.envs_of(k)], "envs": None, "reward_norm": None}
+            return {**{key: None for key in whole}, "obs": whole["obs"][self.envs_of(k)]}
         return state
 
     def tick(self, loop_state: Callable[[], dict[str, Any]]) -> None:
