@@ -251,6 +251,19 @@ def tuned_preset_conflict(choices: Mapping[str, Any], env_id: str) -> str | None
             f"(algo={choices.get('algo')} defaults instead; `~tuned` silences this note)")
 
 
+def _check_population_launcher(with_hydra: DictConfig) -> None:
+    """``hydra/launcher=population``: the algorithm must have population support, and the launcher's
+    settings must be integers >= 1. (A key that cannot vary within a population is no error: it splits them.)"""
+    if with_hydra.hydra.runtime.choices.get("hydra/launcher") != "population":
+        return
+    from hydra_plugins.rlx_population_launcher import check_settings
+    from rlx.population import check_population_algo
+
+    launcher = with_hydra.hydra.launcher
+    check_settings(launcher.get("max_members"), launcher.get("n_jobs"))
+    check_population_algo(str(with_hydra.algo.name))
+
+
 def validate(overrides: list[str]) -> DictConfig:
     """Compose and fully validate every configuration the overrides describe, including every value a
     ``sweep=`` preset's ``hydra.sweeper.params`` sweeps, each as it will run (a tuned preset that does
@@ -268,6 +281,7 @@ def validate(overrides: list[str]) -> DictConfig:
     _check_sweeper_takes(swept, hydra_cfg)
     for combo in combos:
         with_hydra = _checked(combo, return_hydra_config=True)
+        _check_population_launcher(with_hydra)
         conflict = tuned_preset_conflict(with_hydra.hydra.runtime.choices, with_hydra.env.id)
         cfg = _checked([*combo, "~tuned"] if conflict else combo)
         try:
