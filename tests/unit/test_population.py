@@ -208,3 +208,37 @@ def test_members_that_differ_in_a_shape_key_are_refused(tmp_path):
     with pytest.raises(UserError, match="cannot vary within one population"):
         train_population(_cfgs([["algo.n_steps=32"], ["algo.n_steps=64"]]), [tmp_path / "a", tmp_path / "b"])
     assert not (tmp_path / "a").exists()
+
+
+def test_sigterm_checkpoints_every_member_and_resume_of_one_member_continues_the_population(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from rlx.population import train_population
+
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    train_population(_cfgs([["algo.clip_eps=0.1"], ["algo.clip_eps=0.3"]], ["total_steps=256", "eval.every=0"]), dirs)
+    cli = [sys.executable, "-c", "from rlx.cli import main; main()", "resume"]
+    p = subprocess.Popen([*cli, str(dirs[0]), "total_steps=100000000", "logger.progress=true", "logger.every=128"],
+                         stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    assert p.stderr is not None
+    for line in p.stderr:  # wait until it is training
+        if line.startswith("step"):
+            break
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err
+    stopped = [json.loads((d / "summary.json").read_text()) for d in dirs]
+    assert [s["status"] for s in stopped] == ["stopped", "stopped"]
+    steps = stopped[0]["env_steps"]
+    assert steps > 256 and stopped[1]["env_steps"] == steps  # both members checkpointed at the same step
+    total = steps + 256
+    r = subprocess.run([*cli, str(dirs[1]), f"total_steps={total}"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "one member of a population of 2: resuming the whole population" in r.stderr
+    for d in dirs:
+        summary = json.loads((d / "summary.json").read_text())
+        assert summary["status"] == "ok" and summary["env_steps"] == total
+        logged = [json.loads(x)["env_steps"] for x in (d / "metrics.jsonl").read_text().splitlines()]
+        assert logged == sorted(logged) and logged[-1] == total  # one history, nothing lost or repeated
