@@ -60,7 +60,7 @@ def population_group_key(cfg: DictConfig | Mapping[str, Any]) -> str:
     """What must be equal for two jobs to share a population: the resolved config without the
     algorithm's per-member keys (and run bookkeeping). Raises UserError for an algorithm without
     population support."""
-    c = as_dict(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    c = as_dict(cfg, resolve=True)
     c.pop("hydra", None)
     algo_name = str((c.get("algo") or {}).get("name"))
     check_population_algo(algo_name)
@@ -74,12 +74,12 @@ def train_population(cfgs: Sequence[DictConfig | Mapping[str, Any]], run_dirs: S
     ``run_dirs[k]`` (an ordinary run dir each: config.yaml, metrics.jsonl, checkpoints/, summary.json).
     Returns the members' summaries in order (a member that failed: status "failed"). Bad input:
     UserError before anything runs or is written."""
-    from rlx.rundir import RunDirLock, claim_fresh
     from rlx.run import parse_settings
+    from rlx.rundir import RunDirLock, claim_fresh
 
     if not cfgs or len(cfgs) != len(run_dirs):
         raise ValueError(f"train_population: {len(cfgs)} configs for {len(run_dirs)} run dirs")
-    configs = [as_dict(c, resolve=True) if isinstance(c, DictConfig) else dict(c) for c in cfgs]
+    configs = [as_dict(c, resolve=True) for c in cfgs]
     for c in configs:
         c.pop("hydra", None)
     settings = [parse_settings(c) for c in configs]
@@ -268,8 +268,17 @@ def _train_population(configs: list[dict], settings: list[Any], run_dirs: list[P
     """The population itself, in dirs this process has locked (``resumes``: the members' loaded last.pt)."""
     from rlx.envs import env_spec, make_vec_env
     from rlx.registry import ALGOS
-    from rlx.run import (LOOPS, OS_FAULTS, _record_fault, check_action_space, resolve_device, run_session, seed_everything,
-                         stop_on_signals, write_summary)
+    from rlx.run import (
+        LOOPS,
+        OS_FAULTS,
+        _record_fault,
+        check_action_space,
+        resolve_device,
+        run_session,
+        seed_everything,
+        stop_on_signals,
+        write_summary,
+    )
 
     s0, k = settings[0], len(settings)
     for config, d in zip(configs, run_dirs, strict=True):
@@ -338,8 +347,8 @@ def resume_population(run_dirs: Sequence[str | Path], overrides: Sequence[str] =
     """Continue a population from its members' ``checkpoints/last.pt`` (each with its own config plus the
     same safe overrides ``rlx resume`` takes), every member locked first."""
     from rlx.checkpoint import load_checkpoint
-    from rlx.rundir import RunDirLock
     from rlx.run import RESUMABLE_KEYS, _truncate_metrics, override_value, parse_settings
+    from rlx.rundir import RunDirLock
 
     dirs = [Path(d) for d in run_dirs]
     for d in dirs:

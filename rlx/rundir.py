@@ -20,7 +20,8 @@ from rlx.errors import UserError
 
 LOCK_NAME = ".rlx.lock"
 # What a run writes into its dir; ``overwrite=true`` deletes exactly these (Hydra's .hydra/ is rewritten by Hydra).
-RUN_ARTIFACTS = ("config.yaml", "metrics.jsonl", "summary.json", "error.txt", "checkpoints", "wandb", "tb", "videos")
+RUN_ARTIFACTS = ("config.yaml", "metrics.jsonl", "summary.json", "error.txt", "population.json", "checkpoints", "wandb", "tb",
+                 "videos")
 # Any of these means "a run lives here".
 RUN_MARKERS = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints")
 

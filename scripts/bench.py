@@ -5,6 +5,7 @@
     python scripts/bench.py              # all tasks, 3 alternating repeats
     python scripts/bench.py --quick      # short runs, 1 repeat (a smoke test of the numbers)
     python scripts/bench.py --tasks ppo_cartpole,sac_pendulum --repeats 5 --markdown benchmarks/results.md
+    python scripts/bench.py --population --ks 1,4,16,64 --markdown benchmarks/population.md   # issue 12
 
 For every task rlx and the peer (../shared/peer/sb3_baseline.py) run the same algorithm, env, steps,
 seed and hyperparameters, alternating, each in a fresh process with one torch thread. Reported:
@@ -100,7 +101,20 @@ def main() -> None:
     ap.add_argument("--no-peer", action="store_true", help="rlx and floors only")
     ap.add_argument("--markdown", type=Path, help="also write the table (with machine info) to this file")
     ap.add_argument("--append", action="store_true", help="append the table to --markdown instead of replacing it")
+    ap.add_argument("--population", action="store_true",
+                    help="populations (issue 12): one process of K PPO CartPole members vs plain rlx and SB3 runs")
+    ap.add_argument("--ks", default="1,4,16,64", help="population sizes for --population")
+    ap.add_argument("--steps", type=int, default=100_000, help="env steps per member for --population")
+    ap.add_argument("--peer-python", default=sys.executable, help="the Python that has stable-baselines3 (a separate venv)")
     args = ap.parse_args()
+    if args.population:
+        sys.path.insert(0, str(REPO))
+        from scripts.bench_population import main as population_main
+
+        peer = None if args.no_peer or not args.peer.is_file() else args.peer
+        population_main([int(k) for k in args.ks.split(",")], args.steps, 1 if args.quick else args.repeats, peer,
+                        args.peer_python, args.markdown)
+        return
     repeats = 1 if args.quick else args.repeats
     have_peer = not args.no_peer and args.peer.is_file()
     if not have_peer and not args.no_peer:

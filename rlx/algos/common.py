@@ -101,11 +101,11 @@ def stack_actor_critics(models: Sequence[ActorCritic]) -> ActorCritic:
     model.normalizer = ObsNormalizer(norm.mean.shape, enabled=norm.enabled, clip=norm.clip, eps=norm.eps, members=k)
     model.normalizer.to(norm.mean.device)
     policy = model.policy
-    policy.net = StackedMLP.from_mlps([m.policy.net for m in models])
+    policy.net = StackedMLP.from_mlps([cast(nn.Sequential, m.policy.net) for m in models])
     if isinstance(policy, GaussianPolicy):
         policy.log_std = nn.Parameter(torch.stack([cast(GaussianPolicy, m.policy).log_std.detach() for m in models]).unsqueeze(1))
     if isinstance(model.critic, ValueNet):
-        model.critic.net = StackedMLP.from_mlps([cast(ValueNet, m.critic).net for m in models])
+        model.critic.net = StackedMLP.from_mlps([cast(nn.Sequential, cast(ValueNet, m.critic).net) for m in models])
     model.members = k
     return model
 

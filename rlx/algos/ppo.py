@@ -12,10 +12,10 @@ from rlx.algos.common import ActorCritic, stack_actor_critics
 from rlx.buffers.rollout import Rollout
 from rlx.config import param
 from rlx.envs import EnvSpec
+from rlx.members import Members
 from rlx.objectives.policy import approx_kl_from_ratio, clipped_surrogate, explained_variance, normalize, probability_ratio, value_loss
 from rlx.objectives.returns import gae
 from rlx.optim.stacked import StackedAdam, clip_grad_norm_stacked_, gather_stacked_grads, stack_parameters
-from rlx.members import Members
 from rlx.schema import NetworkConfig
 
 

@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 import traceback
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import torch
@@ -163,8 +163,8 @@ class _WorkerSession:
             self.counter.value += n
         self.steps += n
 
-    def record(self, metrics: dict[str, float]) -> None:
-        self.metrics.append(metrics)
+    def record(self, metrics: dict[str, float] | Sequence[dict[str, float]]) -> None:
+        self.metrics.append(metrics if isinstance(metrics, dict) else metrics[0])
 
     def tick(self, loop_state: Any) -> None:
         if time.monotonic() - self.last_flush >= FLUSH_S:

@@ -27,7 +27,7 @@ class CategoricalPolicy(nn.Module):
                  encoder: nn.Module | None = None):
         super().__init__()
         self.encoder = encoder
-        self.net = mlp(obs_dim, n_actions, hidden_sizes, activation, out_gain=0.01)
+        self.net: nn.Module = mlp(obs_dim, n_actions, hidden_sizes, activation, out_gain=0.01)
 
     def logits(self, obs: Tensor) -> Tensor:
         return self.net(obs if self.encoder is None else self.encoder(obs))
@@ -65,7 +65,7 @@ class GaussianPolicy(nn.Module):
                  encoder: nn.Module | None = None):
         super().__init__()
         self.encoder = encoder
-        self.net = mlp(obs_dim, act_dim, hidden_sizes, activation, out_gain=0.01)
+        self.net: nn.Module = mlp(obs_dim, act_dim, hidden_sizes, activation, out_gain=0.01)
         self.log_std = nn.Parameter(torch.full((act_dim,), log_std_init))
 
     def mean(self, obs: Tensor) -> Tensor:
@@ -106,7 +106,7 @@ class ValueNet(nn.Module):
     def __init__(self, obs_dim: int, hidden_sizes: Sequence[int], activation: str, encoder: nn.Module | None = None):
         super().__init__()
         self.encoder = encoder
-        self.net = mlp(obs_dim, 1, hidden_sizes, activation, out_gain=1.0)
+        self.net: nn.Module = mlp(obs_dim, 1, hidden_sizes, activation, out_gain=1.0)
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(obs if self.encoder is None else self.encoder(obs)).squeeze(-1)

@@ -27,7 +27,7 @@ def clipped_surrogate(ratio: Tensor, advantages: Tensor, clip_eps: float | Tenso
     that broadcasts against ``ratio`` (a population: ``[K, 1]``, one epsilon per member).
     """
     unclipped = ratio * advantages
-    clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
+    clipped = torch.clamp(ratio, torch.as_tensor(1.0 - clip_eps), torch.as_tensor(1.0 + clip_eps)) * advantages
     return torch.minimum(unclipped, clipped)
 
 

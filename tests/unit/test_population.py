@@ -5,7 +5,6 @@ import dataclasses
 import json
 
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 
