@@ -29,6 +29,9 @@ COMMON_MEMBER_KEYS = ("seed",)
 MEMBER_KEYS: dict[str, tuple[str, ...]] = {
     "ppo": ("algo.lr", "algo.gamma", "algo.gae_lambda", "algo.clip_eps", "algo.ent_coef", "algo.vf_coef",
             "algo.max_grad_norm", "algo.anneal_lr", "algo.anneal_clip", "algo.target_kl", "algo.log_std_init"),
+    "a2c": ("algo.lr", "algo.gamma", "algo.gae_lambda", "algo.ent_coef", "algo.vf_coef", "algo.max_grad_norm",
+            "algo.anneal_lr", "algo.rms_alpha", "algo.optimizer_eps", "algo.log_std_init"),
+    "sac": ("algo.lr", "algo.gamma", "algo.tau", "algo.alpha"),
 }
 # Keys that never change what is learned and may differ freely (run bookkeeping).
 BOOKKEEPING_KEYS = ("logger.wandb.name", "logger.wandb.group", "logger.wandb.tags", "overwrite")

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
-from rlx.algos.common import ActorCritic, ActorCriticAgent, OptimizerName, advantage_actor_critic_update, make_named_optimizer
+from rlx.algos.common import OptimizerName, PopulationActorCritic
 from rlx.buffers.rollout import Rollout
 from rlx.config import param
 from rlx.envs import EnvSpec
+from rlx.objectives.policy import explained_variance, normalize, value_loss
+from rlx.objectives.returns import gae
+from rlx.optim.stacked import make_stacked_optimizer
 from rlx.schema import NetworkConfig
 
 
@@ -32,31 +36,50 @@ class A2CConfig:
     log_std_init: float = param(0.0, help="initial log std of the Gaussian policy")
 
 
-class A2C(ActorCriticAgent):
+class A2C(PopulationActorCritic):
     """N envs stepped in lockstep for ``n_steps``; one synchronized gradient step per rollout on
     -log pi(a|s) A + vf_coef * 1/2 (V - G)^2 - ent_coef * H with GAE(lambda) advantages (n-step
     returns for lambda=1); truncated episodes bootstrap V(final obs).
 
     Like SB3's A2C (RMSprop, one global gradient clip) except that the value loss carries rlx's usual
     1/2 (SB3: the plain squared error); RMSprop's per-parameter scaling makes that matter only through
-    the clip."""
+    the clip. A population of K members (issue 12; a plain run is K=1): each member its own weights,
+    lr, gamma, lambda, coefficients, clip norm and RMSprop/Adam state (:class:`PopulationActorCritic`)."""
 
     loop = "on_policy"
     Config = A2CConfig
     action_spaces = ("discrete", "continuous")
 
-    def __init__(self, spec: EnvSpec, hp: A2CConfig, net: NetworkConfig, device: torch.device):
-        self.hp, self.device = hp, device
-        self.model = ActorCritic(spec, net, hp.normalize_obs, hp.log_std_init).to(device)
-        self.optimizer = make_named_optimizer(hp.optimizer, self.model.parameters(), hp.lr, hp.optimizer_eps, hp.rms_alpha)
-        self.n_steps = hp.n_steps
-        self.updates = 0
+    def __init__(self, spec: EnvSpec, hp: A2CConfig | Sequence[A2CConfig], net: NetworkConfig, device: torch.device,
+                 seeds: Sequence[int] | None = None):
+        super().__init__(spec, [hp] if isinstance(hp, A2CConfig) else list(hp), net, device, seeds)
+        hps, m = self.hps, self.members
+        self.optimizer = make_stacked_optimizer(self.hp.optimizer, self.params, lr=[h.lr for h in hps],
+                                                eps=[h.optimizer_eps for h in hps], alpha=[h.rms_alpha for h in hps])
+        self.gae_lambda = m.hyper(hps, "gae_lambda")
 
-    def update(self, rollout: Rollout, progress: float) -> dict[str, float]:
-        hp = self.hp
+    def update(self, rollout: Rollout, progress: float) -> list[dict[str, float]]:
+        hp, m = self.hp, self.members
         lr = self.anneal(progress)
+        per_member = m.per_member(rollout)  # [T, K, N, ...]
+        advantages = gae(per_member.rewards, per_member.values, per_member.next_values, per_member.terminated,
+                         per_member.done, self.gamma, self.gae_lambda)
+        returns = advantages + per_member.values
+        obs, actions, old_values, advantages, returns = (
+            m.member_major(x) for x in (per_member.obs, per_member.actions, per_member.values, advantages, returns))
+        entropy_grad = bool((self.ent_coef > 0).any())
+        log_prob, entropy, values = self.model.evaluate_actions(obs, actions, entropy_grad=entropy_grad)
+        weights = normalize(advantages, dim=1) if hp.normalize_advantage else advantages
+        policy_loss = -(log_prob * weights.detach()).mean(1)  # reinforce_loss per member
+        v_loss = value_loss(values, returns, dim=1)
+        loss = policy_loss + self.vf_coef[:, 0] * v_loss
+        if entropy_grad:
+            loss = loss - self.ent_coef[:, 0] * entropy.mean(1)
+        norms = self.gradient_step(loss)
         self.updates += 1
-        metrics = advantage_actor_critic_update(
-            self.model, self.optimizer, rollout, gamma=hp.gamma, lam=hp.gae_lambda, vf_coef=hp.vf_coef,
-            ent_coef=hp.ent_coef, max_grad_norm=hp.max_grad_norm, normalize_advantage=hp.normalize_advantage)
-        return {**metrics, "lr": lr}
+        columns = [policy_loss.detach(), v_loss.detach(), entropy.detach().mean(1), norms, lr[:, 0]]
+        keys = ["policy_loss", "value_loss", "entropy", "grad_norm", "lr"]
+        if returns.shape[1] > 1:  # one sample has no variance to explain
+            columns.append(explained_variance(old_values, returns, dim=1))
+            keys.append("explained_variance")
+        return [dict(zip(keys, row, strict=True)) for row in torch.stack(columns, 1).tolist()]

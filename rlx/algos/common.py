@@ -11,6 +11,7 @@ from rlx.buffers.rollout import Rollout
 from rlx.config import param
 from rlx.envs import EnvSpec
 from rlx.errors import UserError
+from rlx.members import Members
 from rlx.networks.encoders import EncoderFactory
 from rlx.networks.flat import flatten_parameters, gather_flat_grads
 from rlx.networks.heads import GaussianPolicy, ValueNet, make_policy
@@ -18,6 +19,7 @@ from rlx.networks.mlp import ObsNormalizer
 from rlx.networks.stacked import StackedMLP
 from rlx.objectives.policy import explained_variance, normalize, reinforce_loss, value_loss
 from rlx.objectives.returns import gae
+from rlx.optim.stacked import StackedOptimizer, clip_grad_norm_stacked_, gather_stacked_grads, stack_parameters
 from rlx.schema import NetworkConfig
 
 
@@ -368,3 +370,102 @@ class CompleteEpisodes:
 
     def load_state_dict(self, state: list[dict[str, Tensor]]) -> None:
         self.pending = state
+
+
+# --- populations (issue 12): the on-policy actor-critics with a member dimension -----------------
+
+class PopulationActorCritic:
+    """Acting, member layout, optimizer step and persistence of an on-policy actor-critic population of
+    K members (PPO, A2C); a plain run is K=1, the same code. Subclasses set ``optimizer`` (a stacked
+    optimizer over ``params``) and ``update``.
+
+    - ``model``: K :class:`ActorCritic` s stacked (:func:`stack_actor_critics`), member k initialized as
+      its plain run would be (``torch.manual_seed(seeds[k])`` first; no seeds: the current RNG state);
+    - ``params``: every member's parameters as one ``[K, P]`` buffer, so an optimizer step and gradient
+      clipping are a few whole-tensor ops for all members;
+    - the loop's env batch is member-major (envs ``k*N .. (k+1)*N - 1`` are member k's): acting splits
+      it into ``[K, N, ...]`` and joins the outputs back (:class:`rlx.members.Members`);
+    - hyperparameters every subclass shares are ``[K, 1]`` tensors: lr, gamma, ent/vf coefficients,
+      max_grad_norm, anneal_lr.
+    """
+
+    optimizer: StackedOptimizer
+
+    def __init__(self, spec: EnvSpec, hps: Sequence[Any], net: NetworkConfig, device: torch.device,
+                 seeds: Sequence[int] | None = None):
+        self.hp, self.hps, self.device = hps[0], list(hps), device
+        self.n_steps = self.hp.n_steps
+        self.members = m = Members(len(hps), device, spec.obs_shape)
+        models = []
+        for k, h in enumerate(hps):
+            if seeds is not None:
+                torch.manual_seed(seeds[k])
+            models.append(ActorCritic(spec, net, h.normalize_obs, h.log_std_init))
+        self.model = stack_actor_critics(models).to(device)
+        self.params = stack_parameters(list(self.model.parameters()), members=len(hps))
+        self.lr, self.gamma = m.hyper(hps, "lr"), m.hyper(hps, "gamma")
+        self.ent_coef, self.vf_coef = m.hyper(hps, "ent_coef"), m.hyper(hps, "vf_coef")
+        self.max_grad_norm = m.hyper(hps, "max_grad_norm")
+        self.anneal_lr = m.hyper(hps, "anneal_lr")
+        self.updates = 0
+
+    # -- acting (the loop's env batch [..., K*N, *obs] <-> the members' [K, B, *obs]) -----------------
+    @torch.inference_mode()
+    def explore(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(action, log pi(a|s), V(s)) for the loop's ``[K*N, *obs]``; updates each member's obs statistics."""
+        x = self.members.split(obs)
+        self.model.normalizer.update(x)
+        feats = self.model.features(self.model.policy_input(x))
+        action, log_prob = self.model.policy.sample(feats)
+        j = self.members.join
+        return j(action, obs), j(log_prob, obs), j(self.model.critic(feats), obs)
+
+    @torch.inference_mode()
+    def policy_input(self, obs: Tensor) -> Tensor | None:
+        """The normalized observation the policy acted on (None without normalization)."""
+        if not self.model.normalizer.enabled:
+            return None
+        return self.members.join(self.model.policy_input(self.members.split(obs)), obs)
+
+    @torch.inference_mode()
+    def value(self, obs: Tensor) -> Tensor:
+        return self.members.join(self.model.value(self.members.split(obs)), obs)
+
+    @torch.inference_mode()
+    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        return self.members.join(self.model.act(self.members.split(obs), deterministic), obs)
+
+    @torch.inference_mode()
+    def act_member(self, k: int, obs: Tensor, deterministic: bool = True) -> Tensor:
+        """Member k's action for ``obs`` ``[B, *obs]`` (its evaluation): every member acts on it, row k is kept."""
+        return self.model.act(obs.expand(self.members.k, *obs.shape), deterministic)[k]
+
+    # -- learning ----------------------------------------------------------------------------------
+    def anneal(self, progress: float) -> Tensor:
+        """This update's ``[K, 1]`` learning rates (linearly decayed for members with anneal_lr), set."""
+        lr = torch.where(self.anneal_lr > 0, self.lr * (1.0 - progress), self.lr)
+        self.optimizer.set("lr", lr)
+        return lr
+
+    def gradient_step(self, loss: Tensor, active: Tensor | None = None) -> Tensor:
+        """backward of the members' ``[K]`` losses -> each member's gradient clipped to its own max norm ->
+        one optimizer step for the ``active`` members (default: those still training). Members are
+        independent, so d(sum of the losses)/d(member k's weights) = d(loss_k)/d(member k's weights).
+        Returns the ``[K]`` gradient norms before clipping."""
+        active = self.members.active if active is None else active
+        self.optimizer.zero_grad()
+        loss.sum().backward()
+        gather_stacked_grads(self.params)
+        assert self.params.grad is not None
+        norms = clip_grad_norm_stacked_(self.params.grad, self.max_grad_norm[:, 0])
+        self.optimizer.step(None if bool(active.all()) else active)
+        return norms.detach()
+
+    # -- persistence -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = state["updates"]

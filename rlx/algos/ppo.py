@@ -8,14 +8,13 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from rlx.algos.common import ActorCritic, stack_actor_critics
+from rlx.algos.common import PopulationActorCritic
 from rlx.buffers.rollout import Rollout
 from rlx.config import param
 from rlx.envs import EnvSpec
-from rlx.members import Members
 from rlx.objectives.policy import approx_kl_from_ratio, clipped_surrogate, explained_variance, normalize, probability_ratio, value_loss
 from rlx.objectives.returns import gae
-from rlx.optim.stacked import StackedAdam, clip_grad_norm_stacked_, gather_stacked_grads, stack_parameters
+from rlx.optim.stacked import StackedAdam
 from rlx.schema import NetworkConfig
 
 
@@ -40,15 +39,14 @@ class PPOConfig:
     log_std_init: float = param(0.0, help="initial log std of the Gaussian policy")
 
 
-class PPO:
+class PPO(PopulationActorCritic):
     """Clipped-surrogate policy optimization over epochs x minibatches of one on-policy rollout, for a
     population of K members (issue 12; a plain run is K=1, the same code).
 
-    Member k has its own weights (a member dimension through the networks: ``[K, B, ...]``), its own
-    hyperparameters (``[K, 1]`` tensors through the pure objectives: lr, clip_eps, gamma, lambda,
-    ent/vf coefficients, max_grad_norm, annealing, target_kl), its own minibatch shuffles, advantage
-    normalization, gradient clipping and Adam state: members never see each other. The loop's env batch
-    is member-major: envs ``k*N .. (k+1)*N - 1`` are member k's."""
+    Member k has its own weights, its own hyperparameters (``[K, 1]`` tensors through the pure
+    objectives: lr, clip_eps, gamma, lambda, ent/vf coefficients, max_grad_norm, annealing, target_kl),
+    its own minibatch shuffles, advantage normalization, gradient clipping and Adam state: members never
+    see each other. Acting, the member layout and persistence: :class:`PopulationActorCritic`."""
 
     loop = "on_policy"
     Config = PPOConfig
@@ -56,69 +54,21 @@ class PPO:
 
     def __init__(self, spec: EnvSpec, hp: PPOConfig | Sequence[PPOConfig], net: NetworkConfig, device: torch.device,
                  seeds: Sequence[int] | None = None):
-        """``hp``: one config (a plain run) or one per member; ``seeds``: per-member initialization (member
-        k's networks are initialized after ``torch.manual_seed(seeds[k])``, exactly as its plain run would
-        be); None: from the current RNG state."""
-        hps = [hp] if isinstance(hp, PPOConfig) else list(hp)
-        self.hp, self.hps, self.device = hps[0], hps, device
-        self.n_steps = self.hp.n_steps
-        self.members = Members(len(hps), device, spec.obs_shape)
-        models = []
-        for k, h in enumerate(hps):
-            if seeds is not None:
-                torch.manual_seed(seeds[k])
-            models.append(ActorCritic(spec, net, h.normalize_obs, h.log_std_init))
-        self.model = stack_actor_critics(models).to(device)
-        # one [K, P] buffer for every member's parameters: Adam and clipping are a few whole-tensor ops
-        self.params = stack_parameters(list(self.model.parameters()), members=len(hps))
+        super().__init__(spec, [hp] if isinstance(hp, PPOConfig) else list(hp), net, device, seeds)
+        hps, m = self.hps, self.members
         self.optimizer = StackedAdam(self.params, lr=[h.lr for h in hps], eps=1e-5)
-        m = self.members
-        self.lr, self.clip_eps = m.hyper(hps, "lr"), m.hyper(hps, "clip_eps")
-        self.gamma, self.gae_lambda = m.hyper(hps, "gamma"), m.hyper(hps, "gae_lambda")
-        self.ent_coef, self.vf_coef = m.hyper(hps, "ent_coef"), m.hyper(hps, "vf_coef")
-        self.max_grad_norm = m.hyper(hps, "max_grad_norm")
-        self.anneal_lr, self.anneal_clip = m.hyper(hps, "anneal_lr"), m.hyper(hps, "anneal_clip")
+        self.clip_eps = m.hyper(hps, "clip_eps")
+        self.gae_lambda = m.hyper(hps, "gae_lambda")
+        self.anneal_clip = m.hyper(hps, "anneal_clip")
         self.target_kl = m.hyper(hps, "target_kl", none=math.inf)
-        self.updates = 0
-
-    # -- acting (the loop's env batch [..., K*N, *obs] <-> the members' [K, B, *obs]) -----------------
-    @torch.inference_mode()
-    def explore(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        x = self.members.split(obs)
-        self.model.normalizer.update(x)
-        feats = self.model.features(self.model.policy_input(x))
-        action, log_prob = self.model.policy.sample(feats)
-        j = self.members.join
-        return j(action, obs), j(log_prob, obs), j(self.model.critic(feats), obs)
-
-    @torch.inference_mode()
-    def policy_input(self, obs: Tensor) -> Tensor | None:
-        """The normalized observation the policy acted on (None without normalization)."""
-        if not self.model.normalizer.enabled:
-            return None
-        return self.members.join(self.model.policy_input(self.members.split(obs)), obs)
-
-    @torch.inference_mode()
-    def value(self, obs: Tensor) -> Tensor:
-        return self.members.join(self.model.value(self.members.split(obs)), obs)
-
-    @torch.inference_mode()
-    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
-        return self.members.join(self.model.act(self.members.split(obs), deterministic), obs)
-
-    @torch.inference_mode()
-    def act_member(self, k: int, obs: Tensor, deterministic: bool = True) -> Tensor:
-        """Member k's action for ``obs`` ``[B, *obs]`` (its evaluation): every member acts on it, row k is kept."""
-        return self.model.act(obs.expand(self.members.k, *obs.shape), deterministic)[k]
 
     # -- learning ------------------------------------------------------------------------------
     def update(self, rollout: Rollout, progress: float) -> list[dict[str, float]]:
         """One PPO update of every active member on a full ``[T, K*N]`` rollout; ``progress`` in [0, 1]
         drives the linear annealing. Returns each member's metrics."""
         hp, m = self.hp, self.members
-        lr = torch.where(self.anneal_lr > 0, self.lr * (1.0 - progress), self.lr)  # [K, 1]
+        lr = self.anneal(progress)  # [K, 1]
         clip = torch.where(self.anneal_clip > 0, self.clip_eps * (1.0 - progress), self.clip_eps)
-        self.optimizer.set("lr", lr)
         per_member = m.per_member(rollout)  # [T, K, N, ...]
         advantages = gae(per_member.rewards, per_member.values, per_member.next_values, per_member.terminated,
                          per_member.done, self.gamma, self.gae_lambda)
@@ -146,13 +96,7 @@ class PPO:
                 loss = policy_loss + self.vf_coef[:, 0] * v_loss
                 if entropy_grad:
                     loss = loss - self.ent_coef[:, 0] * entropy.mean(1)
-                # members are independent: d(sum of their losses)/d(member k's weights) = d(loss_k)/d(weights_k)
-                self.optimizer.zero_grad()
-                loss.sum().backward()
-                gather_stacked_grads(self.params)
-                assert self.params.grad is not None
-                clip_grad_norm_stacked_(self.params.grad, self.max_grad_norm[:, 0])
-                self.optimizer.step(None if bool(active.all()) else active)
+                self.gradient_step(loss, active)
                 with torch.no_grad():
                     w = active.unsqueeze(1).float()
                     loss_sums += torch.stack([policy_loss, v_loss], 1) * w
@@ -171,11 +115,3 @@ class PPO:
         keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance", "lr", "clip_eps")
         return [dict(zip(keys, row, strict=True)) for row in stats.tolist()]
 
-    # -- persistence ------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.updates = state["updates"]

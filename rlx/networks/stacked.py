@@ -63,7 +63,9 @@ class StackedMLP(EnsembleMLP):
         """A stack whose member k equals ``mlps[k]`` (same layer sizes and activation for all)."""
         linears = [[m for m in net if isinstance(m, nn.Linear)] for net in mlps]
         acts = {type(m) for net in mlps for m in net if not isinstance(m, nn.Linear)}
-        names = [name for name, a in ACTIVATIONS.items() if {a} == acts]
+        # a single-layer (linear) MLP has no activation module: its own name, if it has one, else any
+        names = [name for name, a in ACTIVATIONS.items() if {a} == acts] if acts else \
+            [str(getattr(mlps[0], "activation", "tanh"))]
         sizes = [[layer.in_features for layer in ls] + [ls[-1].out_features] for ls in linears]
         if len(names) != 1 or any(s != sizes[0] for s in sizes):
             raise ValueError(f"from_mlps needs MLPs of one shape and one activation, got sizes {sizes}, activations {acts}")

@@ -227,3 +227,28 @@ class StackedRMSprop(StackedOptimizer):
             param.sub_(lr * buf)
         else:
             param.sub_(lr * grad / avg)
+
+
+class StackedSGD(StackedOptimizer):
+    """torch.optim.SGD's plain step (no momentum) per member: ``param -= lr * grad``."""
+
+    hyper_names = ("lr",)
+
+    def __init__(self, param: nn.Parameter, lr: Tensor | float | Sequence[float] = 1e-3):
+        super().__init__(param, lr=lr)
+
+    def _update(self, param, grad, state, step):
+        param.sub_(self._scalar(self.hyper["lr"]) * grad)
+
+
+def make_stacked_optimizer(name: str, param: nn.Parameter, lr: Sequence[float], eps: Sequence[float],
+                           alpha: Sequence[float]) -> StackedOptimizer:
+    """adam | rmsprop | sgd over a ``[K, P]`` buffer, per-member lr / eps / RMSprop alpha (the stacked
+    counterpart of :func:`rlx.algos.common.make_named_optimizer`)."""
+    if name == "adam":
+        return StackedAdam(param, lr=lr, eps=eps)
+    if name == "rmsprop":
+        return StackedRMSprop(param, lr=lr, alpha=alpha, eps=eps)
+    if name == "sgd":
+        return StackedSGD(param, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}")

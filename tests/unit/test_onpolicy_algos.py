@@ -19,6 +19,7 @@ from rlx.algos.reinforce import Reinforce
 from rlx.buffers.rollout import Rollout
 from rlx.envs import EnvSpec, env_spec
 from rlx.objectives.returns import episode_returns
+from rlx.networks.stacked import StackedMLP
 from rlx.schema import NetworkConfig
 
 SPEC = EnvSpec("Toy-v0", gym.spaces.Box(-10, 10, (2,)), gym.spaces.Discrete(2))
@@ -33,21 +34,35 @@ def T(*rows) -> torch.Tensor:
 def linear_algo(cls, critic_w=(0.0, 0.0), critic_b=0.0, **hp):
     algo = cls(SPEC, cls.Config(optimizer="sgd", max_grad_norm=NO_CLIP, **hp), LINEAR, torch.device("cpu"))
     with torch.no_grad():
-        policy = algo.model.policy.net[0]
-        policy.weight.zero_()
-        policy.bias.zero_()
-        if hasattr(algo.model.critic, "net"):
-            algo.model.critic.net[0].weight.copy_(T(list(critic_w)))
-            algo.model.critic.net[0].bias.fill_(critic_b)
+        policy, critic = algo.model.policy.net, getattr(algo.model.critic, "net", None)
+        if isinstance(policy, StackedMLP):  # a population algorithm (A2C): member 0 of [1, in, out] stacks
+            policy.weights[0].zero_()
+            policy.biases[0].zero_()
+            critic.weights[0].copy_(T(list(critic_w)).reshape(1, -1, 1))
+            critic.biases[0].fill_(critic_b)
+            return algo
+        policy[0].weight.zero_()
+        policy[0].bias.zero_()
+        if critic is not None:
+            critic[0].weight.copy_(T(list(critic_w)))
+            critic[0].bias.fill_(critic_b)
     return algo
 
 
 def params(algo) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in algo.model.named_parameters()}
+    """The model's parameters by their plain names (``policy.net.0.weight``), stacked ones as member 0's."""
+    out: dict[str, torch.Tensor] = {}
+    stacked: set[int] = set()
+    for path, module in algo.model.named_modules():
+        if isinstance(module, StackedMLP):
+            out.update({f"{path}.{k}": v for k, v in module.member_state_dict(0).items()})
+            stacked.update(id(p) for p in module.parameters())
+    out.update({k: v.detach().clone() for k, v in algo.model.named_parameters() if id(v) not in stacked})
+    return out
 
 
 def deltas(algo, before: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach() - before[k] for k, v in algo.model.named_parameters()}
+    return {k: v - before[k] for k, v in params(algo).items()}
 
 
 def rollout(obs, actions, rewards, terminated, done, values=None, next_values=None) -> Rollout:
@@ -180,7 +195,7 @@ def test_a2c_n_step_update_hand_computed():
     r = rollout(obs=[[1, 0], [0, 1]], actions=[0, 1], rewards=[1, 1], terminated=[0, 0], done=[0, 0],
                 values=[1.0, 1.0], next_values=[1.0, 1.0])
     before = params(algo)
-    metrics = algo.update(r, 0.0)
+    (metrics,) = algo.update(r, 0.0)  # a population of one: one member's metrics
     d = deltas(algo, before)
     # critic: vf_coef * 1/2 sum (V - G) s = 0.25 (-0.75, -0.5); bias 0.25 (-1.25)
     torch.testing.assert_close(d["critic.net.0.weight"], -0.1 * T([-0.1875, -0.125]))
@@ -193,8 +208,9 @@ def test_a2c_n_step_update_hand_computed():
 def test_anneal_lr_decays_linearly_and_is_checkpointed():
     algo = linear_algo(A2C, lr=0.1, anneal_lr=True)
     r = rollout(obs=[[1, 0]], actions=[0], rewards=[1], terminated=[0], done=[0])
-    assert algo.update(r, 0.25)["lr"] == pytest.approx(0.075)
-    assert algo.state_dict()["optimizer"]["param_groups"][0]["initial_lr"] == pytest.approx(0.1)
+    assert algo.update(r, 0.25)[0]["lr"] == pytest.approx(0.075)
+    assert algo.state_dict()["optimizer"]["hyper"]["lr"].item() == pytest.approx(0.075)
+    assert algo.update(r, 0.5)[0]["lr"] == pytest.approx(0.05)  # from the configured lr, not the last one
 
 
 # --- A3C ----------------------------------------------------------------------------------------

@@ -47,17 +47,33 @@ MEMBERS = [  # every per-member knob differs; member 1 is clipped hard, member 2
 ]
 
 
+A2C_MEMBERS = [  # member 1 clipped hard; RMSprop's alpha and eps differ too
+    dict(lr=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5),
+    dict(lr=3e-3, gamma=0.9, gae_lambda=0.8, ent_coef=0.02, vf_coef=1.0, max_grad_norm=0.01, anneal_lr=True,
+         rms_alpha=0.9, optimizer_eps=1e-3),
+    dict(lr=1e-4, gamma=0.5, gae_lambda=0.0, ent_coef=0.1, vf_coef=0.25, max_grad_norm=5.0,
+         rms_alpha=0.999),
+]
+
+
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_a_population_update_equals_each_members_own_update(env_id):
-    """K members updated as one population == K plain (K=1) PPOs updated one by one, from the same
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_a_population_update_equals_each_members_own_update(algo, env_id):
+    """K members updated as one population == K plain (K=1) runs updated one by one, from the same
     weights and rollout (1e-5): weights, optimizer state and metrics, with every per-member knob
-    different. Whole-batch minibatches (shuffles draw from the shared RNG) over 3 epochs x 2 updates."""
+    different. PPO: whole-batch minibatches (shuffles draw from the shared RNG) over 3 epochs x 2 updates."""
+    from rlx.algos.a2c import A2C, A2CConfig
+
     spec = env_spec(env_id)
-    k, n, t = len(MEMBERS), 2, 16
-    common = dict(n_steps=t, batch_size=t * n, n_epochs=3, normalize_obs=True)
-    hps = [PPOConfig(**common, **m) for m in MEMBERS]
-    pop = PPO(spec, hps, NET, CPU, seeds=[0, 1, 2])
-    singles = [PPO(spec, h, NET, CPU, seeds=[i]) for i, h in enumerate(hps)]
+    k, n, t = 3, 2, 16
+    if algo == "ppo":
+        cls, common = PPO, dict(n_steps=t, batch_size=t * n, n_epochs=3, normalize_obs=True)
+        hps = [PPOConfig(**common, **m) for m in MEMBERS]
+    else:
+        cls, common = A2C, dict(n_steps=t, normalize_obs=True)
+        hps = [A2CConfig(**common, **m) for m in A2C_MEMBERS]
+    pop = cls(spec, hps, NET, CPU, seeds=[0, 1, 2])
+    singles = [cls(spec, h, NET, CPU, seeds=[i]) for i, h in enumerate(hps)]
     for i, single in enumerate(singles):  # same initial weights as the population's member i
         for a, b in zip(single.model.state_dict().values(), member_state(pop.model.state_dict(), i, k).values(), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -76,13 +92,12 @@ def test_a_population_update_equals_each_members_own_update(env_id):
         mine, theirs = single.state_dict(), member_state(pop.state_dict(), i, k)
         for (name, a), b in zip(mine["model"].items(), theirs["model"].values(), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"member {i} {name}")
-        for name in ("exp_avg", "exp_avg_sq"):
-            torch.testing.assert_close(mine["optimizer"]["state"][name], theirs["optimizer"]["state"][name],
-                                       rtol=1e-5, atol=1e-7)
+        for name, value in mine["optimizer"]["state"].items():  # Adam's moments / RMSprop's square average
+            torch.testing.assert_close(value, theirs["optimizer"]["state"][name], rtol=1e-5, atol=1e-7)
         torch.testing.assert_close(mine["optimizer"]["step"], theirs["optimizer"]["step"])
-    # member 2 (target_kl) stopped early: fewer Adam steps than member 0's 2 updates x 3 epochs
-    steps = pop.state_dict()["optimizer"]["step"]
-    assert steps[0] == 6 and steps[2] < 6
+    if algo == "ppo":  # member 2 (target_kl) stopped early: fewer Adam steps than member 0's 2 updates x 3 epochs
+        steps = pop.state_dict()["optimizer"]["step"]
+        assert steps[0] == 6 and steps[2] < 6
 
 
 def test_a_masked_member_is_not_updated_and_the_others_are():
