@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from torch import Tensor
 
 from rlx.algos.common import PopulationActorCritic
 from rlx.buffers.rollout import Rollout

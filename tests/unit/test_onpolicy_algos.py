@@ -18,8 +18,8 @@ from rlx.algos.common import CompleteEpisodes, make_named_optimizer
 from rlx.algos.reinforce import Reinforce
 from rlx.buffers.rollout import Rollout
 from rlx.envs import EnvSpec, env_spec
-from rlx.objectives.returns import episode_returns
 from rlx.networks.stacked import StackedMLP
+from rlx.objectives.returns import episode_returns
 from rlx.schema import NetworkConfig
 
 SPEC = EnvSpec("Toy-v0", gym.spaces.Box(-10, 10, (2,)), gym.spaces.Discrete(2))
