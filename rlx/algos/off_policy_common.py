@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, cast
+from typing import Any, Callable, Iterable, Literal, Sequence, cast
 
 import gymnasium as gym
 import numpy as np
@@ -218,3 +218,45 @@ class TanhGaussianAgent(Persistent):
     @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
         return self.bounds.to_env(self.actor.mode(obs) if deterministic else self.actor.sample(obs)[0])
+
+
+class MemberTemperature:
+    """:class:`Temperature` for a population (issue 12): member k's α = exp(log α_k), ``[K, 1]``, fixed
+    (its number) or learned (``'auto'``, from α=1) per member, both kinds in one population: one ``[K, 1]``
+    log α whose fixed rows are masked out of the loss and the optimizer step."""
+
+    def __init__(self, alphas: Sequence[float | str], target_entropy: float, lrs: Sequence[float], device: torch.device):
+        from rlx.optim.member_adam import MemberAdam
+
+        learned = [a == "auto" for a in alphas]
+        self.learned = torch.tensor(learned, device=device)
+        self.any_learned = any(learned)
+        self.target_entropy = target_entropy
+        self.log_alpha = torch.tensor([[0.0 if auto else math.log(float(a))] for a, auto in zip(alphas, learned, strict=True)],
+                                      device=device, requires_grad=True)
+        # an optimizer even when every α is fixed (it never steps then): one state layout for every member
+        self.optimizer = MemberAdam([self.log_alpha], lrs)
+
+    def value(self) -> Tensor:
+        """``[K, 1]`` α, detached (a copy: later temperature steps do not change it)."""
+        return self.log_alpha.detach().exp()
+
+    def update(self, log_prob: Tensor, mask: Tensor | None = None) -> Tensor:
+        """One step of the learned members (``mask``: of those, only the active ones) on
+        ``sac_temperature_loss`` with ``log_prob`` ``[K, B]``; returns the ``[K]`` losses (0 where fixed)."""
+        from rlx.objectives.targets import sac_temperature_loss
+
+        if not self.any_learned:
+            return log_prob.new_zeros(log_prob.shape[0])
+        loss = sac_temperature_loss(self.log_alpha, log_prob, self.target_entropy, dim=1) * self.learned
+        step = self.learned if mask is None else self.learned & mask
+        self.optimizer.minimize(loss, None if bool(step.all()) else step)
+        return loss.detach()
+
+    def state_dict(self) -> dict:
+        return {"log_alpha": self.log_alpha.detach().clone(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"].reshape(self.log_alpha.shape))
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
+from torch import Tensor
 
-from rlx.algos.off_policy_common import EntropyCommon, TanhGaussianAgent, Temperature, adam, frozen_copy, metrics, optimize
+from rlx.algos.off_policy_common import (
+    ActionBounds,
+    EntropyCommon,
+    MemberTemperature,
+    Persistent,
+    encoders,
+    frozen_copy,
+)
 from rlx.buffers.replay import Transitions
 from rlx.envs import EnvSpec
-from rlx.networks.off_policy import QEnsemble
-from rlx.objectives.targets import critic_regression_loss, polyak_update_, sac_policy_loss, sac_temperature_loss, soft_bellman_target
+from rlx.errors import UserError
+from rlx.members import Members
+from rlx.networks.off_policy import MemberQEnsemble, MemberTanhGaussianActor, QEnsemble, TanhGaussianActor
+from rlx.objectives.targets import critic_regression_loss, sac_policy_loss, soft_bellman_target
+from rlx.optim.member_adam import MemberAdam, member_rows
 from rlx.schema import NetworkConfig
 
 
@@ -19,45 +31,120 @@ class SACConfig(EntropyCommon):
     """SB3's SAC defaults (lr 3e-4, buffer 1e6, 100 random steps, batch 256, τ 0.005, α auto)."""
 
 
-class SAC(TanhGaussianAgent):
+def member_batch(batch: Transitions) -> Transitions:
+    """A plain buffer's ``[B, ...]`` minibatch as a population of one's ``[1, B, ...]`` (views); a
+    population buffer's ``[K, B, ...]`` as is."""
+    if batch.rewards.dim() == 2:
+        return batch
+    return Transitions(*(x.unsqueeze(0) for x in batch))
+
+
+def polyak_members_(targets: Sequence[Tensor], onlines: Sequence[Tensor], tau: Sequence[float], members: int,
+                    mask: Tensor | None = None) -> None:
+    """θ'_k ← τ_k θ_k + (1−τ_k) θ'_k for each (active) member k of ``[K, ...]`` tensors: one fused
+    ``_foreach_lerp_`` per distinct τ (K=1: exactly a plain run's ``polyak_update_``)."""
+    live = range(members) if mask is None else torch.nonzero(mask).flatten().tolist()
+    groups: dict[float, list[int]] = {}
+    for k in live:
+        groups.setdefault(tau[k], []).append(k)
+    for t, ks in groups.items():
+        torch._foreach_lerp_([r for k in ks for r in member_rows(targets, k, members)],
+                             [r for k in ks for r in member_rows(onlines, k, members)], t)
+
+
+class SAC(Persistent):
     """Reparameterized tanh-Gaussian actor, twin critics with Polyak-averaged targets, α fixed or learned
-    toward the target entropy −dim(A). Update order as SB3: temperature, critics, actor, targets."""
+    toward the target entropy −dim(A). Update order as SB3: temperature, critics, actor, targets.
+
+    A population of K members (issue 12; a plain run is K=1, the same code): member k has its own actor
+    and twin critics (a member dimension through the networks, ``[K, B, ...]``), its own lr, γ, τ and α
+    (fixed or learned: both kinds in one population), its own Adam moments and steps, and its own
+    minibatch (``[K, B, ...]`` from its own envs' transitions); members never see each other. The loop's
+    env batch is member-major: envs ``k*N .. (k+1)*N - 1`` are member k's."""
 
     loop = "off_policy"
     Config = SACConfig
     action_spaces = ("continuous",)
     persist = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "temperature", "updates")
 
-    def __init__(self, spec: EnvSpec, hp: SACConfig, net: NetworkConfig, device: torch.device):
-        super().__init__(spec, hp, net, device)
-        self.critic = QEnsemble(self.encoders.features, self.bounds.dim, net.hidden_sizes, net.activation, n=2,
-                                encoder=self.encoders()).to(device)
+    def __init__(self, spec: EnvSpec, hp: SACConfig | Sequence[SACConfig], net: NetworkConfig, device: torch.device,
+                 seeds: Sequence[int] | None = None):
+        """``hp``: one config (a plain run) or one per member; ``seeds``: member k's networks are initialized
+        after ``torch.manual_seed(seeds[k])``, exactly as its plain run's; None: from the current RNG state."""
+        hps = [hp] if isinstance(hp, SACConfig) else list(hp)
+        self.hp, self.hps, self.device = hps[0], hps, device
+        k = len(hps)
+        self.members = Members(k, device, spec.obs_shape)
+        self.bounds = ActionBounds(spec.action_space, device)
+        self.encoders = enc = encoders(spec, net)
+        if k > 1 and enc() is not None:
+            raise UserError(f"a population of {k} needs network.encoder=mlp on vector observations (an observation "
+                            "encoder is not stacked per member yet); train image tasks as separate runs")
+        actors, critics = [], []
+        for i in range(k):  # each member built as its plain run builds it (same RNG draws, same order)
+            if seeds is not None:
+                torch.manual_seed(seeds[i])
+            actors.append(TanhGaussianActor(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, encoder=enc()))
+            critics.append(QEnsemble(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, n=2, encoder=enc()))
+        self.actor = MemberTanhGaussianActor(actors).to(device)
+        self.critic = MemberQEnsemble(critics).to(device)
         self.critic_target = frozen_copy(self.critic)
-        self.critic_opt = adam(self.critic.parameters(), hp.lr)
-        self.temperature = Temperature(hp.alpha, -float(self.bounds.dim), hp.lr, device)
+        lrs = [h.lr for h in hps]
+        self.actor_opt = MemberAdam(self.actor.parameters(), lrs)
+        self.critic_opt = MemberAdam(self.critic.parameters(), lrs)
+        self.temperature = MemberTemperature([h.alpha for h in hps], -float(self.bounds.dim), lrs, device)
+        self.gamma = self.members.hyper(hps, "gamma")  # [K, 1]
+        self.tau = [h.tau for h in hps]
+        self.updates = 0
 
-    def update(self, batch: Transitions, progress: float) -> dict[str, float]:
-        hp = self.hp
+    # -- acting (the loop's env batch [K*N, *obs] <-> the members' [K, N, *obs]) ---------------------
+    @torch.inference_mode()
+    def explore(self, obs: Tensor) -> Tensor:
+        return self.bounds.to_env(self.members.join(self.actor.sample(self.members.split(obs))[0], obs))
+
+    @torch.inference_mode()
+    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        x = self.members.split(obs)
+        a = self.actor.mode(x) if deterministic else self.actor.sample(x)[0]
+        return self.bounds.to_env(self.members.join(a, obs))
+
+    @torch.inference_mode()
+    def act_member(self, k: int, obs: Tensor, deterministic: bool = True) -> Tensor:
+        """Member k's action for ``obs`` ``[B, *obs]`` (its evaluation): every member acts on it, row k is kept."""
+        x = obs.expand(self.members.k, *obs.shape)
+        a = self.actor.mode(x) if deterministic else self.actor.sample(x)[0]
+        return self.bounds.to_env(a[k])
+
+    # -- learning ------------------------------------------------------------------------------------
+    def update(self, batch: Transitions, progress: float) -> list[dict[str, float]]:
+        """One update of every active member on its own minibatch (``[K, B, ...]``; a plain buffer's
+        ``[B, ...]`` for K=1). Returns each member's metrics."""
+        m = self.members
+        mask = None if bool(m.active.all()) else m.active
+        batch = member_batch(batch)
         actions = self.bounds.to_unit(batch.actions)
-        a_pi, logp_pi = self.actor.sample(batch.obs)  # a = f_φ(ε; s), differentiable in φ
-        alpha = self.temperature.value()  # this step's α: the value before the temperature update
-        alpha_loss = self.temperature.update(sac_temperature_loss, logp_pi)
+        a_pi, logp_pi = self.actor.sample(batch.obs)  # a = f_φ(ε; s), differentiable in φ; [K, B, A], [K, B]
+        alpha = self.temperature.value()  # [K, 1]: this step's α, the value before the temperature update
+        alpha_loss = self.temperature.update(logp_pi, mask)
 
         # Critics: J_Q = ½(Q_i(s, a) − y)², y = r + γ(1−d)(min_i Q'_i(s', a') − α log π(a'|s')), a' ~ π(·|s')
         with torch.no_grad():
             a_next, logp_next = self.actor.sample(batch.next_obs)
-            q_next = self.critic_target(batch.next_obs, a_next).min(dim=0).values
-            y = soft_bellman_target(batch.rewards, q_next, logp_next, batch.terminated, hp.gamma, alpha)
-        q = self.critic(batch.obs, actions)
-        critic_loss = critic_regression_loss(q, y)
-        optimize(self.critic_opt, critic_loss)
+            q_next = self.critic_target(batch.next_obs, a_next).min(dim=1).values
+            y = soft_bellman_target(batch.rewards, q_next, logp_next, batch.terminated, self.gamma, alpha)
+        q = self.critic(batch.obs, actions)  # [K, 2, B]
+        critic_loss = critic_regression_loss(q, y)  # [K]
+        self.critic_opt.minimize(critic_loss, mask)
 
         # Actor: J_π = α log π(a|s) − min_i Q_i(s, a), a reparameterized; no gradient into the critics.
-        q_pi = self.critic(batch.obs, a_pi, detach_params=True).min(dim=0).values
-        actor_loss = sac_policy_loss(q_pi, logp_pi, alpha)
-        optimize(self.actor_opt, actor_loss)
+        q_pi = self.critic(batch.obs, a_pi, detach_params=True).min(dim=1).values
+        actor_loss = sac_policy_loss(q_pi, logp_pi, alpha, dim=1)
+        self.actor_opt.minimize(actor_loss, mask)
 
-        polyak_update_(self.critic_target.parameters(), self.critic.parameters(), hp.tau)
+        with torch.no_grad():
+            polyak_members_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.tau, m.k, mask)
         self.updates += 1
-        return metrics(critic_loss=critic_loss, actor_loss=actor_loss, q_mean=q.mean(), alpha=alpha,
-                       alpha_loss=alpha_loss, entropy=-logp_pi.mean())
+        stats = torch.stack([critic_loss.detach(), actor_loss.detach(), q.detach().mean(dim=(1, 2)), alpha[:, 0],
+                             alpha_loss, -logp_pi.detach().mean(dim=1)], dim=1)
+        keys = ("critic_loss", "actor_loss", "q_mean", "alpha", "alpha_loss", "entropy")
+        return [dict(zip(keys, row, strict=True)) for row in stats.tolist()]

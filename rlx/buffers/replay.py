@@ -103,6 +103,70 @@ class ReplayBuffer:
         self.size, self.pos = len(order), len(order) % self.capacity
 
 
+class MemberReplayBuffer(ReplayBuffer):
+    """A population's replay (issue 12): K ring buffers of ``capacity`` transitions each in one
+    ``[K, capacity, row]`` tensor. The loop's env batch is member-major (envs ``k*N .. (k+1)*N - 1`` are
+    member k's), so a step's rows ``k*N ..`` go to member k's ring; :meth:`sample` draws member k's
+    minibatch from member k's transitions only: ``[K, B, ...]`` (one gather for all members)."""
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
+                 discrete: bool, device: torch.device, members: int):
+        super().__init__(1, obs_shape, action_shape, discrete, device)
+        self.capacity, self.members = capacity, members
+        self.data = torch.empty((members, capacity, self.data.shape[1]), dtype=torch.float32, device=device)
+        self.offsets = (torch.arange(members, device=device) * capacity).unsqueeze(1)  # [K, 1] rows in the flat view
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray, rewards: np.ndarray,
+            terminated: np.ndarray, truncated: np.ndarray, info: dict) -> None:
+        n, k = obs.shape[0], self.members
+        if n % k:
+            raise ValueError(f"a step of {n} envs for {k} members")
+        per = n // k
+        if per > self.capacity:
+            raise ValueError(f"replay buffer capacity {self.capacity} is smaller than one step of {per} envs per member")
+        reached = final_observations(next_obs, terminated | truncated, info)
+        rows = np.concatenate([obs.reshape(n, -1), np.reshape(actions, (n, -1)), np.reshape(rewards, (n, 1)),
+                               np.reshape(terminated, (n, 1)), reached.reshape(n, -1)], axis=1, dtype=np.float32)
+        rows_t = torch.from_numpy(rows).to(self.device).view(k, per, -1)
+        end = self.pos + per
+        if end <= self.capacity:
+            self.data[:, self.pos:end] = rows_t
+        else:  # wrap around
+            first = self.capacity - self.pos
+            self.data[:, self.pos:] = rows_t[:, :first]
+            self.data[:, : per - first] = rows_t[:, first:]
+        self.pos = end % self.capacity
+        self.size = min(self.size + per, self.capacity)
+
+    def __len__(self) -> int:
+        return self.size  # per member (every member adds every step)
+
+    def sample(self, batch_size: int) -> Transitions:
+        """``batch_size`` transitions per member, drawn uniformly with replacement from its own: ``[K, B, ...]``."""
+        k, b, c = self.members, batch_size, self.cols
+        idx = torch.randint(self.size, (k, b), device=self.device) + self.offsets
+        rows = self.data.view(k * self.capacity, -1).index_select(0, idx.reshape(-1)).view(k, b, -1)
+        actions = rows[..., c["actions"]].reshape(k, b, *self.action_shape)
+        return Transitions(
+            obs=rows[..., c["obs"]].reshape(k, b, *self.obs_shape),
+            actions=actions.long() if self.discrete else actions,
+            rewards=rows[..., c["rewards"]],
+            next_obs=rows[..., c["next_obs"]].reshape(k, b, *self.obs_shape),
+            terminated=rows[..., c["terminated"]],
+        )
+
+    def state_dict(self) -> dict:
+        return {"data": self.data[:, : self.size].to("cpu", copy=True), "pos": self.pos, "size": self.size,
+                "capacity": self.capacity, "members": self.members}
+
+    def load_state_dict(self, state: dict) -> None:
+        data = state["data"]
+        if state.get("members") != self.members or data.shape[2:] != self.data.shape[2:] or state["capacity"] != self.capacity:
+            raise ValueError("the saved population replay buffer does not fit this population's")
+        self.data[:, : state["size"]] = data.to(self.device)
+        self.pos, self.size = state["pos"], state["size"]
+
+
 class ImageReplayBuffer:
     """Replay for image observations (a uint8 or bool Box): each observation stored ONCE, as uint8.
 
@@ -324,12 +388,20 @@ def frame_stack_size(env_config: dict, observation_space) -> int | None:
 
 
 def make_replay_buffer(capacity: int, observation_space, action_shape: tuple[int, ...], discrete: bool,
-                       device: torch.device, frame_stack: int | None = None) -> ReplayBuffer | ImageReplayBuffer:
+                       device: torch.device, frame_stack: int | None = None,
+                       members: int = 1) -> ReplayBuffer | ImageReplayBuffer:
     """:class:`FrameStackReplayBuffer` for frame stacks (``frame_stack``: their size k), :class:`ImageReplayBuffer`
-    for other uint8/bool observations (images), the flat float buffer otherwise."""
+    for other uint8/bool observations (images), the flat float buffer otherwise. ``members`` > 1: a
+    population's :class:`MemberReplayBuffer` (``capacity`` per member; vector observations only)."""
+    from rlx.errors import UserError
     from rlx.networks.encoders import stores_as_uint8
 
     shape = tuple(observation_space.shape)
+    if members > 1:
+        if stores_as_uint8(observation_space):
+            raise UserError(f"a population of {members} members on image observations is not supported yet "
+                            "(its replay buffer is vector-only); train image tasks as separate runs")
+        return MemberReplayBuffer(capacity, shape, action_shape, discrete, device, members)
     if frame_stack and stores_as_uint8(observation_space) and len(shape) >= 2 and shape[0] == frame_stack:
         return FrameStackReplayBuffer(capacity, shape, action_shape, discrete, device)
     cls = ImageReplayBuffer if stores_as_uint8(observation_space) else ReplayBuffer

@@ -23,8 +23,10 @@ def run(algo: Any, envs: VecEnv, session: Session, device: torch.device) -> dict
     discrete = isinstance(space, gym.spaces.Discrete)
     frame_stack = frame_stack_size((getattr(session, "config", None) or {}).get("env") or {}, envs.single_observation_space)
     action_shape = () if discrete else cast(gym.spaces.Box, space).shape  # continuous actions are a Box
+    # a population (issue 12): member k's envs' transitions in member k's own buffer, [K, B, ...] batches
+    members = getattr(getattr(algo, "members", None), "k", 1)
     buffer = make_replay_buffer(hp.buffer_size, envs.single_observation_space, action_shape,
-                                discrete, device, frame_stack)
+                                discrete, device, frame_stack, members)
     obs = session.initial_obs(envs)
     if session.loop_state is not None and session.loop_state.get("buffer") is not None:
         buffer.load_state_dict(session.loop_state["buffer"])
@@ -56,7 +58,7 @@ def run(algo: Any, envs: VecEnv, session: Session, device: torch.device) -> dict
         # Train every train_freq vector steps after learning_starts env steps, as SB3 does (it samples
         # with replacement, so the first batches may repeat transitions).
         if (session.env_steps > hp.learning_starts and len(buffer) >= min_fill
-                and (session.env_steps // n_envs) % hp.train_freq == 0):
+                and (session.env_steps // (n_envs // members)) % hp.train_freq == 0):
             for _ in range(hp.gradient_steps):
                 session.record(algo.update(buffer.sample(hp.batch_size), session.progress))
         session.tick(loop_state)

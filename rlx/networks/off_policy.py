@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from rlx.networks.ensemble import EnsembleMLP
-from rlx.networks.mlp import mlp
+from rlx.networks.mlp import ACTIVATIONS, mlp
 from rlx.objectives.distributions import tanh_gaussian_deterministic, tanh_gaussian_sample
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # SB3/SAC-paper clamp: keeps σ away from 0 and from exploding
@@ -106,3 +106,130 @@ def _call_detached(module: nn.Module, x: Tensor) -> Tensor:
     """``module(x)`` with its parameters treated as constants (gradient still flows to ``x``)."""
     params = {name: p.detach() for name, p in module.named_parameters()}
     return torch.func.functional_call(module, params, (x,))
+
+
+# --------------------------------------------------------------------------------------------------
+# Populations (issue 12): K members' heads with a member dimension, [K, B, ...] -> [K, ...]
+# --------------------------------------------------------------------------------------------------
+
+
+class MemberMLP(nn.Module):
+    """K members x E MLPs (twin critics: E=2; an actor: E=1) as one module: ``[K, B, in]`` -> ``[K, E, B, out]``,
+    member k's E networks on member k's inputs only. Weights ``[K, E, in, out]``, biases ``[K, E, 1, out]``.
+
+    K=1 (a plain run) on CPU is :class:`~rlx.networks.ensemble.EnsembleMLP`'s path: one ``addmm`` per layer
+    per network on views of the weights (MKL's plain gemm beats its batched one for these shapes); K>1 (or
+    CUDA, or ``batched=True``) is one ``baddbmm`` per layer for all K*E networks."""
+
+    def __init__(self, sizes: Sequence[int], activation: str, k: int, e: int):
+        super().__init__()
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(k, e, a, b)) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(k, e, 1, b)) for b in sizes[1:])
+        self.activation = ACTIVATIONS[activation]()
+        self.k, self.e = k, e
+        self.batched: bool | None = None
+
+    @staticmethod
+    def _activation_name(modules: Sequence[nn.Module]) -> str:
+        kinds = {type(m) for m in modules}
+        names = [name for name, a in ACTIVATIONS.items() if {a} == kinds]
+        if len(names) != 1:
+            raise ValueError(f"networks of one activation expected, got {kinds}")
+        return names[0]
+
+    @classmethod
+    def from_mlps(cls, mlps: Sequence[nn.Sequential]) -> MemberMLP:
+        """Member k = ``mlps[k]`` (E=1): same layer sizes and activation for all."""
+        linears = [[m for m in net if isinstance(m, nn.Linear)] for net in mlps]
+        act = cls._activation_name([m for net in mlps for m in net if not isinstance(m, nn.Linear)])
+        sizes = [linears[0][0].in_features] + [layer.out_features for layer in linears[0]]
+        ref = linears[0][0].weight
+        out = cls(sizes, act, len(mlps), 1).to(device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            for i in range(len(sizes) - 1):
+                out.weights[i].copy_(torch.stack([ls[i].weight.t() for ls in linears]).unsqueeze(1))
+                out.biases[i].copy_(torch.stack([ls[i].bias for ls in linears]).reshape(len(mlps), 1, 1, -1))
+        return out
+
+    @classmethod
+    def from_ensembles(cls, ensembles: Sequence[EnsembleMLP]) -> MemberMLP:
+        """Member k = ``ensembles[k]`` (its E networks)."""
+        ref = ensembles[0]
+        sizes = [ref.weights[0].shape[1]] + [w.shape[2] for w in ref.weights]
+        out = cls(sizes, cls._activation_name([e.activation for e in ensembles]), len(ensembles), ref.n)
+        out = out.to(device=ref.weights[0].device, dtype=ref.weights[0].dtype)
+        with torch.no_grad():
+            for i in range(len(sizes) - 1):
+                out.weights[i].copy_(torch.stack([e.weights[i] for e in ensembles]))
+                out.biases[i].copy_(torch.stack([e.biases[i] for e in ensembles]))
+        return out
+
+    def forward(self, x: Tensor, detach_params: bool = False) -> Tensor:
+        """``x`` ``[K, B, in]`` -> ``[K, E, B, out]``; ``detach_params``: no gradient into the weights (still into ``x``)."""
+        ws, bs = list(self.weights), list(self.biases)
+        if detach_params:
+            ws, bs = [w.detach() for w in ws], [b.detach() for b in bs]
+        last = len(ws) - 1
+        if self.k == 1 and not (self.batched or (self.batched is None and x.is_cuda)):
+            h0 = x[0]
+            wl = [w.view(w.shape[1:]).unbind(0) for w in ws]
+            bl = [b.view(b.shape[1:]).unbind(0) for b in bs]
+            outs = []
+            for e in range(self.e):
+                h = h0
+                for i in range(last + 1):
+                    h = torch.addmm(bl[i][e], h, wl[i][e])
+                    h = self.activation(h) if i < last else h
+                outs.append(h)
+            return torch.stack(outs).unsqueeze(0)
+        k, e = self.k, self.e
+        h = x.unsqueeze(1).expand(k, e, *x.shape[1:]).reshape(k * e, *x.shape[1:])
+        for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
+            h = torch.baddbmm(b.flatten(0, 1), h, w.flatten(0, 1))
+            h = self.activation(h) if i < last else h
+        return h.view(k, e, *h.shape[1:])
+
+
+def _member_features(encoder: nn.Module | None, obs: Tensor, detach_params: bool = False) -> Tensor:
+    """``[K, B, *obs]`` through an encoder that takes ``[B, *obs]`` (K=1 only: a plain run's CNN)."""
+    if encoder is None:
+        return obs
+    flat = obs.flatten(0, 1)
+    feats = _call_detached(encoder, flat) if detach_params else encoder(flat)
+    return feats.unflatten(0, obs.shape[:2])
+
+
+class MemberTanhGaussianActor(nn.Module):
+    """K :class:`TanhGaussianActor` s as one: ``[K, B, *obs]`` -> (μ, log σ) ``[K, B, A]``."""
+
+    def __init__(self, actors: Sequence[TanhGaussianActor]):
+        super().__init__()
+        if len(actors) > 1 and actors[0].encoder is not None:
+            raise ValueError("MemberTanhGaussianActor: an encoder only for K=1")
+        self.encoder = actors[0].encoder
+        self.net = MemberMLP.from_mlps([a.net for a in actors])
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        mean, log_std = self.net(_member_features(self.encoder, obs))[:, 0].chunk(2, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        return tanh_gaussian_sample(*self(obs))
+
+    def mode(self, obs: Tensor) -> Tensor:
+        return tanh_gaussian_deterministic(self(obs)[0])
+
+
+class MemberQEnsemble(nn.Module):
+    """K :class:`QEnsemble` s of E critics as one: ``[K, B, *obs]``, ``[K, B, A]`` -> ``[K, E, B]``."""
+
+    def __init__(self, critics: Sequence[QEnsemble]):
+        super().__init__()
+        if len(critics) > 1 and critics[0].encoder is not None:
+            raise ValueError("MemberQEnsemble: an encoder only for K=1")
+        self.encoder = critics[0].encoder
+        self.net = MemberMLP.from_ensembles([c.net for c in critics])
+
+    def forward(self, obs: Tensor, actions: Tensor, detach_params: bool = False) -> Tensor:
+        x = _member_features(self.encoder, obs, detach_params)
+        return self.net(torch.cat([x, actions], dim=-1), detach_params).squeeze(-1)

@@ -102,11 +102,14 @@ def discrete_soft_value(q_values: Tensor, probs: Tensor, log_probs: Tensor, alph
 
 
 def critic_regression_loss(q: Tensor, target: Tensor) -> Tensor:
-    """Σ_k mean_i ½(Q_k(s_i, a_i) − y_i)² for a stack of critics ``q`` ``[K, B]`` (or one critic ``[B]``).
+    """Σ_k mean_i ½(Q_k(s_i, a_i) − y_i)² for a stack of critics ``q`` ``[K, B]`` (or one critic ``[B]``);
+    for a population's ``[M, K, B]`` critics and ``[M, B]`` targets: each member's loss, ``[M]``.
 
     Notes eq. J_Q(θ) = E_D[½(Q_θ(s_t, a_t) − Q̂(s_t, a_t))²], summed over the twin/ensemble critics that
     share the target y (SB3's SAC critic loss; also the V loss J_V(ψ) with a value estimate for ``q``).
     """
+    if q.dim() == 3 and target.dim() == 2 and q.shape[::2] == target.shape:  # a population's: per member
+        return 0.5 * (q - target.unsqueeze(1)).pow(2).mean(dim=-1).sum(dim=-1)
     if q.shape[-1:] != target.shape or target.dim() != 1 or q.dim() > 2:
         raise ValueError(f"critic values {tuple(q.shape)} must be [K, B] or [B] for a target of shape [B], got {tuple(target.shape)}")
     return 0.5 * (q - target).pow(2).mean(dim=-1).sum()
@@ -179,14 +182,16 @@ def leave_one_out_baseline(q: Tensor) -> Tensor:
     return (q.sum(dim=0, keepdim=True) - q) / (k - 1)
 
 
-def sac_policy_loss(q: Tensor, log_prob: Tensor, alpha: float | Tensor) -> Tensor:
+def sac_policy_loss(q: Tensor, log_prob: Tensor, alpha: float | Tensor, dim: int | None = None) -> Tensor:
     """SAC actor loss mean_i(α log π(f(ε_i; s_i)|s_i) − Q(s_i, f(ε_i; s_i))).
 
     Notes eq. J_π(φ) = E_{s~D, ε~N}[log π_φ(f_φ(ε; s)|s) − Q_θ(s, f_φ(ε; s))] with temperature α;
-    ``q`` and ``log_prob`` must come from the same reparameterized (rsample) action.
+    ``q`` and ``log_prob`` must come from the same reparameterized (rsample) action. ``dim``: the mean
+    over that dim only (a population's ``[K, B]`` -> ``[K]``, with ``alpha`` ``[K, 1]``).
     """
     _check_same_shape(q=q, log_prob=log_prob)
-    return (_coef(alpha) * log_prob - q).mean()
+    loss = _coef(alpha) * log_prob - q
+    return loss.mean() if dim is None else loss.mean(dim)
 
 
 def discrete_sac_policy_loss(q_values: Tensor, probs: Tensor, log_probs: Tensor, alpha: float | Tensor) -> Tensor:
@@ -205,15 +210,17 @@ def discrete_sac_policy_loss(q_values: Tensor, probs: Tensor, log_probs: Tensor,
 # --------------------------------------------------------------------------------------------------
 
 
-def sac_temperature_loss(log_alpha: Tensor, log_prob: Tensor, target_entropy: float) -> Tensor:
+def sac_temperature_loss(log_alpha: Tensor, log_prob: Tensor, target_entropy: float, dim: int | None = None) -> Tensor:
     """Automatic entropy tuning loss −mean_i(log α · (log π(a_i|s_i) + H̄)), a_i ~ π(·|s_i).
 
     SB3 convention: the loss multiplies log α, not α as in the SAC paper (CleanRL's continuous SAC
     uses α = exp(log α)). Both have the same fixed point E[−log π] = H̄ and the same gradient sign
     (they differ by the positive factor α): ∂L/∂log α = Ĥ − H̄, so when the policy entropy Ĥ is below
-    the target H̄ gradient descent raises α. The policy term is detached.
+    the target H̄ gradient descent raises α. The policy term is detached. ``dim``: the mean over that
+    dim only (a population's ``[K, 1]`` log α and ``[K, B]`` log-probs -> ``[K]``).
     """
-    return -(log_alpha * (log_prob + target_entropy).detach()).mean()
+    loss = -(log_alpha * (log_prob + target_entropy).detach())
+    return loss.mean() if dim is None else loss.mean(dim)
 
 
 def discrete_sac_temperature_loss(

@@ -22,6 +22,7 @@ from rlx.config import build
 from rlx.envs import EnvSpec
 from rlx.errors import UserError
 from rlx.networks.ensemble import EnsembleMLP
+from rlx.networks.off_policy import MemberMLP
 from rlx.schema import NetworkConfig
 
 CPU = torch.device("cpu")
@@ -48,7 +49,9 @@ def constant(module: nn.Module, *values) -> None:
     for p in module.parameters():
         p.zero_()
     last_bias = list(module.parameters())[-1]
-    if isinstance(module, EnsembleMLP) or hasattr(module, "net") and isinstance(module.net, EnsembleMLP):
+    if hasattr(module, "net") and isinstance(module.net, MemberMLP):  # a population of one's [1, E, 1, out]
+        last_bias = last_bias[0]
+    if isinstance(module, EnsembleMLP) or hasattr(module, "net") and isinstance(module.net, (EnsembleMLP, MemberMLP)):
         for e, v in enumerate(values):
             last_bias[e] = torch.as_tensor(v, dtype=torch.float32)
     else:
@@ -57,8 +60,8 @@ def constant(module: nn.Module, *values) -> None:
 
 def fixed_policy(algo, log_prob: float = -1.0) -> None:
     """Replace the tanh-Gaussian sampler: a = 0, log π(a|s) = ``log_prob`` (differentiable leaves)."""
-    algo.actor.sample = lambda obs: (torch.zeros(obs.shape[0], 1, requires_grad=True),
-                                     torch.full((obs.shape[0],), log_prob, requires_grad=True))
+    algo.actor.sample = lambda obs: (torch.zeros(*obs.shape[:-1], 1, requires_grad=True),
+                                     torch.full(obs.shape[:-1], log_prob, requires_grad=True))
 
 
 def half_mse(q: list[float], y: list[float]) -> float:
@@ -96,7 +99,7 @@ def test_sac_soft_bellman_target_by_hand() -> None:
     fixed_policy(algo, log_prob=-1.0)
     constant(algo.critic_target, 2.0, 3.0)
     constant(algo.critic, 1.0, 0.0)
-    out = algo.update(batch(), 0.0)
+    (out,) = algo.update(batch(), 0.0)  # a plain run: a population of one
     # y = r + γ(1−d)(min Q' − α log π) = [1 + 0.9·(2 + 0.5), 2] = [3.25, 2]
     y = [3.25, 2]
     assert out["critic_loss"] == pytest.approx(half_mse([1, 1], y) + half_mse([0, 0], y))
@@ -108,7 +111,7 @@ def test_sac_soft_bellman_target_by_hand() -> None:
 def test_sac_temperature_rises_when_entropy_is_below_target() -> None:
     algo = make(SAC, alpha="auto")  # α = 1 at start, target entropy −dim(A) = −1
     fixed_policy(algo, log_prob=5.0)  # entropy estimate −5 < −1
-    out = algo.update(batch(), 0.0)
+    (out,) = algo.update(batch(), 0.0)
     assert out["alpha"] == pytest.approx(1.0)  # this step used α before its own update
     assert algo.temperature.value().item() > 1.0
     fixed_policy(algo, log_prob=-5.0)  # entropy 5 > −1: α goes back down (past Adam's momentum)

@@ -1,0 +1,173 @@
+"""Off-policy populations (issue 12): K SAC members in one algorithm equal K separate runs, never see
+each other's weights, optimizer state, temperature or transitions."""
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import rlx.networks.off_policy as off_policy_nets
+from rlx.algos.sac import SAC, SACConfig
+from rlx.buffers.replay import MemberReplayBuffer, ReplayBuffer, Transitions, make_replay_buffer
+from rlx.envs import env_spec
+from rlx.members import member_state
+from rlx.schema import NetworkConfig
+
+CPU = torch.device("cpu")
+NET = NetworkConfig(hidden_sizes=[16, 16])
+
+# every per-member knob differs; members 0 and 2 share an lr (one fused Adam call for both), member 1's α
+# is fixed in a population whose other members learn theirs
+MEMBERS = [dict(lr=1e-3, tau=0.005, alpha="auto", gamma=0.99),
+           dict(lr=3e-4, tau=0.02, alpha=0.1, gamma=0.9),
+           dict(lr=1e-3, tau=0.5, alpha="auto", gamma=0.5)]
+
+
+def _batch(k: int, b: int, seed: int) -> Transitions:
+    g = torch.Generator().manual_seed(seed)
+    return Transitions(obs=torch.randn(k, b, 3, generator=g), actions=torch.rand(k, b, 1, generator=g) * 4 - 2,
+                       rewards=torch.randn(k, b, generator=g), next_obs=torch.randn(k, b, 3, generator=g),
+                       terminated=(torch.rand(k, b, generator=g) < 0.2).float())
+
+
+def _flat(state) -> list[torch.Tensor]:
+    """Every tensor of a (nested) state, in order."""
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, dict):
+        return [t for v in state.values() for t in _flat(v)]
+    if isinstance(state, (list, tuple)):
+        return [t for v in state for t in _flat(v)]
+    return []
+
+
+@pytest.fixture
+def noise(monkeypatch):
+    """The actor's reparameterization noise from a queue the test fills (the population draws [K, B, A]
+    at once, its members one by one: same ε per member either way)."""
+    queue: list[torch.Tensor] = []
+    real = off_policy_nets.tanh_gaussian_sample
+    monkeypatch.setattr(off_policy_nets, "tanh_gaussian_sample", lambda mean, log_std: real(mean, log_std, noise=queue.pop(0)))
+    return queue
+
+
+def test_a_sac_population_update_equals_each_members_own_update(noise):
+    """K=3 SAC members (different lr, tau, alpha auto/fixed, gamma) updated as one population == 3 plain
+    (K=1) SACs updated one by one from the same weights, batches and noise (1e-5): weights, targets,
+    Adam moments and steps, log-alpha and its optimizer, metrics; over 3 updates."""
+    spec = env_spec("Pendulum-v1")
+    k, b = len(MEMBERS), 8
+    hps = [SACConfig(**m) for m in MEMBERS]
+    pop = SAC(spec, hps, NET, CPU, seeds=[0, 1, 2])
+    singles = [SAC(spec, h, NET, CPU, seeds=[i]) for i, h in enumerate(hps)]
+    for i, single in enumerate(singles):  # members start as their plain runs
+        for a, c in zip(_flat(single.state_dict()), _flat(member_state(pop.state_dict(), i, k)), strict=True):
+            torch.testing.assert_close(a, c, rtol=0, atol=0)
+    for step in range(3):
+        batch = _batch(k, b, seed=step)
+        eps = [torch.randn(k, b, 1), torch.randn(k, b, 1)]  # a ~ π(s), a' ~ π(s')
+        noise[:] = list(eps)
+        pop_metrics = pop.update(batch, 0.0)
+        for i, single in enumerate(singles):
+            noise[:] = [e[i : i + 1] for e in eps]
+            (metrics,) = single.update(Transitions(*(x[i] for x in batch)), 0.0)  # a plain buffer's [B, ...]
+            for key, value in metrics.items():
+                assert pop_metrics[i][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (step, i, key)
+    for i, single in enumerate(singles):
+        mine, theirs = single.state_dict(), member_state(pop.state_dict(), i, k)
+        assert mine.keys() == theirs.keys()
+        for name in mine:
+            for a, c in zip(_flat(mine[name]), _flat(theirs[name]), strict=True):
+                torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6, msg=f"member {i}: {name}")
+    assert pop.state_dict()["critic_opt"]["step"].tolist() == [3, 3, 3]
+    # the fixed member's alpha never moved; the learned ones did
+    log_alpha = pop.temperature.log_alpha.detach()[:, 0]
+    assert log_alpha[1].item() == pytest.approx(np.log(0.1)) and log_alpha[0] != 0 and log_alpha[2] != 0
+    assert pop.temperature.optimizer.step_count.tolist() == [3, 0, 3]
+
+
+def test_a_masked_sac_member_is_untouched_and_the_others_train():
+    spec = env_spec("Pendulum-v1")
+    pop = SAC(spec, [SACConfig(**m) for m in MEMBERS], NET, CPU, seeds=[0, 1, 2])
+    pop.update(_batch(3, 8, seed=0), 0.0)  # some optimizer state and a moved target first
+    before = [member_state(pop.state_dict(), i, 3) for i in range(3)]
+    pop.members.active[2] = False
+    pop.update(_batch(3, 8, seed=1), 0.0)
+    after = [member_state(pop.state_dict(), i, 3) for i in range(3)]
+    for a, c in zip(_flat(before[2]), _flat(after[2]), strict=True):
+        assert torch.equal(a, c)
+    for i in (0, 1):
+        for name in ("actor", "critic", "critic_target"):
+            assert not all(torch.equal(a, c) for a, c in zip(_flat(before[i][name]), _flat(after[i][name]), strict=True))
+    assert pop.temperature.log_alpha.detach()[2, 0] == before[2]["temperature"]["log_alpha"][0, 0]
+
+
+def _step(k: int, n: int, t: int, done_every: int = 7):
+    """One member-major vector step of K*N envs: obs = 1000*member + 10*t + env (so every row names its
+    member), a finished episode's final observation in info."""
+    envs = np.arange(k * n)
+    member, env = envs // n, envs % n
+    obs = (1000 * member + 10 * t + env).astype(np.float32)[:, None].repeat(3, 1)
+    nxt = obs + 10
+    done = np.full(k * n, t % done_every == done_every - 1)
+    info = {"final_obs": np.where(done[:, None], nxt + 0.5, np.nan), "_final_obs": done} if done.any() else {}
+    return obs, np.full((k * n, 1), t, np.float32), nxt, member.astype(np.float32), done, np.zeros(k * n, bool), info
+
+
+def test_population_replay_samples_each_member_only_from_its_own_envs():
+    k, n, capacity = 3, 2, 20
+    buf = make_replay_buffer(capacity, gym.spaces.Box(-1e6, 1e6, (3,)), (1,), False, CPU, members=k)
+    assert isinstance(buf, MemberReplayBuffer)
+    for t in range(25):  # wraps around: 50 transitions per member into 20
+        obs, actions, nxt, rewards, term, trunc, info = _step(k, n, t)
+        buf.add(obs, actions, nxt, rewards, term, trunc, info)
+    assert len(buf) == capacity
+    torch.manual_seed(0)
+    batch = buf.sample(500)
+    assert batch.obs.shape == (k, 500, 3) and batch.actions.shape == (k, 500, 1) and batch.rewards.shape == (k, 500)
+    for m in range(k):
+        assert (batch.obs[m] // 1000 == m).all() and (batch.rewards[m] == m).all()
+        step = (batch.obs[m, :, 0] % 1000) // 10
+        assert step.min() >= 15  # only the newest 10 steps x 2 envs survive
+        assert torch.equal(batch.actions[m, :, 0], step)
+        # s' is the same env's next observation (its final one where the episode ended)
+        assert torch.all((batch.next_obs[m] - batch.obs[m] == 10) | (batch.next_obs[m] - batch.obs[m] == 10.5))
+    assert len(torch.unique(batch.obs[0, :, 0])) == capacity * 1  # all 20 of member 0's rows are drawn
+
+
+def test_a_plain_run_keeps_the_plain_replay_buffer():
+    buf = make_replay_buffer(10, gym.spaces.Box(-1, 1, (3,)), (1,), False, CPU)
+    assert type(buf) is ReplayBuffer
+    with pytest.raises(Exception, match="image observations is not supported"):
+        make_replay_buffer(10, gym.spaces.Box(0, 255, (4, 8, 8), np.uint8), (1,), False, CPU, members=2)
+
+
+QUIET = ["logger.wandb.mode=disabled", "logger.tensorboard=false", "logger.progress=false", "env=pendulum", "algo=sac",
+         "network.hidden_sizes=[32,32]", "algo.learning_starts=100", "algo.batch_size=32", "eval.episodes=2"]
+
+
+def test_a_sac_population_writes_one_ordinary_run_dir_per_member(tmp_path):
+    from rlx.compose import compose_config
+    from rlx.population import train_population
+    from rlx.run import evaluate_checkpoint
+
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    members = [["algo.alpha=auto", "algo.tau=0.005", "seed=0"], ["algo.alpha=0.1", "algo.tau=0.02", "seed=1"]]
+    cfgs = [compose_config([*QUIET, "total_steps=400", "eval.every=200", *m]) for m in members]
+    summaries = train_population(cfgs, dirs)
+    assert [s["status"] for s in summaries] == ["ok", "ok"]
+    alphas = []
+    for d, seed in zip(dirs, (0, 1), strict=True):
+        summary = json.loads((d / "summary.json").read_text())
+        assert summary["env_steps"] == 400 and summary["seed"] == seed and summary["population"] == 2
+        lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+        assert any("eval_return_mean" in x for x in lines) and any("critic_loss" in x for x in lines)
+        alphas.append([x["alpha"] for x in lines if "alpha" in x])
+    assert all(a != pytest.approx(0.1) for a in alphas[0]) and all(a == pytest.approx(0.1) for a in alphas[1])
+    assert "alpha: 0.1" in (dirs[1] / "config.yaml").read_text()
+    for d in dirs:  # rlx eval rebuilds a member as a plain run from its checkpoint: its own final eval's return
+        ev = evaluate_checkpoint(d / "checkpoints" / "last.pt")
+        assert ev["return_mean"] == pytest.approx(json.loads((d / "summary.json").read_text())["eval_return_mean"])
