@@ -215,7 +215,7 @@ def test_the_preset_composes_with_rlx_own_launcher():
 
 @pytest.mark.parametrize("args, message", [
     (["algo=sac_v"], "hydra/launcher=population: algo=sac_v has no population support yet"),
-    (["algo=ppo,a2c"], "hydra/launcher=population: algo=a2c has no population support yet"),
+    (["algo=ppo,trpo"], "hydra/launcher=population: algo=trpo has no population support yet"),
     (["hydra.launcher.max_members=0"], "hydra.launcher.max_members=0: must be an integer >= 1"),
     (["hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0: must be an integer >= 1"),
 ])
