@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from rlx.algos.protocols import PopulationAlgorithm
 from rlx.config import as_dict
 from rlx.errors import RunFault, UserError
 from rlx.loops.session import NonFiniteError, Session
@@ -113,7 +114,7 @@ class MemberView:
     layout (so ``rlx eval`` and ``rlx resume`` see an ordinary run). The population loads and steps all
     members at once, so :meth:`load_state_dict` is done by the population (see ``_train_population``)."""
 
-    def __init__(self, algo: Any, k: int):
+    def __init__(self, algo: PopulationAlgorithm, k: int):
         self.algo, self.k = algo, k
 
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
@@ -150,7 +151,7 @@ class PopulationSession:
     observation or weight) stops training: the algorithm masks its updates, its steps stop counting, its
     checkpoints stay as they were; the others go on. The loop ends when no member is training."""
 
-    def __init__(self, algo: Any, sessions: Sequence[Session], run_dirs: Sequence[Path], num_envs: int,
+    def __init__(self, algo: PopulationAlgorithm, sessions: Sequence[Session], run_dirs: Sequence[Path], num_envs: int,
                  seeds: Sequence[int] | None):
         self.algo, self.sessions, self.run_dirs = algo, list(sessions), list(run_dirs)
         self.n, self.seeds = num_envs, seeds

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, read_write
 
+from rlx.algos.protocols import Algorithm
 from rlx.checkpoint import Checkpointer
 from rlx.config import as_dict, build
 from rlx.envs import EnvSpec, check_user_env, env_spec, make_vec_env
@@ -221,7 +222,7 @@ def _train(cfg: DictConfig | dict, s: Settings, run_dir: Path, resume: dict | No
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
 
 
-def run_session(s: Settings, config: dict, run_dir: Path, algo: Any, spec: EnvSpec, device: torch.device,
+def run_session(s: Settings, config: dict, run_dir: Path, algo: Algorithm, spec: EnvSpec, device: torch.device,
                 resume: dict | None, stack: contextlib.ExitStack, exit_code: Callable[[], int], progress: bool = True) -> Session:
     """One run's evaluator, logger (closed with ``exit_code()`` when ``stack`` unwinds) and session, for
     ``algo`` (a plain run's algorithm, or a population member's view of its population)."""

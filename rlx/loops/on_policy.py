@@ -1,6 +1,9 @@
 """The on-policy loop shared by every on-policy algorithm: rollout -> bootstrap -> update.
 
-It knows the algorithm only through ``n_steps``, ``explore``, ``policy_input``, ``value`` and ``update``.
+It knows the algorithm only through :class:`rlx.algos.protocols.OnPolicyAlgorithm` (``n_steps``,
+``explore``, ``policy_input``, ``value``, ``update``). A population's envs are one member-major vector env
+and its session a :class:`rlx.population.PopulationSession`: the loop is the same (it returns the
+session's ``finish``: one summary, or one per member).
 The rollout stores what the policy saw (its normalized input), so an update never re-normalizes old
 observations with newer statistics.
 """
@@ -12,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlx.algos.protocols import OnPolicyAlgorithm
 from rlx.batched_envs import VecEnv
 from rlx.buffers.rollout import RolloutBuffer
 from rlx.envs import RewardNormalizer
@@ -20,7 +24,7 @@ from rlx.loops.session import LoopSession, vector_env_state
 from rlx.networks.encoders import stores_as_uint8
 
 
-def run(algo: Any, envs: VecEnv, session: LoopSession, device: torch.device) -> dict[str, Any]:
+def run(algo: OnPolicyAlgorithm, envs: VecEnv, session: LoopSession, device: torch.device) -> Any:
     n_envs, space = envs.num_envs, envs.single_action_space
     discrete = isinstance(space, gym.spaces.Discrete)
     # Box observations only (rlx.envs.env_spec checks); continuous actions are a Box

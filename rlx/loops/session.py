@@ -17,6 +17,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import torch
 
+from rlx.algos.protocols import Algorithm
 from rlx.batched_envs import VecEnv
 from rlx.checkpoint import Checkpointer
 from rlx.envs import EpisodeTracker
@@ -127,7 +128,7 @@ class Session:
 
     def __init__(
         self,
-        algo: Any,
+        algo: Algorithm,
         algo_name: str,
         config: dict,
         logger: Logger,

@@ -1,0 +1,72 @@
+"""The contract between the training loops and the algorithms, written down (``typing.Protocol``s).
+
+A loop knows an algorithm only through these; anything else an algorithm has is its own business.
+Populations (issue 12): ``update`` returns one metrics dict per member (a plain run: a list of one, or
+a bare dict for algorithms without a member dimension yet); :class:`PopulationAlgorithm` adds what the
+population runner (rlx/population.py) needs.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+from torch import Tensor, nn
+
+from rlx.buffers.rollout import Rollout
+from rlx.members import Members
+
+# one update's metrics: a dict (one run), or one dict per member of a population
+Metrics = dict[str, float] | Sequence[dict[str, float]]
+
+
+class Algorithm(Protocol):
+    """What every run needs: acting for evaluation and checkpoints (rlx.loops.session.Session, rlx eval).
+    Which loop trains it is the class's ``loop`` (rlx.registry.AlgorithmClass)."""
+
+    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class OnPolicyAlgorithm(Algorithm, Protocol):
+    """rlx.loops.on_policy: rollouts of ``n_steps`` per env, then one ``update`` on the whole rollout."""
+
+    n_steps: int
+
+    def explore(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(action, log pi(a|s), V(s)) for a batch of observations; may update observation statistics."""
+        ...
+
+    def policy_input(self, obs: Tensor) -> Tensor | None:
+        """What the rollout stores for ``obs`` (the normalized observation the policy acted on), or None:
+        the raw observation."""
+        ...
+
+    def value(self, obs: Tensor) -> Tensor:
+        """V(s) for observations with any leading dims (``[..., N, *obs]`` -> ``[..., N]``)."""
+        ...
+
+    def update(self, rollout: Rollout, progress: float) -> Metrics: ...
+
+
+class OffPolicyAlgorithm(Algorithm, Protocol):
+    """rlx.loops.off_policy: one env step, replay, ``update`` on sampled minibatches. ``hp`` carries the
+    replay settings (rlx.algos.off_policy_common.OffPolicyCommon); ``episodes_ended(done)``, if an
+    algorithm has it, resets per-episode exploration state (OU noise)."""
+
+    hp: Any
+
+    def explore(self, obs: Tensor) -> Tensor: ...
+
+    def update(self, batch: Any, progress: float) -> Metrics: ...
+
+
+class PopulationAlgorithm(Algorithm, Protocol):
+    """A population of K members (issue 12): the member layout, every member's parameters as one
+    ``[K, P]`` buffer, and acting as one member (its evaluation)."""
+
+    members: Members
+    params: nn.Parameter
+
+    def act_member(self, k: int, obs: Tensor, deterministic: bool = True) -> Tensor: ...
