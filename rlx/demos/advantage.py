@@ -97,7 +97,8 @@ def train_actor_critic(seed: int = 0, updates: int = 150, n_envs: int = 16, lr: 
 
     def record() -> None:
         with torch.no_grad():
-            history["pi_left"].append(policy.distribution(algo.model.features(obs0)).probs[0, LEFT].item())
+            # A2C's model has a member dimension (a population of one): [1, 1, obs] in, [1, 1, actions] out
+            history["pi_left"].append(policy.distribution(algo.model.features(obs0.unsqueeze(0))).probs[0, 0, LEFT].item())
             history["V"].append(algo.value(obs0).item())
 
     record()

@@ -44,8 +44,10 @@ def test_median_pruner_prunes_the_bad_trials_and_keeps_their_curves(study):
     trials = _study(d).trials
     pruned = [t for t in trials if t.state.name == "PRUNED"]
     assert pruned, [(t.number, t.state.name, t.params) for t in trials]
+    # the built-in bad value is pruned; a 500-step trial may be too when its early eval is below the median
+    # (at 512 steps an untrained CartPole policy's deterministic return is itself ~10: the pruner's rule, not a bug)
+    assert any(t.params["env.max_episode_steps"] == "10" for t in pruned), [(t.params, t.intermediate_values) for t in pruned]
     for t in pruned:
-        assert t.params["env.max_episode_steps"] == "10"  # only the built-in bad values are pruned
         run = d / "trials" / str(t.number)
         summary = json.loads((run / "summary.json").read_text())
         assert summary["status"] == "pruned" and summary["stopped_by"] == "pruned" and summary["env_steps"] < 1024

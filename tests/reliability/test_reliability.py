@@ -155,7 +155,7 @@ def test_nan_loss_stops_and_never_overwrites_good_checkpoint(tmp_path, monkeypat
         if self.updates >= 3:  # weights and loss go NaN from the 3rd update on
             with torch.no_grad():
                 next(self.model.parameters()).fill_(float("nan"))
-            out["policy_loss"] = float("nan")
+            out[0]["policy_loss"] = float("nan")  # PPO reports one metrics dict per member
         return out
 
     monkeypatch.setattr(PPO, "update", poisoned)

@@ -241,13 +241,15 @@ def test_ppo_stores_the_normalized_obs_the_policy_acted_on():
         obs = next_obs
     rollout = buffer.finish(algo.value(torch.as_tensor(obs, dtype=torch.float32)))
     stored_obs, stored_actions, stored_logp = rollout.flat("obs", "actions", "log_probs")
-    with torch.no_grad():
-        logp, _, _ = algo.model.evaluate_actions(stored_obs, stored_actions)
+    with torch.no_grad():  # PPO's model has a member dimension (a population of one): [1, B, ...]
+        logp, _, _ = algo.model.evaluate_actions(stored_obs.unsqueeze(0), stored_actions.unsqueeze(0))
+        logp = logp[0]
     torch.testing.assert_close(logp, stored_logp, rtol=0, atol=1e-6)
     # what the old code did, re-normalizing the raw observations with the final statistics, is off
-    renormalized = algo.model.policy_input(torch.as_tensor(np.stack(raw), dtype=torch.float32).reshape(-1, 4))
+    renormalized = algo.model.policy_input(torch.as_tensor(np.stack(raw), dtype=torch.float32).reshape(1, -1, 4))
     with torch.no_grad():
-        stale, _, _ = algo.model.evaluate_actions(renormalized, stored_actions)
+        stale, _, _ = algo.model.evaluate_actions(renormalized, stored_actions.unsqueeze(0))
+        stale = stale[0]
     assert (stale - stored_logp).abs().max() > 1e-3
 
 
