@@ -351,7 +351,7 @@ def resume_population(run_dirs: Sequence[str | Path], overrides: Sequence[str] =
     """Continue a population from its members' ``checkpoints/last.pt`` (each with its own config plus the
     same safe overrides ``rlx resume`` takes), every member locked first."""
     from rlx.checkpoint import load_checkpoint
-    from rlx.run import RESUMABLE_KEYS, _truncate_metrics, override_value, parse_settings
+    from rlx.run import _truncate_metrics, parse_settings, resumed_config
     from rlx.rundir import RunDirLock
 
     dirs = [Path(d) for d in run_dirs]
@@ -364,17 +364,8 @@ def resume_population(run_dirs: Sequence[str | Path], overrides: Sequence[str] =
         states, configs = [], []
         for d in dirs:
             state = load_checkpoint(d / "checkpoints" / "last.pt")
-            config = OmegaConf.create(state["config"])
-            for item in overrides:
-                key, sep, value = item.partition("=")
-                if not sep:
-                    raise UserError(f"resume override '{item}': expected key=value")
-                if key not in RESUMABLE_KEYS:
-                    raise UserError(f"{key} cannot be changed when resuming (it would change what the run learns); "
-                                    f"allowed: {', '.join(RESUMABLE_KEYS)}")
-                OmegaConf.update(config, key, override_value(value), force_add=False)
             states.append(state)
-            configs.append(as_dict(config))
+            configs.append(resumed_config(state["config"], overrides))
         settings = [parse_settings(c) for c in configs]
         check_population(configs)
         if all(s.run.total_steps <= st["env_steps"] for s, st in zip(settings, states, strict=True)):

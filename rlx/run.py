@@ -391,22 +391,27 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]
         raise UserError(f"{run_dir}: no checkpoints/last.pt to resume from")
     with RunDirLock(run_dir):
         state = load_checkpoint(last)
-        config = OmegaConf.create(state["config"])
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise UserError(f"resume override '{item}': expected key=value")
-            if key not in RESUMABLE_KEYS:
-                raise UserError(f"{key} cannot be changed when resuming (it would change what the run learns); "
-                                f"allowed: {', '.join(RESUMABLE_KEYS)}")
-            OmegaConf.update(config, key, override_value(value), force_add=False)
-        plain = as_dict(config)
+        plain = resumed_config(state["config"], overrides)
         s = parse_settings(plain)
         if s.run.total_steps <= state["env_steps"]:
             raise UserError(f"{run_dir}: already trained {state['env_steps']:,} env steps (total_steps={s.run.total_steps:,}); "
                             f"pass a larger total_steps=... to extend the run")
         _truncate_metrics(run_dir / "metrics.jsonl", state["env_steps"])
         return _train(plain, s, run_dir, state)
+
+
+def resumed_config(config: dict, overrides: Sequence[str]) -> dict[str, Any]:
+    """A checkpoint's config with a resume's overrides applied; only :data:`RESUMABLE_KEYS` may change."""
+    node = OmegaConf.create(config)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"resume override '{item}': expected key=value")
+        if key not in RESUMABLE_KEYS:
+            raise UserError(f"{key} cannot be changed when resuming (it would change what the run learns); "
+                            f"allowed: {', '.join(RESUMABLE_KEYS)}")
+        OmegaConf.update(node, key, override_value(value), force_add=False)
+    return as_dict(node)
 
 
 def override_value(text: str) -> Any:
