@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from rlx.networks.ensemble import EnsembleMLP
+from rlx.networks.fused import FUSED_ACTIVATIONS, fused_mlp
 from rlx.networks.mlp import ACTIVATIONS, mlp
 from rlx.objectives.distributions import tanh_gaussian_deterministic, tanh_gaussian_sample
 
@@ -117,15 +118,16 @@ class MemberMLP(nn.Module):
     """K members x E MLPs (twin critics: E=2; an actor: E=1) as one module: ``[K, B, in]`` -> ``[K, E, B, out]``,
     member k's E networks on member k's inputs only. Weights ``[K, E, in, out]``, biases ``[K, E, 1, out]``.
 
-    K=1 (a plain run) on CPU is :class:`~rlx.networks.ensemble.EnsembleMLP`'s path: one ``addmm`` per layer
-    per network on views of the weights (MKL's plain gemm beats its batched one for these shapes); K>1 (or
-    CUDA, or ``batched=True``) is one ``baddbmm`` per layer for all K*E networks."""
+    On CPU each network runs as rlx's fused MLP (:func:`rlx.networks.fused.fused_mlp`, what a plain run's
+    MLP runs) on views of the weights: MKL's plain gemm beats its batched one for these shapes. On CUDA
+    (or ``batched=True``) one ``baddbmm`` per layer for all K*E networks."""
 
     def __init__(self, sizes: Sequence[int], activation: str, k: int, e: int):
         super().__init__()
         self.weights = nn.ParameterList(nn.Parameter(torch.empty(k, e, a, b)) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(k, e, 1, b)) for b in sizes[1:])
         self.activation = ACTIVATIONS[activation]()
+        self.activation_name = activation
         self.k, self.e = k, e
         self.batched: bool | None = None
 
@@ -170,18 +172,27 @@ class MemberMLP(nn.Module):
         if detach_params:
             ws, bs = [w.detach() for w in ws], [b.detach() for b in bs]
         last = len(ws) - 1
-        if self.k == 1 and not (self.batched or (self.batched is None and x.is_cuda)):
-            h0 = x[0]
-            wl = [w.view(w.shape[1:]).unbind(0) for w in ws]
-            bl = [b.view(b.shape[1:]).unbind(0) for b in bs]
+        if not (self.batched or (self.batched is None and x.is_cuda)):
+            # CPU: each of the K*E MLPs as rlx's fused MLP (one autograd node, rlx/networks/fused.py: what a
+            # plain run's nn.Linear MLP runs) on views of the stacked weights; MKL's plain gemm beats its
+            # batched one for these shapes (rlx/networks/ensemble.py)
+            wl = [w.unbind(0) for w in ws]
+            bl = [b.unbind(0) for b in bs]
             outs = []
-            for e in range(self.e):
-                h = h0
-                for i in range(last + 1):
-                    h = torch.addmm(bl[i][e], h, wl[i][e])
-                    h = self.activation(h) if i < last else h
-                outs.append(h)
-            return torch.stack(outs).unsqueeze(0)
+            for k in range(self.k):
+                wk = [w[k].unbind(0) for w in wl]
+                bk = [b[k].unbind(0) for b in bl]
+                for e in range(self.e):
+                    if self.activation_name in FUSED_ACTIVATIONS:
+                        params = [t for i in range(last + 1) for t in (wk[i][e].t(), bk[i][e].view(-1))]
+                        outs.append(fused_mlp(x[k], params, self.activation_name))
+                        continue
+                    h = x[k]
+                    for i in range(last + 1):
+                        h = torch.addmm(bk[i][e], h, wk[i][e])
+                        h = self.activation(h) if i < last else h
+                    outs.append(h)
+            return torch.stack(outs).view(self.k, self.e, *outs[0].shape)
         k, e = self.k, self.e
         h = x.unsqueeze(1).expand(k, e, *x.shape[1:]).reshape(k * e, *x.shape[1:])
         for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
