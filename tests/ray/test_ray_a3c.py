@@ -34,26 +34,31 @@ def _wait_for_steps(p: subprocess.Popen, run: Path, steps: int, timeout: float =
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="not robust yet: passed on 3 local runs (best eval 495/500/500) but reached only 340 in a "
-                  "clean-clone CI run (asynchronous, not seed-pinned); issue 15 stays open until its budget is re-measured")
 def test_a3c_on_ray_learns_cartpole_with_both_actors_and_survives_a_killed_worker(ray_cluster, tmp_path):
-    # Asynchronous, so a seed does not fix the run: like the backend=processes test, it asks that A3C *reaches*
-    # 475 (best periodic deterministic eval). Measured (2-core CPU, worker 1 killed at 8k steps), seeds 0/1/2: best
-    # 495/500/500 (first >= 475 at 20k/10k/30k), final 464/498/500; worker 1 made 39% of the updates in each.
+    # Asynchronous, so a seed does not fix the run: like the backend=processes test it asks that A3C *reaches*
+    # 475 (best periodic deterministic eval, 10 episodes), not that its last eval does: its evals swing by
+    # 100-300 between neighbouring evals before and after solving, so a sparse eval grid can miss every peak.
+    # 40k steps with an eval every 10k was not robust (one CI run: best 340; re-measured, a seed-2 run would
+    # have had 415 on that grid), hence 100k steps with an eval every 2.5k. Measured on the 2-core machine
+    # shared with other test runs (load average 5-9), worker 1 killed at 8k, first eval >= 475 / best:
+    #   this config (100k): seeds 3/4/5 at 10k/17.5k/10k, best 500/500/500, 75-85 s each;
+    #   every 2.5k to 80k: seeds 0/1/2 at 7.5k/7.5k/37.5k, best 500/500/487; to 60k: seeds 0/1/2/7/8 at
+    #   7.5k/7.5k/20k/10k/5k, best 500/500/500/490/500; every 5k to 60k: seeds 2-6 at 25k/10k/10k/20k/40k.
+    # Latest first >= 475 seen: 40k (2.5x margin). Killed worker: 42-47% of the updates; staleness mean 0.84-0.95.
     run = tmp_path / "run"
-    p = _train(run, ray_cluster, "total_steps=40000", "eval.every=10000", "seed=0")
+    p = _train(run, ray_cluster, "total_steps=100000", "eval.every=2500", "seed=0")
     try:
         _wait_for_steps(p, run, 8000)
         before = {w["rank"]: w["pid"] for w in json.loads((run / "ray_workers.json").read_text())}
         os.kill(before[1], signal.SIGKILL)  # worker actor 1's process: Ray restarts it, the run goes on
-        out, err = p.communicate(timeout=300)
+        out, err = p.communicate(timeout=480)
     finally:
         if p.poll() is None:
             p.kill()
             p.communicate()
     assert p.returncode == 0, err[-3000:]
     s = json.loads((run / "summary.json").read_text())
-    assert s["status"] == "ok" and s["env_steps"] >= 40000
+    assert s["status"] == "ok" and s["env_steps"] >= 100000
     assert s["worker_restarts"] == [0, 1] and "A3C worker 1 died" in err
     after = {w["rank"]: w["pid"] for w in json.loads((run / "ray_workers.json").read_text())}
     assert after[0] == before[0] and after[1] != before[1]
