@@ -79,12 +79,15 @@ def analyse(name: str, agent: Any, proto: TwoPassages, alpha: float, episodes: i
         else:
             headings = np.linspace(-1, 1, GRID)
             a = torch.as_tensor(headings, dtype=torch.float32).unsqueeze(-1)
-            q_all = agent.critic(obs.expand(GRID, -1), a)
+            if name == "sac":  # a population of one: [1, B, ...] in, [1, 2, B] out
+                q_all = agent.critic(obs.expand(GRID, -1)[None], a[None])[0]
+            else:
+                q_all = agent.critic(obs.expand(GRID, -1), a)
             q = (q_all.min(0).values if name == "sac" else q_all[0]).numpy()
             if name == "sac":
                 from rlx.objectives.distributions import tanh_gaussian_log_prob
 
-                mean, log_std = agent.actor(obs)
+                mean, log_std = (t[0] for t in agent.actor(obs[None]))
                 u = torch.atanh(a.clamp(-0.999, 0.999))
                 density = tanh_gaussian_log_prob(mean.expand(GRID, -1), log_std.expand(GRID, -1), u).exp().numpy()
                 policy = density * (headings[1] - headings[0])  # probability per grid cell
