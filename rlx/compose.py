@@ -252,15 +252,18 @@ def tuned_preset_conflict(choices: Mapping[str, Any], env_id: str) -> str | None
 
 
 def _check_population_launcher(with_hydra: DictConfig) -> None:
-    """``hydra/launcher=population``: the algorithm must have population support, and the launcher's
-    settings must be integers >= 1. (A key that cannot vary within a population is no error: it splits them.)"""
-    if with_hydra.hydra.runtime.choices.get("hydra/launcher") != "population":
+    """``hydra/launcher=population`` (or ``population_ray``): the algorithm must have population support,
+    and the launcher's settings must be integers >= 1 (its ``ray`` settings valid, Ray installed when
+    used). (A key that cannot vary within a population is no error: it splits them.)"""
+    launcher = with_hydra.hydra.launcher
+    if launcher.get("_target_") != "hydra_plugins.rlx_population_launcher.PopulationLauncher":
         return
-    from hydra_plugins.rlx_population_launcher import check_settings
+    from hydra_plugins.rlx_population_launcher import check_ray_settings, check_settings
     from rlx.population import check_population_algo
 
-    launcher = with_hydra.hydra.launcher
     check_settings(launcher.get("max_members"), launcher.get("n_jobs"))
+    ray = launcher.get("ray")
+    check_ray_settings(OmegaConf.to_container(ray, resolve=True) if isinstance(ray, DictConfig) else ray)
     check_population_algo(str(with_hydra.algo.name))
 
 

@@ -12,6 +12,14 @@ A population that fails (bad input, a fault, any exception) records each of its 
 run (``summary.json`` with status "failed") and the sweep goes on. ``population.json`` in the sweep dir
 lists the populations (member dirs relative to the sweep dir), for ``rlx resume SWEEP_DIR``.
 
+On Ray (``hydra.launcher.ray.address=auto``, or ``hydra/launcher=population_ray``): each population is
+ONE Ray task (``ray.num_cpus``/``num_gpus``/``resources`` per population) on a running Ray cluster, all
+submitted at once (the cluster's resources decide how many run together; ``n_jobs`` does not apply). The
+sweep dir must be on a filesystem every node shares. A population whose worker process or node dies is
+retried up to ``ray.max_retries`` times, starting over (its members' dirs overwritten), and then every
+member is recorded as failed; the sweep goes on. ``.ray/population_<n>.json`` in the sweep dir records
+where each attempt ran (node, pid, and the driver's pid). Ray itself is the ``rlx[ray]`` extra.
+
 Hydra only loads launchers from the ``hydra_plugins`` namespace package, hence this top-level package
 (shipped in the rlx distribution). Torch and rlx's training code are imported only when it launches.
 """
@@ -24,6 +32,7 @@ import json
 import logging
 import multiprocessing
 import os
+import socket
 import sys
 import time
 import traceback
@@ -39,6 +48,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
 POPULATION_FILE = "population.json"
+NO_RAY = "hydra.launcher.ray.address (populations on Ray) needs Ray: pip install 'rlx[ray]'"
+RAY_DEFAULTS: dict[str, Any] = {"address": None, "num_cpus": 1, "num_gpus": 0, "resources": {}, "max_retries": 1,
+                                "namespace": None}
 
 
 # Plain classes, not dataclasses: Hydra's plugin scan executes this module without registering it in
@@ -61,8 +73,9 @@ class _Population:
 
 
 class PopulationLauncher(Launcher):
-    def __init__(self, max_members: int = 64, n_jobs: int = 1) -> None:
+    def __init__(self, max_members: int = 64, n_jobs: int = 1, ray: Any = None) -> None:
         self.max_members, self.n_jobs = max_members, n_jobs
+        self.ray = OmegaConf.to_container(ray, resolve=True) if isinstance(ray, DictConfig) else ray
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -80,6 +93,9 @@ class PopulationLauncher(Launcher):
         sweep_dir = Path(cwd, str(self.config.hydra.sweep.dir))
         try:  # bad input: one line, exit 2, before anything runs (rlx sweep validated it already)
             max_members, n_jobs = check_settings(self.max_members, self.n_jobs)
+            on_ray = check_ray_settings(self.ray)
+            if on_ray is not None:
+                _connect_ray(on_ray)
             jobs = [self._compose(initial_job_idx + i, list(o), sweep_dir) for i, o in enumerate(job_overrides)]
             populations = group_jobs(jobs, max_members)
         except UserError as e:
@@ -90,14 +106,16 @@ class PopulationLauncher(Launcher):
             _save_hydra_files(job)
         first = _record_populations(sweep_dir, populations)
         for k, pop in enumerate(populations):
-            _apply_settings(pop, first + k, sweep_dir)
+            _apply_settings(pop, 0 if on_ray else first + k, sweep_dir)  # Ray assigns a task its GPUs
         for k, pop in enumerate(populations):
             print(f"rlx: population {first + k}: {describe(pop)}", flush=True)
         for pop in populations:  # Hydra callbacks see each member start (and end, below) like any job
             for job in pop.jobs:
                 self.hydra_context.callbacks.on_job_start(config=job.cfg, task_function=self.task_function)
 
-        if n_jobs == 1 or len(populations) == 1:
+        if on_ray is not None:
+            outcomes = _train_on_ray(on_ray, populations, first, sweep_dir, cwd)
+        elif n_jobs == 1 or len(populations) == 1:
             outcomes = [_train_chunk([j.task_cfg for j in p.jobs], [j.job_dir for j in p.jobs]) for p in populations]
         else:
             ctx = multiprocessing.get_context("spawn")
@@ -181,6 +199,112 @@ def check_settings(max_members: Any, n_jobs: Any) -> tuple[int, int]:
             raise UserError(f"hydra.launcher.{key}={value}: must be an integer >= 1 ({what})")
         out.append(value)
     return out[0], out[1]
+
+
+def check_ray_settings(settings: Any) -> dict[str, Any] | None:
+    """``hydra.launcher.ray`` with its defaults filled in, or None when ``address`` is null (local
+    processes); bad values, or Ray not installed: a one-line UserError."""
+    from rlx.errors import UserError
+
+    if settings is None:
+        return None
+    if not isinstance(settings, dict):
+        raise UserError(f"hydra.launcher.ray={settings}: must be a mapping (address, num_cpus, num_gpus, resources, "
+                        "max_retries, namespace)")
+    unknown = sorted(set(settings) - set(RAY_DEFAULTS))
+    if unknown:
+        raise UserError(f"hydra.launcher.ray.{unknown[0]}: no such setting (known: {', '.join(RAY_DEFAULTS)})")
+    out = {**RAY_DEFAULTS, **settings}
+    if out["address"] is None:
+        return None
+    for key in ("num_cpus", "num_gpus"):
+        value = out[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise UserError(f"hydra.launcher.ray.{key}={value}: must be a number >= 0 (per population)")
+    retries = out["max_retries"]
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise UserError(f"hydra.launcher.ray.max_retries={retries}: must be an integer >= 0")
+    if not isinstance(out["resources"] or {}, dict):
+        raise UserError(f"hydra.launcher.ray.resources={out['resources']}: must be a mapping, e.g. '{{accel: 1}}'")
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise UserError(NO_RAY)
+    out["address"] = str(out["address"])
+    return out
+
+
+def _connect_ray(settings: dict[str, Any]) -> None:
+    """Join the cluster at ``settings["address"]`` (before anything is written), else a one-line UserError."""
+    import ray
+
+    from rlx.errors import UserError
+
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=settings["address"], namespace=settings["namespace"], log_to_driver=True,
+                 configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        raise UserError(f"hydra.launcher.ray.address={settings['address']}: cannot connect to a Ray cluster: "
+                        f"{lines[0] if lines else type(e).__name__}") from None
+
+
+def _train_on_ray(settings: dict[str, Any], populations: list[_Population], first: int, sweep_dir: Path,
+                  cwd: str) -> list[tuple[list[dict[str, Any]] | None, tuple[str, str] | None]]:
+    """Each population one Ray task (:func:`_train_chunk_on_ray`), all submitted at once; a task that
+    could not finish (its worker or node died, after ``max_retries``): that population's error."""
+    import ray
+
+    (sweep_dir / ".ray").mkdir(parents=True, exist_ok=True)
+    remote = ray.remote(_train_chunk_on_ray).options(
+        num_cpus=settings["num_cpus"], num_gpus=settings["num_gpus"], resources=settings["resources"] or None,
+        max_retries=settings["max_retries"])
+    refs = []
+    for k, pop in enumerate(populations):
+        marker = sweep_dir / ".ray" / f"population_{first + k}.json"
+        marker.unlink(missing_ok=True)
+        # a retry overwrites a member's dir only where this sweep may write a run (not a run from before it)
+        may_overwrite = [not j.held_run or bool(j.task_cfg.get("overwrite", False)) for j in pop.jobs]
+        refs.append(remote.remote([j.task_cfg for j in pop.jobs], [j.job_dir for j in pop.jobs], may_overwrite,
+                                  str(marker), cwd, os.getpid()))
+    outcomes: list[tuple[list[dict[str, Any]] | None, tuple[str, str] | None]] = []
+    for k, ref in enumerate(refs):
+        try:
+            outcomes.append(ray.get(ref))
+        except ray.exceptions.RayError as e:  # worker process or node died (after max_retries), or Ray failed
+            lines = [line for line in str(e).splitlines() if line.strip()]
+            first_line = f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
+            outcomes.append((None, (f"Ray task of population {first + k} failed after {settings['max_retries']} "
+                                    f"retries: {first_line}", "")))
+    return outcomes
+
+
+def _train_chunk_on_ray(cfgs: list[DictConfig], run_dirs: list[Path], may_overwrite: list[bool], marker: str,
+                        cwd: str, driver_pid: int) -> tuple[list[dict[str, Any]] | None, tuple[str, str] | None]:
+    """Inside a Ray worker: one population (:func:`_train_chunk`). Each attempt is appended to ``marker``;
+    a retry (the previous attempt's worker died) starts the population over, overwriting its members'
+    half-written dirs."""
+    if os.path.isdir(cwd):  # a shared filesystem: relative paths mean what they meant to the driver
+        os.chdir(cwd)
+    path = Path(marker)
+    try:
+        attempts = json.loads(path.read_text()) if path.is_file() else []
+    except (OSError, ValueError):
+        attempts = []
+    attempts.append({"node": socket.gethostname(), "pid": os.getpid(), "driver_pid": driver_pid, "time": time.time()})
+    path.write_text(json.dumps(attempts))
+    if len(attempts) > 1:
+        cfgs = [_with_overwrite(c) if ok else c for c, ok in zip(cfgs, may_overwrite, strict=True)]
+    return _train_chunk(cfgs, run_dirs)
+
+
+def _with_overwrite(cfg: DictConfig) -> DictConfig:
+    out = copy.deepcopy(cfg)
+    with read_write(out), open_dict(out):
+        out.overwrite = True
+    return out
 
 
 def group_jobs(jobs: Sequence[_Job], max_members: int) -> list[_Population]:

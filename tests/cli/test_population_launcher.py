@@ -211,6 +211,29 @@ def test_the_preset_composes_with_rlx_own_launcher():
     launcher = compose_config(["hydra/launcher=population"], return_hydra_config=True).hydra.launcher
     assert launcher._target_ == "hydra_plugins.rlx_population_launcher.PopulationLauncher"
     assert (launcher.max_members, launcher.n_jobs) == (64, 1)
+    assert launcher.ray.address is None  # local processes unless asked
+    on_ray = compose_config(["hydra/launcher=population_ray"], return_hydra_config=True).hydra.launcher
+    assert on_ray._target_ == launcher._target_ and on_ray.ray.address == "auto" and on_ray.ray.max_retries == 1
+
+
+def test_ray_settings_are_checked(monkeypatch):
+    import importlib.util
+
+    from hydra_plugins.rlx_population_launcher import NO_RAY, check_ray_settings
+    from rlx.errors import UserError
+
+    assert check_ray_settings(None) is None and check_ray_settings({"address": None, "num_cpus": -1}) is None
+    for bad, message in (({"address": "auto", "max_retries": -1}, "hydra.launcher.ray.max_retries=-1: must be an integer >= 0"),
+                         ({"address": "auto", "num_gpus": "x"}, "hydra.launcher.ray.num_gpus=x: must be a number >= 0"),
+                         ({"adress": "auto"}, "hydra.launcher.ray.adress: no such setting")):
+        with pytest.raises(UserError) as bad_input:
+            check_ray_settings(bad)
+        assert str(bad_input.value).startswith(message), bad_input.value
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(UserError) as e:
+        check_ray_settings({"address": "auto"})
+    assert str(e.value) == NO_RAY
 
 
 @pytest.mark.parametrize("args, message", [
