@@ -23,3 +23,24 @@ def test_ppo_cartpole_population_of_4_every_member_solves_within_100k(tmp_path):
     returns = [s["eval_return_mean"] for s in summaries]
     assert all(s["status"] == "ok" and s["env_steps"] == 100_000 for s in summaries), summaries
     assert min(returns) >= 475, returns
+
+
+def sac_pendulum_population(tmp_path, seed: int, steps: int = 8_000) -> list[dict]:
+    """alpha auto/0.1 x tau 0.005/0.02, one seed, RL-Zoo's tuned SAC (lr 1e-3): 4 members, one process."""
+    members = [["algo=sac", "env=pendulum", f"total_steps={steps}", f"seed={seed}", f"algo.alpha={alpha}",
+                f"algo.tau={tau}", "eval.every=2000"] for alpha in ("auto", 0.1) for tau in (0.005, 0.02)]
+    return population_summaries(members, tmp_path)
+
+
+@pytest.mark.slow
+def test_sac_pendulum_population_of_4_every_member_reaches_minus_250(tmp_path):
+    # Every member's best periodic deterministic eval (every 2k steps) >= -250 within 8k steps per member
+    # (the issue allows 20k; plain SAC converges from 6-8k). Measured best evals, members (auto, 0.005)
+    # (auto, 0.02) (0.1, 0.005) (0.1, 0.02): seed 0 (stopped at 6.2k) -110 / -109 / -112 / -109; seed 1
+    # -131 / -131 / -134 / -144; seed 2 -122 / -121 / -124 / -121 (member 0: -125 at 4k, a -837 dip at 6k: hence the
+    # best eval). Wall time ~8-9 min per seed on the busy 2-core dev box (4 x 256x256 SAC updates per step
+    # are compute-bound on CPU): over the 4 min CI wish; on a GPU far less.
+    summaries = sac_pendulum_population(tmp_path, seed=0)
+    best = [s["best_eval_return"] for s in summaries]
+    assert all(s["status"] == "ok" and s["env_steps"] == 8_000 for s in summaries), summaries
+    assert min(best) >= -250, best
