@@ -33,6 +33,8 @@ MEMBER_KEYS: dict[str, tuple[str, ...]] = {
     "a2c": ("algo.lr", "algo.gamma", "algo.gae_lambda", "algo.ent_coef", "algo.vf_coef", "algo.max_grad_norm",
             "algo.anneal_lr", "algo.rms_alpha", "algo.optimizer_eps", "algo.log_std_init"),
     "sac": ("algo.lr", "algo.gamma", "algo.tau", "algo.alpha"),
+    "td3": ("algo.lr", "algo.gamma", "algo.tau", "algo.noise_std", "algo.target_policy_noise", "algo.target_noise_clip"),
+    "ddpg": ("algo.lr", "algo.gamma", "algo.tau", "algo.noise_std"),
 }
 # Keys that never change what is learned and may differ freely (run bookkeeping).
 BOOKKEEPING_KEYS = ("logger.wandb.name", "logger.wandb.group", "logger.wandb.tags", "overwrite")

@@ -6,7 +6,7 @@ Exploration: a = μ(s) + N with Ornstein-Uhlenbeck (the paper's) or Gaussian noi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -17,17 +17,18 @@ from rlx.algos.off_policy_common import (
     ExplorationNoise,
     OffPolicyCommon,
     Persistent,
-    adam,
     encoders,
     frozen_copy,
-    metrics,
-    optimize,
 )
+from rlx.algos.sac import member_batch, polyak_members_
 from rlx.buffers.replay import Transitions
 from rlx.config import param
 from rlx.envs import EnvSpec
-from rlx.networks.off_policy import DeterministicActor, QEnsemble
-from rlx.objectives.targets import bellman_target, critic_regression_loss, ddpg_policy_loss, polyak_update_
+from rlx.errors import UserError
+from rlx.members import Members
+from rlx.networks.off_policy import DeterministicActor, MemberDeterministicActor, MemberQEnsemble, QEnsemble
+from rlx.objectives.targets import bellman_target, critic_regression_loss, ddpg_policy_loss
+from rlx.optim.member_adam import MemberAdam
 from rlx.schema import NetworkConfig
 
 
@@ -38,8 +39,48 @@ class DDPGConfig(OffPolicyCommon):
     noise_std: float = param(0.1, ge=0, help="exploration noise σ, in unit-box action units")
 
 
+class MemberExplorationNoise:
+    """A population's exploration noise (issue 12): member k's :class:`ExplorationNoise` (its own σ, its
+    own seed, one process per env) drives member k's envs ``k*N .. (k+1)*N - 1`` of the loop's member-major
+    env batch; an episode end resets only that env's process. K=1: exactly a plain run's noise.
+
+    ``state_dict`` keeps a plain run's layout (``{"processes": [...]}``, all K*N processes, member-major),
+    so a member's checkpoint loads into a plain run (``rlx eval``); a population restores every member's."""
+
+    def __init__(self, noises: Sequence[ExplorationNoise]):
+        self.noises = list(noises)
+
+    @property
+    def processes(self) -> list[Any]:
+        return [p for n in self.noises for p in n.processes]
+
+    def sample(self, n: int) -> np.ndarray:
+        """``[n, dim]`` noise for ``n`` = K*N envs, member k's N rows from member k's processes."""
+        per = n // len(self.noises)
+        return np.concatenate([noise.sample(per) for noise in self.noises])
+
+    def reset(self, done: np.ndarray) -> None:
+        per = len(done) // len(self.noises)
+        for k, noise in enumerate(self.noises):
+            noise.reset(done[k * per:(k + 1) * per])
+
+    def state_dict(self) -> dict:
+        return {"processes": [p.state_dict() for p in self.processes]}
+
+    def load_state_dict(self, state: dict) -> None:
+        per = len(state["processes"]) // len(self.noises)
+        for k, noise in enumerate(self.noises):
+            noise.load_state_dict({"processes": state["processes"][k * per:(k + 1) * per]})
+
+
 class DDPG(Persistent):
-    """Critic toward y = r + γ(1−d)Q'(s', μ'(s')); actor along ∇_a Q(s, a)|_{a=μ(s)} ∇_θ μ(s)."""
+    """Critic toward y = r + γ(1−d)Q'(s', μ'(s')); actor along ∇_a Q(s, a)|_{a=μ(s)} ∇_θ μ(s).
+
+    A population of K members (issue 12; a plain run is K=1, the same code), as :class:`rlx.algos.sac.SAC`:
+    member k has its own actor, critics and their targets (``[K, ...]`` stacked), its own lr, γ, τ,
+    exploration σ (its own noise processes, one per env) and, for TD3, target-policy noise σ and clip;
+    its own Adam moments and steps and its own minibatch. The noise process and TD3's policy delay are
+    shared (they split populations)."""
 
     loop = "off_policy"
     Config = DDPGConfig
@@ -47,53 +88,94 @@ class DDPG(Persistent):
     persist = ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt", "noise", "updates")
     n_critics = 1
 
-    def __init__(self, spec: EnvSpec, hp: DDPGConfig, net: NetworkConfig, device: torch.device):
-        self.hp, self.device = hp, device
+    def __init__(self, spec: EnvSpec, hp: DDPGConfig | Sequence[DDPGConfig], net: NetworkConfig, device: torch.device,
+                 seeds: Sequence[int] | None = None):
+        """``hp``: one config (a plain run) or one per member; ``seeds``: member k's networks and noise seed
+        are drawn after ``torch.manual_seed(seeds[k])``, exactly as its plain run's; None: from the current
+        RNG state."""
+        hps: list[Any] = [hp] if isinstance(hp, DDPGConfig) else list(hp)
+        self.hp, self.hps, self.device = hps[0], hps, device
+        k = len(hps)
+        self.members = Members(k, device, spec.obs_shape)
         self.bounds = ActionBounds(spec.action_space, device)
         enc = encoders(spec, net)
-        self.actor = DeterministicActor(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, encoder=enc()).to(device)
-        self.critic = QEnsemble(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, self.n_critics,
-                                encoder=enc()).to(device)
+        if k > 1 and enc() is not None:
+            raise UserError(f"a population of {k} needs network.encoder=mlp on vector observations (an observation "
+                            "encoder is not stacked per member yet); train image tasks as separate runs")
+        actors, critics, noises = [], [], []
+        for i, h in enumerate(hps):  # each member built as its plain run builds it (same RNG draws, same order)
+            if seeds is not None:
+                torch.manual_seed(seeds[i])
+            actors.append(DeterministicActor(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, encoder=enc()))
+            critics.append(QEnsemble(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, self.n_critics,
+                                     encoder=enc()))
+            noises.append(ExplorationNoise(h.noise, h.noise_std, self.bounds.dim))
+        self.actor = MemberDeterministicActor(actors).to(device)
+        self.critic = MemberQEnsemble(critics).to(device)
         self.actor_target, self.critic_target = frozen_copy(self.actor), frozen_copy(self.critic)
-        self.actor_opt, self.critic_opt = adam(self.actor.parameters(), hp.lr), adam(self.critic.parameters(), hp.lr)
-        self.noise = ExplorationNoise(hp.noise, hp.noise_std, self.bounds.dim)
+        lrs = [h.lr for h in hps]
+        self.actor_opt, self.critic_opt = MemberAdam(self.actor.parameters(), lrs), MemberAdam(self.critic.parameters(), lrs)
+        self.noise = MemberExplorationNoise(noises)
+        self.gamma = self.members.hyper(hps, "gamma")  # [K, 1]
+        self.tau = [h.tau for h in hps]
         self.updates = 0
 
-    # -- acting ---------------------------------------------------------------------------------
+    # -- acting (the loop's env batch [K*N, *obs] <-> the members' [K, N, *obs]) ---------------------
     @torch.inference_mode()
     def explore(self, obs: Tensor) -> Tensor:
         """a = clip(μ(s) + N, −1, 1), rescaled to the env's Box."""
         noise = torch.from_numpy(self.noise.sample(obs.shape[0])).to(obs.device)
-        return self.bounds.to_env((self.actor(obs) + noise).clamp(-1.0, 1.0))
+        mu = self.members.join(self.actor(self.members.split(obs)), obs)
+        return self.bounds.to_env((mu + noise).clamp(-1.0, 1.0))
 
     @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
-        return self.bounds.to_env(self.actor(obs))
+        return self.bounds.to_env(self.members.join(self.actor(self.members.split(obs)), obs))
+
+    @torch.inference_mode()
+    def act_member(self, k: int, obs: Tensor, deterministic: bool = True) -> Tensor:
+        """Member k's action for ``obs`` ``[B, *obs]`` (its evaluation): every member acts on it, row k is kept."""
+        return self.bounds.to_env(self.actor(obs.expand(self.members.k, *obs.shape))[k])
 
     def episodes_ended(self, done: np.ndarray) -> None:
         self.noise.reset(done)  # the notes' "initialize a random process N" at each episode start
 
     # -- learning -------------------------------------------------------------------------------
-    def update(self, batch: Transitions, progress: float) -> dict[str, float]:
-        with torch.no_grad():
-            next_q = self.critic_target(batch.next_obs, self.actor_target(batch.next_obs))[0]
-            y = bellman_target(batch.rewards, next_q, batch.terminated, self.hp.gamma)
-        critic_loss, q = self.critic_step(batch, y)
-        return metrics(critic_loss=critic_loss, q_mean=q.mean(), actor_loss=self.actor_step(batch.obs))
+    def _mask(self) -> Tensor | None:
+        active = self.members.active
+        return None if bool(active.all()) else active
 
-    def critic_step(self, batch: Transitions, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Regress every critic on y; returns (loss, Q(s, a)) detached."""
+    def update(self, batch: Transitions, progress: float) -> list[dict[str, float]]:
+        """One update of every active member on its own minibatch (``[K, B, ...]``; a plain buffer's
+        ``[B, ...]`` for K=1). Returns each member's metrics."""
+        mask, batch = self._mask(), member_batch(batch)
+        with torch.no_grad():
+            next_q = self.critic_target(batch.next_obs, self.actor_target(batch.next_obs))[:, 0]  # [K, B]
+            y = bellman_target(batch.rewards, next_q, batch.terminated, self.gamma)
+        critic_loss, q = self.critic_step(batch, y, mask)
+        return self._metrics(critic_loss, q, self.actor_step(batch.obs, mask))
+
+    def critic_step(self, batch: Transitions, y: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Regress every critic on y (``[K, B]``); returns (each member's loss ``[K]``, Q(s, a) ``[K, E, B]``) detached."""
         q = self.critic(batch.obs, self.bounds.to_unit(batch.actions))
         loss = critic_regression_loss(q, y)
-        optimize(self.critic_opt, loss)
+        self.critic_opt.minimize(loss, mask)
         self.updates += 1
         return loss.detach(), q.detach()
 
-    def actor_step(self, obs: Tensor) -> Tensor:
+    def actor_step(self, obs: Tensor, mask: Tensor | None) -> Tensor:
         """Deterministic policy gradient through the first critic (its weights held fixed), then move
-        both target networks toward the online ones."""
-        loss = ddpg_policy_loss(self.critic(obs, self.actor(obs), members=1, detach_params=True)[0])
-        optimize(self.actor_opt, loss)
-        polyak_update_(self.critic_target.parameters(), self.critic.parameters(), self.hp.tau)
-        polyak_update_(self.actor_target.parameters(), self.actor.parameters(), self.hp.tau)
+        both target networks toward the online ones. Returns each member's loss ``[K]``."""
+        loss = ddpg_policy_loss(self.critic(obs, self.actor(obs), detach_params=True, first=1)[:, 0], dim=1)
+        self.actor_opt.minimize(loss, mask)
+        with torch.no_grad():
+            k = self.members.k
+            polyak_members_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.tau, k, mask)
+            polyak_members_(list(self.actor_target.parameters()), list(self.actor.parameters()), self.tau, k, mask)
         return loss.detach()
+
+    @staticmethod
+    def _metrics(critic_loss: Tensor, q: Tensor, actor_loss: Tensor) -> list[dict[str, float]]:
+        """Each member's metrics with ONE device sync."""
+        stats = torch.stack([critic_loss, q.mean(dim=(1, 2)), actor_loss], dim=1).float()
+        return [dict(zip(("critic_loss", "q_mean", "actor_loss"), row, strict=True)) for row in stats.tolist()]

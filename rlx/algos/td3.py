@@ -3,17 +3,18 @@
 1. twin critics, target y = r + γ(1−d) min(Q'_1, Q'_2)(s', ã');
 2. target-policy smoothing ã' = clip(μ'(s') + clip(ε, −c, c), −1, 1), ε ~ N(0, σ²);
 3. delayed policy (and target) updates: one actor step per ``policy_delay`` critic steps.
-Acting, networks and the actor step are DDPG's (this class only changes ``update``).
+Acting, networks and the actor step are DDPG's (this class only changes ``update``). A population
+(issue 12) as DDPG's, with each member's own σ and c of the smoothing noise (``[K, 1, 1]``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 
 from rlx.algos.ddpg import DDPG, DDPGConfig
-from rlx.algos.off_policy_common import metrics
+from rlx.algos.sac import member_batch
 from rlx.buffers.replay import Transitions
 from rlx.config import param
 from rlx.envs import EnvSpec
@@ -35,18 +36,21 @@ class TD3(DDPG):
     hp: TD3Config
     n_critics = 2
 
-    def __init__(self, spec: EnvSpec, hp: TD3Config, net: NetworkConfig, device: torch.device):
-        super().__init__(spec, hp, net, device)
-        self.last_actor_loss = torch.zeros((), device=device)  # reported between delayed actor steps
+    def __init__(self, spec: EnvSpec, hp: TD3Config | Sequence[TD3Config], net: NetworkConfig, device: torch.device,
+                 seeds: Sequence[int] | None = None):
+        super().__init__(spec, hp, net, device, seeds)
+        self.target_noise = self.members.hyper(self.hps, "target_policy_noise").unsqueeze(-1)  # [K, 1, 1]
+        self.target_clip = self.members.hyper(self.hps, "target_noise_clip").unsqueeze(-1)  # [K, 1, 1]
+        self.last_actor_loss = torch.zeros(self.members.k, device=device)  # reported between delayed actor steps
 
-    def update(self, batch: Transitions, progress: float) -> dict[str, float]:
-        hp = self.hp
+    def update(self, batch: Transitions, progress: float) -> list[dict[str, float]]:
+        mask, batch = self._mask(), member_batch(batch)
         with torch.no_grad():
-            a_next = td3_smoothed_target_action(self.actor_target(batch.next_obs), hp.target_policy_noise,
-                                                hp.target_noise_clip, -1.0, 1.0)
-            q1_next, q2_next = self.critic_target(batch.next_obs, a_next)
-            y = clipped_double_q_target(batch.rewards, q1_next, q2_next, batch.terminated, hp.gamma)
-        critic_loss, q = self.critic_step(batch, y)
-        if self.updates % hp.policy_delay == 0:
-            self.last_actor_loss = self.actor_step(batch.obs)
-        return metrics(critic_loss=critic_loss, q_mean=q.mean(), actor_loss=self.last_actor_loss)
+            a_next = td3_smoothed_target_action(self.actor_target(batch.next_obs), self.target_noise,
+                                                self.target_clip, -1.0, 1.0)
+            q_next = self.critic_target(batch.next_obs, a_next)  # [K, 2, B]
+            y = clipped_double_q_target(batch.rewards, q_next[:, 0], q_next[:, 1], batch.terminated, self.gamma)
+        critic_loss, q = self.critic_step(batch, y, mask)
+        if self.updates % self.hp.policy_delay == 0:
+            self.last_actor_loss = self.actor_step(batch.obs, mask)
+        return self._metrics(critic_loss, q, self.last_actor_loss)

@@ -79,10 +79,8 @@ def analyse(name: str, agent: Any, proto: TwoPassages, alpha: float, episodes: i
         else:
             headings = np.linspace(-1, 1, GRID)
             a = torch.as_tensor(headings, dtype=torch.float32).unsqueeze(-1)
-            if name == "sac":  # a population of one: [1, B, ...] in, [1, 2, B] out
-                q_all = agent.critic(obs.expand(GRID, -1)[None], a[None])[0]
-            else:
-                q_all = agent.critic(obs.expand(GRID, -1), a)
+            # a population of one: [1, B, ...] in, [1, E, B] out (SAC's twin critics, DDPG's one)
+            q_all = agent.critic(obs.expand(GRID, -1)[None], a[None])[0]
             q = (q_all.min(0).values if name == "sac" else q_all[0]).numpy()
             if name == "sac":
                 from rlx.objectives.distributions import tanh_gaussian_log_prob

@@ -166,9 +166,13 @@ class MemberMLP(nn.Module):
                 out.biases[i].copy_(torch.stack([e.biases[i] for e in ensembles]))
         return out
 
-    def forward(self, x: Tensor, detach_params: bool = False) -> Tensor:
-        """``x`` ``[K, B, in]`` -> ``[K, E, B, out]``; ``detach_params``: no gradient into the weights (still into ``x``)."""
+    def forward(self, x: Tensor, detach_params: bool = False, first: int | None = None) -> Tensor:
+        """``x`` ``[K, B, in]`` -> ``[K, E, B, out]``; ``detach_params``: no gradient into the weights (still into ``x``);
+        ``first``: only each member's first ``first`` networks (``[K, first, B, out]``; TD3's actor step uses Q_1 only)."""
         ws, bs = list(self.weights), list(self.biases)
+        n_e = self.e if first is None else first
+        if n_e != self.e:
+            ws, bs = [w[:, :n_e] for w in ws], [b[:, :n_e] for b in bs]
         if detach_params:
             ws, bs = [w.detach() for w in ws], [b.detach() for b in bs]
         last = len(ws) - 1
@@ -182,7 +186,7 @@ class MemberMLP(nn.Module):
             for k in range(self.k):
                 wk = [w[k].unbind(0) for w in wl]
                 bk = [b[k].unbind(0) for b in bl]
-                for e in range(self.e):
+                for e in range(n_e):
                     if self.activation_name in FUSED_ACTIVATIONS:
                         params = [t for i in range(last + 1) for t in (wk[i][e].t(), bk[i][e].view(-1))]
                         outs.append(fused_mlp(x[k], params, self.activation_name))
@@ -192,8 +196,8 @@ class MemberMLP(nn.Module):
                         h = torch.addmm(bk[i][e], h, wk[i][e])
                         h = self.activation(h) if i < last else h
                     outs.append(h)
-            return torch.stack(outs).view(self.k, self.e, *outs[0].shape)
-        k, e = self.k, self.e
+            return torch.stack(outs).view(self.k, n_e, *outs[0].shape)
+        k, e = self.k, n_e
         h = x.unsqueeze(1).expand(k, e, *x.shape[1:]).reshape(k * e, *x.shape[1:])
         for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
             h = torch.baddbmm(b.flatten(0, 1), h, w.flatten(0, 1))
@@ -231,6 +235,20 @@ class MemberTanhGaussianActor(nn.Module):
         return tanh_gaussian_deterministic(self(obs)[0])
 
 
+class MemberDeterministicActor(nn.Module):
+    """K :class:`DeterministicActor` s as one: ``[K, B, *obs]`` -> μ ``[K, B, A]`` in the unit box."""
+
+    def __init__(self, actors: Sequence[DeterministicActor]):
+        super().__init__()
+        if len(actors) > 1 and actors[0].encoder is not None:
+            raise ValueError("MemberDeterministicActor: an encoder only for K=1")
+        self.encoder = actors[0].encoder
+        self.net = MemberMLP.from_mlps([a.net for a in actors])
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return torch.tanh(self.net(_member_features(self.encoder, obs))[:, 0])
+
+
 class MemberQEnsemble(nn.Module):
     """K :class:`QEnsemble` s of E critics as one: ``[K, B, *obs]``, ``[K, B, A]`` -> ``[K, E, B]``."""
 
@@ -241,6 +259,7 @@ class MemberQEnsemble(nn.Module):
         self.encoder = critics[0].encoder
         self.net = MemberMLP.from_ensembles([c.net for c in critics])
 
-    def forward(self, obs: Tensor, actions: Tensor, detach_params: bool = False) -> Tensor:
+    def forward(self, obs: Tensor, actions: Tensor, detach_params: bool = False, first: int | None = None) -> Tensor:
+        """``first``: only each member's first ``first`` critics (``[K, first, B]``)."""
         x = _member_features(self.encoder, obs, detach_params)
-        return self.net(torch.cat([x, actions], dim=-1), detach_params).squeeze(-1)
+        return self.net(torch.cat([x, actions], dim=-1), detach_params, first).squeeze(-1)

@@ -122,8 +122,8 @@ def critic_regression_loss(q: Tensor, target: Tensor) -> Tensor:
 
 def td3_smoothed_target_action(
     mu_next: Tensor,
-    noise_std: float,
-    noise_clip: float,
+    noise_std: float | Tensor,
+    noise_clip: float | Tensor,
     low: float | Tensor,
     high: float | Tensor,
     generator: torch.Generator | None = None,
@@ -132,7 +132,8 @@ def td3_smoothed_target_action(
     """TD3 target-policy smoothing ã' = clip(μ'(s') + clip(ε, −c, c), low, high), ε ~ N(0, σ²).
 
     ``noise`` is a pre-drawn ε (already at scale σ, so ``noise_std`` is then unused); otherwise ε is
-    drawn here with ``generator``. σ, c and the bounds are in the action units of ``mu_next``.
+    drawn here with ``generator``. σ, c and the bounds are in the action units of ``mu_next``; σ and c
+    may be tensors that broadcast against ``mu_next`` (a population's ``[K, 1, 1]``: one per member).
     ``low``/``high`` may be per-dimension tensors (or anything ``torch.as_tensor`` accepts).
     """
     if noise is None:
@@ -143,7 +144,8 @@ def td3_smoothed_target_action(
         raise ValueError(f"noise shape {tuple(noise.shape)} != mu_next shape {tuple(mu_next.shape)}")
     low_t = torch.as_tensor(low, dtype=mu_next.dtype, device=mu_next.device)
     high_t = torch.as_tensor(high, dtype=mu_next.dtype, device=mu_next.device)
-    return torch.clamp(mu_next + noise.clamp(-noise_clip, noise_clip), low_t, high_t)
+    clip_t = torch.as_tensor(noise_clip, dtype=mu_next.dtype, device=mu_next.device)
+    return torch.clamp(mu_next + noise.clamp(-clip_t, clip_t), low_t, high_t)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -151,13 +153,14 @@ def td3_smoothed_target_action(
 # --------------------------------------------------------------------------------------------------
 
 
-def ddpg_policy_loss(q: Tensor) -> Tensor:
+def ddpg_policy_loss(q: Tensor, dim: int | None = None) -> Tensor:
     """DDPG actor loss −mean_i Q(s_i, μ(s_i)).
 
     Its gradient is minus the notes' deterministic policy gradient
     ∇_θ J ≈ (1/N) Σ_i ∇_a Q(s, a)|_{a=μ(s_i)} ∇_θ μ(s_i); ``q`` must keep the graph through a = μ(s).
+    ``dim``: the mean over that dim only (a population's ``[K, B]`` -> ``[K]``).
     """
-    return -q.mean()
+    return -q.mean() if dim is None else -q.mean(dim)
 
 
 def offpolicy_ac_policy_loss(log_prob: Tensor, q: Tensor) -> Tensor:

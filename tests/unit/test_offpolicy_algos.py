@@ -76,7 +76,7 @@ def test_ddpg_critic_target_by_hand() -> None:
     constant(algo.critic_target, 5.0)  # Q'(s', μ'(s')) = 5
     constant(algo.critic, 1.0)  # Q(s, a) = 1
     # y = r + γ(1−d)Q' = [1 + 0.9·5, 2] = [5.5, 2]
-    out = algo.update(batch(), 0.0)
+    (out,) = algo.update(batch(), 0.0)  # a plain run: a population of one
     assert out["critic_loss"] == pytest.approx(half_mse([1, 1], [5.5, 2]))
     assert out["q_mean"] == pytest.approx(1.0)
 
@@ -85,13 +85,13 @@ def test_td3_clipped_double_q_target_and_policy_delay() -> None:
     algo = make(TD3)
     constant(algo.critic_target, 5.0, 3.0)  # min(Q'_1, Q'_2) = 3 whatever the smoothed action
     constant(algo.critic, 1.0, 0.0)
-    out = algo.update(batch(), 0.0)
+    (out,) = algo.update(batch(), 0.0)
     y = [1 + GAMMA * 3, 2]
     assert out["critic_loss"] == pytest.approx(half_mse([1, 1], y) + half_mse([0, 0], y))
     # update 1 of policy_delay=2 trains the critics only; update 2 also the actor
-    assert len(algo.critic_opt.state) > 0 and len(algo.actor_opt.state) == 0
+    assert algo.critic_opt.step_count.tolist() == [1] and algo.actor_opt.step_count.tolist() == [0]
     algo.update(batch(), 0.0)
-    assert len(algo.actor_opt.state) > 0
+    assert algo.actor_opt.step_count.tolist() == [1]
 
 
 def test_sac_soft_bellman_target_by_hand() -> None:
