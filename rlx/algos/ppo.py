@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
+from torch import Tensor
 
 from rlx.algos.common import PopulationActorCritic
 from rlx.buffers.rollout import Rollout
@@ -77,14 +78,11 @@ class PPO(PopulationActorCritic):
                                         advantages, returns))  # [K, T*N, ...]
         entropy_grad = bool((self.ent_coef > 0).any())
         active = m.active.clone()  # target_kl stops members' epochs one by one
-        # per-member sums over the minibatches each member trained on (an early-stopped member's later
-        # minibatches do not count: its statistics equal those of its plain run, which stopped there)
-        loss_sums = torch.zeros(m.k, 2, device=self.device)  # policy loss, value loss: mean over minibatches
-        sample_sums = torch.zeros(m.k, 3, device=self.device)  # entropy, k3 KL, clipped: mean over samples
-        minibatch_count = torch.zeros(m.k, 1, device=self.device)
-        sample_count = torch.zeros(m.k, 1, device=self.device)
+        early_stop = math.isfinite(float(self.target_kl.min()))
+        # per minibatch, detached: [K] losses, [K, B] entropies and ratios, which members trained on it (an
+        # early-stopped member's later minibatches do not count: its statistics equal its plain run's)
+        record: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]] = []
         for _epoch in range(hp.n_epochs):
-            last_ratio = None
             for idx in m.minibatches(obs.shape[1], hp.batch_size):
                 mb = [m.take(x, idx) for x in (obs, actions, old_logp, old_values, advantages, returns)]
                 logp, entropy, values = self.model.evaluate_actions(mb[0], mb[1], entropy_grad=entropy_grad)
@@ -96,21 +94,30 @@ class PPO(PopulationActorCritic):
                 if entropy_grad:
                     loss = loss - self.ent_coef[:, 0] * entropy.mean(1)
                 self.gradient_step(loss, active)
-                with torch.no_grad():
-                    w = active.unsqueeze(1).float()
-                    loss_sums += torch.stack([policy_loss, v_loss], 1) * w
-                    k3 = (ratio - 1) - torch.log(ratio)
-                    sample_sums += torch.stack([entropy.sum(1), k3.sum(1), ((ratio - 1.0).abs() > clip).float().sum(1)], 1) * w
-                    minibatch_count += w
-                    sample_count += ratio.shape[1] * w
-                last_ratio = ratio.detach()
-            if last_ratio is not None and math.isfinite(float(self.target_kl.min())):
-                active &= approx_kl_from_ratio(last_ratio, dim=1) <= 1.5 * self.target_kl[:, 0]
+                record.append((policy_loss.detach(), v_loss.detach(), entropy.detach(), ratio.detach(),
+                               active.clone() if early_stop else None))
+            if early_stop:
+                active &= approx_kl_from_ratio(record[-1][3], dim=1) <= 1.5 * self.target_kl[:, 0]
                 if not bool(active.any()):
                     break
         self.updates += 1
-        means = torch.cat([loss_sums / minibatch_count.clamp(min=1), sample_sums / sample_count.clamp(min=1)], 1)
+        means = _update_statistics(record, clip)
         stats = torch.cat([means, explained_variance(old_values, returns, dim=1).unsqueeze(1), lr, clip], 1)
         keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance", "lr", "clip_eps")
         return [dict(zip(keys, row, strict=True)) for row in stats.tolist()]
 
+
+
+def _update_statistics(record: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]], clip: Tensor) -> Tensor:
+    """Per member ``[K, 5]``: policy and value loss (mean over minibatches), entropy, k3 KL and clip fraction
+    (mean over samples), over the minibatches each member trained on (all of them without target_kl)."""
+    losses = torch.stack([torch.stack([r[0], r[1]], 1) for r in record])  # [M, K, 2]
+    entropy, ratio = torch.cat([r[2] for r in record], 1), torch.cat([r[3] for r in record], 1)  # [K, M*B]
+    per_sample = torch.stack([entropy, (ratio - 1) - torch.log(ratio), ((ratio - 1.0).abs() > clip).float()], 2)
+    if record[0][4] is None:
+        return torch.cat([losses.mean(0), per_sample.mean(1)], 1)
+    trained = torch.stack([cast(Tensor, r[4]) for r in record]).float()  # [M, K]
+    loss_means = (losses * trained.unsqueeze(2)).sum(0) / trained.sum(0).clamp(min=1).unsqueeze(1)
+    sample_w = torch.cat([cast(Tensor, r[4]).float().unsqueeze(1).expand(-1, r[3].shape[1]) for r in record], 1)  # [K, M*B]
+    sample_means = (per_sample * sample_w.unsqueeze(2)).sum(1) / sample_w.sum(1, keepdim=True).clamp(min=1)
+    return torch.cat([loss_means, sample_means], 1)
