@@ -178,8 +178,7 @@ class PopulationSession:
 
         self.failed[k] = _record_fault(self.run_dirs[k], error, self.sessions[k])
         self.sessions[k].logger.message(f"rlx: member {k} ({self.run_dirs[k]}) failed: {self.failed[k]}; the others go on")
-        with torch.no_grad():  # its weights may be NaN: keep its (masked) acting well-defined
-            self.algo.params[k].nan_to_num_(0.0, 0.0, 0.0)
+        _zero_non_finite(self.algo, k)
         self._sync_mask()
 
     def _each(self, fn: Callable[[int], None]) -> None:
@@ -267,6 +266,18 @@ class PopulationSession:
             summaries.append({"status": "failed", "error": self.failed[k], "algo": s.algo_name,
                               "env_id": s.config["env"]["id"], "seed": s.config["seed"], "env_steps": s.env_steps})
         return summaries
+
+
+@torch.no_grad()
+def _zero_non_finite(algo: PopulationAlgorithm, k: int) -> None:
+    """Member k failed and is masked out of every update; its weights may be NaN: zero those entries of
+    its rows of every network's ``[K, ...]`` parameters so that its (ignored) acting stays well-defined."""
+    members = algo.members.k
+    for module in vars(algo).values():
+        if isinstance(module, torch.nn.Module):
+            for p in module.parameters():
+                if p.dim() and p.shape[0] == members:
+                    p[k].nan_to_num_(0.0, 0.0, 0.0)
 
 
 def _train_population(configs: list[dict], settings: list[Any], run_dirs: list[Path],

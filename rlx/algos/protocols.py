@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, Sequence
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from rlx.buffers.rollout import Rollout
 from rlx.members import Members
@@ -63,10 +63,9 @@ class OffPolicyAlgorithm(Algorithm, Protocol):
 
 
 class PopulationAlgorithm(Algorithm, Protocol):
-    """A population of K members (issue 12): the member layout, every member's parameters as one
-    ``[K, P]`` buffer, and acting as one member (its evaluation)."""
+    """A population of K members (issue 12): the member layout (``members.active`` masks stopped members
+    out of the updates), networks whose parameters are ``[K, ...]``, and acting as one member (its evaluation)."""
 
     members: Members
-    params: nn.Parameter
 
     def act_member(self, k: int, obs: Tensor, deterministic: bool = True) -> Tensor: ...

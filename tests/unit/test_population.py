@@ -256,3 +256,27 @@ def test_sigterm_checkpoints_every_member_and_resume_of_one_member_continues_the
         assert summary["status"] == "ok" and summary["env_steps"] == total
         logged = [json.loads(x)["env_steps"] for x in (d / "metrics.jsonl").read_text().splitlines()]
         assert logged == sorted(logged) and logged[-1] == total  # one history, nothing lost or repeated
+
+
+def test_an_off_policy_member_whose_loss_goes_nan_fails_alone(tmp_path, monkeypatch):
+    from rlx.algos.sac import SAC
+    from rlx.compose import compose_config
+    from rlx.population import train_population
+
+    original = SAC.update
+
+    def poisoned(self, batch, progress):
+        metrics = original(self, batch, progress)
+        if self.updates >= 50:
+            with torch.no_grad():  # member 1's weights and loss go NaN
+                next(self.actor.parameters())[1].fill_(float("nan"))
+            metrics[1]["actor_loss"] = float("nan")
+        return metrics
+
+    monkeypatch.setattr(SAC, "update", poisoned)
+    cfgs = [compose_config(["algo=sac", "env=pendulum", "total_steps=400", "algo.learning_starts=100", "eval.every=0",
+                            "eval.episodes=1", "network.hidden_sizes=[16]", f"seed={s}", "logger.wandb.mode=disabled",
+                            "logger.tensorboard=false", "logger.progress=false", "checkpoint.every=100"]) for s in (0, 1)]
+    summaries = train_population(cfgs, [tmp_path / "a", tmp_path / "b"])
+    assert summaries[0]["status"] == "ok" and summaries[0]["env_steps"] == 400
+    assert summaries[1]["status"] == "failed" and "non-finite actor_loss" in summaries[1]["error"]
