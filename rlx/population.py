@@ -160,6 +160,7 @@ class PopulationSession:
         self.failed: dict[int, str] = {}
         self.tracker = _MemberTrackers(self)
         self.save_buffer = False  # see _member_loop_state
+        self._synced: list[int] | None = None  # the training members the algorithm's mask was last set to
 
     # -- members ---------------------------------------------------------------------------------
     def training(self) -> list[int]:
@@ -169,8 +170,14 @@ class PopulationSession:
         return slice(k * self.n, (k + 1) * self.n)
 
     def _sync_mask(self) -> None:
+        """The algorithm's active mask = the members still training (rewritten only when that set changed:
+        this runs after every env step)."""
+        training = self.training()
+        if training == self._synced:
+            return
+        self._synced = training
         active = torch.zeros_like(self.algo.members.active)
-        active[self.training()] = True
+        active[training] = True
         self.algo.members.active.copy_(active)
 
     def _fail(self, k: int, error: str) -> None:
@@ -232,6 +239,8 @@ class PopulationSession:
         return obs
 
     def check_transition(self, obs: np.ndarray, rewards: np.ndarray) -> None:
+        if np.isfinite(obs).all() and np.isfinite(rewards).all():  # the usual case: one pass over all members
+            return
         self._each(lambda k: self.sessions[k].check_transition(obs[self.envs_of(k)], rewards[self.envs_of(k)]))
 
     def add_steps(self, n: int) -> None:
