@@ -292,16 +292,14 @@ def _zero_non_finite(algo: PopulationAlgorithm, k: int) -> None:
 def _train_population(configs: list[dict], settings: list[Any], run_dirs: list[Path],
                       resumes: list[dict] | None) -> list[dict[str, Any]]:
     """The population itself, in dirs this process has locked (``resumes``: the members' loaded last.pt)."""
-    from rlx.envs import env_spec, make_vec_env
+    from rlx.envs import make_vec_env
     from rlx.registry import ALGOS
     from rlx.run import (
         LOOPS,
         OS_FAULTS,
         _record_fault,
-        check_action_space,
-        resolve_device,
+        prepare_process,
         run_session,
-        seed_everything,
         stop_on_signals,
         write_summary,
     )
@@ -310,12 +308,7 @@ def _train_population(configs: list[dict], settings: list[Any], run_dirs: list[P
     for config, d in zip(configs, run_dirs, strict=True):
         (d / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
         _write_json(d / "population.json", {"members": [os.path.relpath(m, d) for m in run_dirs]})
-    if s0.run.torch_threads:
-        torch.set_num_threads(s0.run.torch_threads)
-    seed_everything(s0.run.seed)
-    device = resolve_device(s0.run.device)
-    spec = env_spec(s0.env.id, s0.env.kwargs, s0.env.wrappers, s0.env.train_wrappers, s0.network.encoder)
-    check_action_space(s0.algo_name, spec)
+    device, spec = prepare_process(s0)
     algo_cls: Any = ALGOS[s0.algo_name]
     algo = algo_cls(spec, [s.algo for s in settings], s0.network, device, seeds=[s.run.seed for s in settings])
     if resumes:

@@ -142,6 +142,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def prepare_process(s: Settings) -> tuple[torch.device, EnvSpec]:
+    """What every training process does first (a run, or a population with its first member's settings):
+    torch threads, seeds, the device, and the env's spec checked against the algorithm."""
+    if s.run.torch_threads:
+        torch.set_num_threads(s.run.torch_threads)
+    seed_everything(s.run.seed)
+    device = resolve_device(s.run.device)
+    spec = env_spec(s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder)
+    check_action_space(s.algo_name, spec)
+    return device, spec
+
+
 def build_algorithm(s: Settings, spec: EnvSpec, device: torch.device) -> Any:
     return ALGOS[s.algo_name](spec, s.algo, s.network, device)
 
@@ -180,12 +192,7 @@ def _train(cfg: DictConfig | dict, s: Settings, run_dir: Path, resume: dict | No
     """The run itself, in a dir this process has locked. ``resume``: a loaded checkpoint."""
     config = as_dict(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
-    if s.run.torch_threads:
-        torch.set_num_threads(s.run.torch_threads)
-    seed_everything(s.run.seed)
-    device = resolve_device(s.run.device)
-    spec = env_spec(s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder)
-    check_action_space(s.algo_name, spec)
+    device, spec = prepare_process(s)
     env_warnings = check_user_env(s.env.id, s.env.kwargs)
     algo = build_algorithm(s, spec, device)
     exit_code = 1
