@@ -20,8 +20,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,53 +29,8 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_cluster(num_cpus: int, temp: str) -> tuple[subprocess.Popen, str]:
-    import ray
-
-    port = free_port()
-    ray_cli = Path(sys.executable).with_name("ray")
-    ports = {"--ray-client-server-port": free_port(), "--dashboard-agent-listen-port": free_port(),
-             "--dashboard-agent-grpc-port": free_port(), "--metrics-export-port": free_port(),
-             "--runtime-env-agent-port": free_port(), "--node-manager-port": free_port(), "--object-manager-port": free_port()}
-    cmd = [str(ray_cli) if ray_cli.exists() else "ray", "start", "--head", "--block", f"--num-cpus={num_cpus}", "--num-gpus=0",
-           f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false", f"--temp-dir={temp}",
-           "--object-store-memory=100000000", "--disable-usage-stats", *(f"{k}={v}" for k, v in ports.items())]
-    log = open(Path(temp) / "ray-start.log", "w")
-    head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if head.poll() is not None:
-            raise SystemExit(f"ray start exited {head.returncode}: see {temp}/ray-start.log")
-        try:
-            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-            ok = ray.cluster_resources().get("CPU") == num_cpus
-            ray.shutdown()
-            if ok:
-                return head, address
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.5)
-
-
-def stop_cluster(head: subprocess.Popen) -> None:
-    if head.poll() is None:
-        head.send_signal(signal.SIGTERM)  # --block: ray start stops the head's processes on SIGTERM
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
+sys.path.insert(0, str(REPO))
+from scripts.local_ray import start_head, stop_head  # noqa: E402
 
 
 def train(backend: str, workers: int, steps: int, seed: int, address: str, root: Path) -> dict:
@@ -120,7 +73,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="rlxbench"))
     temp = tempfile.mkdtemp(prefix="rlxray", dir="/tmp")  # short: Ray's unix socket paths must stay < 108 chars
     print(f"# {platform.node()}: {os.cpu_count()} cores, load average before: {load_average()}", flush=True)
-    head, address = start_cluster(a.ray_cpus, temp)
+    head, address = start_head(a.ray_cpus, temp)
     runs: dict[tuple[str, int], list[dict]] = {c: [] for c in configs}
     try:
         for rep in range(a.repeats):
@@ -133,7 +86,7 @@ def main() -> None:
                       + (f", staleness mean {st['mean']:.3f} max {st['max']}" if st else "")
                       + f"  (load {load_average()})", flush=True)
     finally:
-        stop_cluster(head)
+        stop_head(head)
         shutil.rmtree(temp, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
     print(f"\nA3C CartPole, {a.steps} steps per run, {a.repeats} alternating repeats, seed {a.seed}; "
