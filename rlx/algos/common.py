@@ -47,7 +47,6 @@ class ActorCritic(nn.Module):
         obs_rank = 1 if share_encoder else len(spec.obs_shape)
         self.critic = ValueNet(encoders.features, net.hidden_sizes, net.activation, head_encoder()) if critic \
             else _ZeroValue(obs_rank)
-        self.members: int | None = None  # K once stacked into a population model (stack_actor_critics)
 
     def features(self, x: Tensor) -> Tensor:
         """What the heads take: a policy input (see :meth:`policy_input`) through the shared encoder (if any)."""
@@ -108,7 +107,6 @@ def stack_actor_critics(models: Sequence[ActorCritic]) -> ActorCritic:
         policy.log_std = nn.Parameter(torch.stack([cast(GaussianPolicy, m.policy).log_std.detach() for m in models]).unsqueeze(1))
     if isinstance(model.critic, ValueNet):
         model.critic.net = StackedMLP.from_mlps([cast(nn.Sequential, cast(ValueNet, m.critic).net) for m in models])
-    model.members = k
     return model
 
 
