@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from rlx.algos.a2c import A2CConfig
-from rlx.algos.common import ActorCritic, ActorCriticAgent, advantage_actor_critic_update, make_named_optimizer
+from rlx.algos.common import ActorCritic, ActorCriticAgent, advantage_actor_critic_update, make_optimizer
 from rlx.buffers.rollout import Rollout
 from rlx.config import param
 from rlx.envs import EnvSpec
@@ -76,9 +76,9 @@ class A3C:
         self.spec, self.hp, self.net = spec, hp, net
         self.device = torch.device("cpu")
         self.model = ActorCritic(spec, net, False, hp.log_std_init).share_memory()
-        # flat=False: workers hand their gradients to the shared parameters one by one (gradient_step's apply_to)
-        self.optimizer = make_named_optimizer(hp.optimizer, self.model.parameters(), hp.lr, hp.optimizer_eps, hp.rms_alpha,
-                                              flat=False)
+        # flat=False: workers hand their gradients to the shared parameters one by one (gradient_step's local_params)
+        self.optimizer = make_optimizer(self.model.parameters(), hp.lr, hp.optimizer, hp.optimizer_eps, hp.rms_alpha,
+                                        flat=False)
         share_optimizer_state_(self.optimizer)
         self.worker_updates = torch.zeros(hp.num_workers, dtype=torch.int64).share_memory_()
         self.num_workers, self.n_steps = hp.num_workers, hp.n_steps
@@ -117,7 +117,7 @@ class A3CWorker(ActorCriticAgent):
         self.model = ActorCritic(shared.spec, shared.net, False, shared.hp.log_std_init)
         self.model.load_state_dict(shared.model.state_dict())
         self.optimizer = shared.optimizer
-        self.shared_params = list(shared.model.parameters())
+        self.local_params = list(self.model.parameters())  # their gradients go to the shared ones
         self.n_steps = shared.hp.n_steps
 
     def update(self, rollout: Rollout, progress: float) -> dict[str, float]:
@@ -126,7 +126,7 @@ class A3CWorker(ActorCriticAgent):
         metrics = advantage_actor_critic_update(
             self.model, self.optimizer, rollout, gamma=hp.gamma, lam=hp.gae_lambda, vf_coef=hp.vf_coef,
             ent_coef=hp.ent_coef, max_grad_norm=hp.max_grad_norm, normalize_advantage=hp.normalize_advantage,
-            apply_to=self.shared_params)
+            local_params=self.local_params)
         self.model.load_state_dict(self.shared.model.state_dict())
         self.shared.worker_updates[self.rank] += 1
         return {**metrics, "lr": lr}

@@ -38,6 +38,7 @@ class BatchAC(ActorCriticAgent):
     loop = "on_policy"
     Config = BatchACConfig
     episodes: CompleteEpisodes  # always set: update() batches whole episodes
+    persist = (*ActorCriticAgent.persist, "episodes")
     action_spaces = ("discrete", "continuous")
 
     def __init__(self, spec: EnvSpec, hp: BatchACConfig, net: NetworkConfig, device: torch.device):
@@ -54,10 +55,9 @@ class BatchAC(ActorCriticAgent):
         lr = self.anneal(progress)
         returns = episode_returns(rewards, batch["next_values"], terminated, done, hp.gamma)
         x = obs  # the rollout stores policy inputs: already normalized as the policy saw them
-        critic_params = list(model.critic.parameters())
         for _ in range(hp.critic_steps):
             v_loss = value_loss(model.critic(x), returns)
-            gradient_step(self.optimizer, v_loss, critic_params, hp.max_grad_norm)
+            gradient_step(self.optimizer, v_loss, hp.max_grad_norm)
         with torch.no_grad():
             values = model.critic(x)
             # V(s_{t+1}) is the next row of the batch within an episode; where one ended, the rollout's V(final obs)

@@ -12,14 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlx.algos.off_policy_common import (
-    ActionBounds,
-    ExplorationNoise,
-    OffPolicyCommon,
-    Persistent,
-    encoders,
-    frozen_copy,
-)
+from rlx.algos.common import ActionBounds, ExplorationNoise, OffPolicyCommon, Persistent, encoders, frozen_copy
 from rlx.algos.sac import member_batch, polyak_members_
 from rlx.buffers.replay import Transitions
 from rlx.config import param

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlx.algos.off_policy_common import OffPolicyCommon, TanhGaussianAgent, adam, frozen_copy, metrics, optimize
+from rlx.algos.common import OFF_POLICY_ADAM, OffPolicyCommon, TanhGaussianAgent, frozen_copy, gradient_step, make_optimizer, metrics
 from rlx.buffers.replay import Transitions
 from rlx.config import param
 from rlx.envs import EnvSpec
@@ -60,7 +60,7 @@ class OffPolicyAC(TanhGaussianAgent):
         self.critic = QEnsemble(self.encoders.features, self.bounds.dim, net.hidden_sizes, net.activation, n=1,
                                 encoder=self.encoders()).to(device)
         self.critic_target = frozen_copy(self.critic)
-        self.critic_opt = adam(self.critic.parameters(), hp.lr)
+        self.critic_opt = make_optimizer(self.critic.parameters(), hp.lr, **OFF_POLICY_ADAM)
 
     def update(self, batch: Transitions, progress: float) -> dict[str, float]:
         hp = self.hp
@@ -70,7 +70,7 @@ class OffPolicyAC(TanhGaussianAgent):
             y = bellman_target(batch.rewards, self.critic_target(batch.next_obs, a_next)[0], batch.terminated, hp.gamma)
         q = self.critic(batch.obs, self.bounds.to_unit(batch.actions))[0]
         critic_loss = critic_regression_loss(q, y)
-        optimize(self.critic_opt, critic_loss)
+        gradient_step(self.critic_opt, critic_loss)
 
         # 4. score-function policy gradient with K fresh actions a^π ~ π_θ(·|s) per state
         k, b = hp.action_samples, batch.obs.shape[0]
@@ -84,7 +84,7 @@ class OffPolicyAC(TanhGaussianAgent):
         log_prob = tanh_gaussian_log_prob(mean, log_std, u)  # gradient through μ, σ only (u is fixed)
         entropy = gaussian_entropy(log_std).mean()
         actor_loss = offpolicy_ac_policy_loss(log_prob, weights) - hp.ent_coef * entropy
-        optimize(self.actor_opt, actor_loss)
+        gradient_step(self.actor_opt, actor_loss)
 
         polyak_update_(self.critic_target.parameters(), self.critic.parameters(), hp.tau)
         self.updates += 1

@@ -52,7 +52,7 @@ class OnPolicyAlgorithm(Algorithm, Protocol):
 
 class OffPolicyAlgorithm(Algorithm, Protocol):
     """rlx.loops.off_policy: one env step, replay, ``update`` on sampled minibatches. ``hp`` carries the
-    replay settings (rlx.algos.off_policy_common.OffPolicyCommon); ``episodes_ended(done)``, if an
+    replay settings (rlx.algos.common.OffPolicyCommon); ``episodes_ended(done)``, if an
     algorithm has it, resets per-episode exploration state (OU noise)."""
 
     hp: Any

@@ -39,6 +39,7 @@ class Reinforce(ActorCriticAgent):
     loop = "on_policy"
     Config = ReinforceConfig
     episodes: CompleteEpisodes  # always set: update() batches whole episodes
+    persist = (*ActorCriticAgent.persist, "episodes")
     action_spaces = ("discrete", "continuous")
 
     def __init__(self, spec: EnvSpec, hp: ReinforceConfig, net: NetworkConfig, device: torch.device):

@@ -8,14 +8,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from rlx.algos.off_policy_common import (
-    ActionBounds,
-    EntropyCommon,
-    MemberTemperature,
-    Persistent,
-    encoders,
-    frozen_copy,
-)
+from rlx.algos.common import ActionBounds, EntropyCommon, MemberTemperature, Persistent, encoders, frozen_copy
 from rlx.buffers.replay import Transitions
 from rlx.envs import EnvSpec
 from rlx.errors import UserError

@@ -17,7 +17,17 @@ import gymnasium as gym
 import torch
 from torch import Tensor
 
-from rlx.algos.off_policy_common import EntropyCommon, Persistent, Temperature, adam, encoders, frozen_copy, metrics, optimize
+from rlx.algos.common import (
+    OFF_POLICY_ADAM,
+    EntropyCommon,
+    Persistent,
+    Temperature,
+    encoders,
+    frozen_copy,
+    gradient_step,
+    make_optimizer,
+    metrics,
+)
 from rlx.buffers.replay import Transitions
 from rlx.config import param
 from rlx.envs import EnvSpec
@@ -57,7 +67,8 @@ class SACDiscrete(Persistent):
         self.critic = DiscreteQEnsemble(enc.features, n_actions, net.hidden_sizes, net.activation, n=2,
                                         encoder=enc()).to(device)
         self.critic_target = frozen_copy(self.critic)
-        self.actor_opt, self.critic_opt = adam(self.actor.parameters(), hp.lr), adam(self.critic.parameters(), hp.lr)
+        self.actor_opt = make_optimizer(self.actor.parameters(), hp.lr, **OFF_POLICY_ADAM)
+        self.critic_opt = make_optimizer(self.critic.parameters(), hp.lr, **OFF_POLICY_ADAM)
         self.temperature = Temperature(hp.alpha, hp.target_entropy_scale * math.log(n_actions), hp.lr, device)
         self.updates = 0
 
@@ -83,10 +94,10 @@ class SACDiscrete(Persistent):
         q_all = self.critic(batch.obs)  # [2, B, A]
         q = q_all.gather(-1, batch.actions.expand(q_all.shape[0], -1).unsqueeze(-1)).squeeze(-1)
         critic_loss = critic_regression_loss(q, y)
-        optimize(self.critic_opt, critic_loss)
+        gradient_step(self.critic_opt, critic_loss)
 
         actor_loss = discrete_sac_policy_loss(q_all.detach().min(dim=0).values, probs, log_probs, alpha)
-        optimize(self.actor_opt, actor_loss)
+        gradient_step(self.actor_opt, actor_loss)
 
         polyak_update_(self.critic_target.parameters(), self.critic.parameters(), hp.tau)
         self.updates += 1

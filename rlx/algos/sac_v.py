@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlx.algos.off_policy_common import EntropyCommon, TanhGaussianAgent, Temperature, adam, frozen_copy, metrics
+from rlx.algos.common import OFF_POLICY_ADAM, EntropyCommon, TanhGaussianAgent, Temperature, frozen_copy, make_optimizer, metrics
 from rlx.buffers.replay import Transitions
 from rlx.envs import EnvSpec
 from rlx.networks.heads import ValueNet
@@ -47,7 +47,8 @@ class SACV(TanhGaussianAgent):
         self.critic = QEnsemble(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, n=2, encoder=enc()).to(device)
         self.value = ValueNet(enc.features, net.hidden_sizes, net.activation, encoder=enc()).to(device)
         self.value_target = frozen_copy(self.value)
-        self.critic_opt, self.value_opt = adam(self.critic.parameters(), hp.lr), adam(self.value.parameters(), hp.lr)
+        self.critic_opt = make_optimizer(self.critic.parameters(), hp.lr, **OFF_POLICY_ADAM)
+        self.value_opt = make_optimizer(self.value.parameters(), hp.lr, **OFF_POLICY_ADAM)
         self.temperature = Temperature(hp.alpha, -float(self.bounds.dim), hp.lr, device)
 
     def update(self, batch: Transitions, progress: float) -> dict[str, float]:

@@ -18,11 +18,10 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from rlx.algos.common import ActorCritic, ActorCriticAgent, make_optimizer, minibatches
+from rlx.algos.common import ActorCritic, ActorCriticAgent, gradient_step, make_optimizer, minibatches
 from rlx.buffers.rollout import Rollout
 from rlx.config import param
 from rlx.envs import EnvSpec
-from rlx.networks.flat import gather_flat_grads
 from rlx.networks.fused import double_backward
 from rlx.objectives.natural_gradient import (
     backtracking_line_search,
@@ -138,16 +137,10 @@ class TRPO(ActorCriticAgent):
         """``n_critic_updates`` epochs of minibatch regression of V(s) onto the GAE returns."""
         hp, model = self.hp, self.model
         x = model.features(obs)
-        params = self.optimizer.param_groups[0]["params"]
         losses = []
         for _ in range(hp.n_critic_updates):
             for idx in minibatches(x.shape[0], hp.batch_size, x.device):
                 loss = value_loss(model.critic(x[idx]), returns[idx])
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                gather_flat_grads(self.optimizer)
-                if hp.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm, foreach=True)
-                self.optimizer.step()
+                gradient_step(self.optimizer, loss, hp.max_grad_norm)
                 losses.append(loss.detach())
         return {"value_loss": torch.stack(losses).mean().item()}

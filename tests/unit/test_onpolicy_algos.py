@@ -14,7 +14,7 @@ from rlx.algos.a2c import A2C
 from rlx.algos.a3c import A3C, share_optimizer_state_
 from rlx.algos.ac_batch import BatchAC
 from rlx.algos.ac_online import OnlineAC
-from rlx.algos.common import CompleteEpisodes, make_named_optimizer
+from rlx.algos.common import CompleteEpisodes, make_optimizer
 from rlx.algos.reinforce import Reinforce
 from rlx.buffers.rollout import Rollout
 from rlx.envs import EnvSpec, env_spec
@@ -221,9 +221,9 @@ def test_shared_optimizer_state_is_in_shared_memory_and_steps_like_a_fresh_one(n
     torch.manual_seed(0)
     a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     b.load_state_dict(a.state_dict())
-    shared = make_named_optimizer(name, a.parameters(), 0.01)
+    shared = make_optimizer(a.parameters(), 0.01, name)
     share_optimizer_state_(shared)
-    fresh = make_named_optimizer(name, b.parameters(), 0.01)
+    fresh = make_optimizer(b.parameters(), 0.01, name)
     states = list(shared.state.values())
     assert states and all(v.is_shared() for s in states for v in s.values() if isinstance(v, torch.Tensor))
     for _ in range(2):
