@@ -103,8 +103,10 @@ def main() -> None:
     ap.add_argument("--append", action="store_true", help="append the table to --markdown instead of replacing it")
     ap.add_argument("--population", action="store_true",
                     help="populations (issue 12): one process of K PPO CartPole members vs plain rlx and SB3 runs")
-    ap.add_argument("--ks", default="1,4,16,64", help="population sizes for --population")
-    ap.add_argument("--steps", type=int, default=100_000, help="env steps per member for --population")
+    ap.add_argument("--population-algo", choices=("ppo", "sac"), default="ppo",
+                    help="--population: PPO CartPole (default: K=1,4,16,64, 100k steps) or SAC Pendulum (K=1,4,16, 10k)")
+    ap.add_argument("--ks", help="population sizes for --population")
+    ap.add_argument("--steps", type=int, help="env steps per member for --population")
     ap.add_argument("--peer-python", default=sys.executable, help="the Python that has stable-baselines3 (a separate venv)")
     args = ap.parse_args()
     if args.population:
@@ -112,8 +114,12 @@ def main() -> None:
         from scripts.bench_population import main as population_main
 
         peer = None if args.no_peer or not args.peer.is_file() else args.peer
-        population_main([int(k) for k in args.ks.split(",")], args.steps, 1 if args.quick else args.repeats, peer,
-                        args.peer_python, args.markdown)
+        sac = args.population_algo == "sac"
+        ks = args.ks or ("1,4,16" if sac else "1,4,16,64")
+        steps = args.steps or (10_000 if sac else 100_000)
+        task = ("sac", "pendulum", "Pendulum-v1") if sac else ("ppo", "cartpole", "CartPole-v1")
+        population_main([int(k) for k in ks.split(",")], steps, 1 if args.quick else args.repeats, peer,
+                        args.peer_python, args.markdown, *task)
         return
     repeats = 1 if args.quick else args.repeats
     have_peer = not args.no_peer and args.peer.is_file()

@@ -1,8 +1,9 @@
 """Populations (issue 12) vs separate runs: ``python scripts/bench.py --population`` calls :func:`main`.
 
 For each K: the wall time of ONE population process training K members (PPO CartPole, ε 0.1/0.2/0.3
-and seeds cycling, 100k steps per member), of one plain ``rlx train`` run, and of one SB3 run (the peer
-script), each in a fresh single-thread process, alternating. "K sequential" columns are K x the measured
+and seeds cycling, 100k steps per member; or SAC Pendulum, τ 0.005/0.01/0.02 and seeds cycling, 10k),
+of one plain ``rlx train`` run, and of one SB3 run (the peer script), each in a fresh single-thread
+process, alternating. "K sequential" columns are K x the measured
 one-run time (running 64 x 100k sequentially would take most of an hour and measures nothing new).
 Peak RSS of each process (``ru_maxrss``) too: one population of K vs K separate runs (K x one run's).
 """
@@ -30,9 +31,10 @@ from rlx.compose import compose_config
 from rlx.population import train_population
 k, steps, algo, env, tmp = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 quiet = json.loads(sys.argv[6])
-eps = (0.1, 0.2, 0.3)
+# the knob each algorithm's sweep varies: PPO's clip ε, SAC's Polyak τ (3 values cycling, seeds 0, 0, 0, 1, ...)
+knob = {"ppo": ("clip_eps", (0.1, 0.2, 0.3)), "sac": ("tau", (0.005, 0.01, 0.02))}.get(algo)
 cfgs = [compose_config([f"algo={algo}", f"env={env}", f"total_steps={steps}", f"seed={i // 3}",
-                        *([f"algo.clip_eps={eps[i % 3]}"] if algo == "ppo" else []), *quiet]) for i in range(k)]
+                        *([f"algo.{knob[0]}={knob[1][i % 3]}"] if knob else []), *quiet]) for i in range(k)]
 t = time.perf_counter()
 out = train_population(cfgs, [f"{tmp}/m{i}" for i in range(k)])
 wall = time.perf_counter() - t
