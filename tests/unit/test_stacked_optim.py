@@ -60,15 +60,15 @@ def test_stacked_mlp_matches_separate_mlps(activation):
 
 
 def test_stacked_mlp_large_batch_tanh_path_and_double_backward():
-    """Large enough for the sigmoid form of tanh on CPU (one autograd node); under double_backward() the
-    plain ops, whose gradient can be differentiated again."""
+    """Large enough for the sigmoid form of tanh on CPU, the whole stack one autograd node; under
+    double_backward() the plain ops, whose gradient can be differentiated again."""
     from rlx.networks.fused import double_backward
 
     mlps = make_mlps(3)
     stack = StackedMLP.from_mlps(mlps)
     x = torch.randn(K, 256, IN)
     out = stack(x)
-    assert any("_TanhBackward" in type(f[0]).__name__ for f in out.grad_fn.next_functions if f[0] is not None)
+    assert type(out.grad_fn).__name__ == "_StackedMLPFunctionBackward"
     refs = torch.stack([m(x[k]) for k, m in enumerate(mlps)])
     torch.testing.assert_close(out, refs, rtol=0, atol=1e-6)
     out.square().sum().backward()
@@ -80,6 +80,33 @@ def test_stacked_mlp_large_batch_tanh_path_and_double_backward():
         (g,) = torch.autograd.grad(stack(xg).square().sum(), xg, create_graph=True)
         g.sum().backward()  # would raise through a once_differentiable node
     assert stack.weights[0].grad is not None
+
+
+@pytest.mark.parametrize("out_dim", [1, 2, 16])
+@pytest.mark.parametrize("members", [1, K])
+def test_stacked_mlp_narrow_outputs_and_input_grad(out_dim, members):
+    """PPO-sized heads (64 hidden, 1 or 2 outputs, batch 256): the transposed products for narrow outputs
+    and the broadcast multiply for one output give K nn.Sequential MLPs' outputs and gradients, input
+    gradient included; without gradients (acting) the same outputs."""
+    torch.manual_seed(4)
+    mlps = [nn.Sequential(nn.Linear(IN, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, out_dim))
+            for _ in range(members)]
+    stack = StackedMLP.from_mlps(mlps)
+    x = torch.randn(members, 256, IN)
+    x_ref, x_st = x.clone().requires_grad_(), x.clone().requires_grad_()
+    refs = torch.stack([m(x_ref[k]) for k, m in enumerate(mlps)])
+    out = stack(x_st)
+    torch.testing.assert_close(out, refs, rtol=0, atol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(stack(x), refs.detach(), rtol=0, atol=1e-5)
+    w = torch.randn_like(out)
+    (refs * w).sum().backward()
+    (out * w).sum().backward()
+    torch.testing.assert_close(x_st.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    for k, m in enumerate(mlps):
+        for i, lin in enumerate([lin for lin in m if isinstance(lin, nn.Linear)]):
+            torch.testing.assert_close(stack.weights[i].grad[k], lin.weight.grad.t(), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(stack.biases[i].grad[k, 0], lin.bias.grad, rtol=1e-5, atol=1e-5)
 
 
 def test_shared_input_and_shape_checks():
