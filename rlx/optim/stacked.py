@@ -181,11 +181,12 @@ class StackedAdam(StackedOptimizer):
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         beta1, beta2 = self._scalar(h["beta1"]), self._scalar(h["beta2"])
         exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).add_((1 - beta2) * grad * grad)  # torch's addcmul order: (value * g) * g
+        exp_avg_sq.mul_(beta2).addcmul_(grad * (1 - beta2), grad)  # torch's addcmul order: (value * g) * g
         step_size = self._scalar(h["lr"] / (1 - h["beta1"] ** step))
         bias_correction2_sqrt = self._scalar((1 - h["beta2"] ** step).sqrt())
-        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self._scalar(h["eps"]))
-        param.sub_(step_size * exp_avg / denom)
+        # the same ops as before, in place on the one fresh temporary each (fewer [K, P] allocations)
+        denom = exp_avg_sq.sqrt().div_(bias_correction2_sqrt).add_(self._scalar(h["eps"]))
+        param.sub_(torch.mul(step_size, exp_avg).div_(denom))
 
 
 class StackedRMSprop(StackedOptimizer):
