@@ -11,11 +11,12 @@ Conventions every population algorithm follows:
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, Iterator, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rlx.buffers.rollout import Rollout
 
@@ -80,6 +81,31 @@ class Members:
             return x[:, idx]
         rows = torch.arange(self.k, device=x.device).unsqueeze(1)
         return x[rows, idx]
+
+
+def member_view(module: nn.Module, k: int, members: int) -> nn.Module:
+    """Member k of a stacked module (every ``[K, ...]`` parameter and buffer) as a module of ONE member
+    whose tensors are views of row k: it always holds member k's current weights and statistics (the
+    optimizer, ``load_state_dict`` and the normalizer update them in place), and acting with it costs one
+    member's forward instead of K's (an evaluation of member k: ``model.act(obs.expand(K, ...))[k]`` ran
+    all K). Modules with a member count attribute (``n`` of a StackedMLP, ``members`` of an
+    ObsNormalizer) get 1. For acting only: its parameters do not require gradients."""
+    memo: dict[int, Any] = {}
+    with torch.inference_mode(False), torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            if t.dim() and t.shape[0] == members:
+                v = t.detach()[k : k + 1]
+                memo[id(t)] = nn.Parameter(v, requires_grad=False) if isinstance(t, nn.Parameter) else v
+        view = copy.deepcopy(module, memo)
+    from rlx.networks.mlp import ObsNormalizer
+    from rlx.networks.stacked import StackedMLP
+
+    for m in view.modules():
+        if isinstance(m, StackedMLP):
+            m.n = 1
+        elif isinstance(m, ObsNormalizer) and m.members is not None:
+            m.members = 1
+    return view
 
 
 def member_state(state: Any, k: int, members: int) -> Any:

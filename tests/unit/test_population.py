@@ -11,7 +11,7 @@ import torch
 from rlx.algos.ppo import PPO, PPOConfig
 from rlx.buffers.rollout import Rollout
 from rlx.envs import env_spec
-from rlx.members import Members, member_state, stack_states
+from rlx.members import Members, member_state, member_view, stack_states
 from rlx.objectives.returns import gae
 from rlx.schema import NetworkConfig
 
@@ -280,3 +280,22 @@ def test_an_off_policy_member_whose_loss_goes_nan_fails_alone(tmp_path, monkeypa
     summaries = train_population(cfgs, [tmp_path / "a", tmp_path / "b"])
     assert summaries[0]["status"] == "ok" and summaries[0]["env_steps"] == 400
     assert summaries[1]["status"] == "failed" and "non-finite actor_loss" in summaries[1]["error"]
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_member_view_acts_as_its_member_and_follows_updates(env_id):
+    """member_view(model, k): member k alone (one member's forward), equal to row k of the whole stack's
+    output, before and after an update and a normalizer step (its tensors are views, not copies)."""
+    spec = env_spec(env_id)
+    cfgs = [PPOConfig(**{**m, "n_steps": 8, "batch_size": 16, "n_epochs": 2, "normalize_obs": True}) for m in MEMBERS]
+    pop = PPO(spec, cfgs, NET, CPU, seeds=[0, 1, 2])
+    views = [member_view(pop.model, k, 3) for k in range(3)]
+    obs = torch.randn(5, spec.obs_shape[0]) * 3
+    for step in range(2):
+        with torch.inference_mode():
+            whole = pop.model.act(obs.expand(3, *obs.shape), deterministic=True)
+            for k, v in enumerate(views):
+                torch.testing.assert_close(v.act(obs.unsqueeze(0), deterministic=True)[0], whole[k], rtol=0, atol=1e-6)
+        pop.explore(torch.randn(3 * 4, spec.obs_shape[0]))  # moves the normalizer statistics
+        pop.update(_rollout(3, 4, 8, spec.obs_shape[0], spec.action_space, seed=step), 0.5)  # moves the weights
+    assert not any(p.requires_grad for v in views for p in v.parameters())
