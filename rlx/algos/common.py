@@ -27,7 +27,7 @@ from rlx.buffers.rollout import Rollout
 from rlx.config import param
 from rlx.envs import EnvSpec
 from rlx.errors import UserError
-from rlx.members import Members
+from rlx.members import Members, member_view
 from rlx.networks.encoders import EncoderFactory
 from rlx.networks.flat import flatten_parameters, gather_flat_grads
 from rlx.networks.heads import GaussianPolicy, ValueNet, make_policy
@@ -596,6 +596,7 @@ class PopulationActorCritic(Persistent):
             models.append(ActorCritic(spec, net, h.normalize_obs, h.log_std_init))
         self.model = stack_actor_critics(models).to(device)
         self.params = stack_parameters(list(self.model.parameters()), members=len(hps))
+        self.member_views: dict[int, ActorCritic] = {}  # act_member's one-member views, by member
         self.lr, self.gamma = m.hyper(hps, "lr"), m.hyper(hps, "gamma")
         self.ent_coef, self.vf_coef = m.hyper(hps, "ent_coef"), m.hyper(hps, "vf_coef")
         self.max_grad_norm = m.hyper(hps, "max_grad_norm")
@@ -630,8 +631,15 @@ class PopulationActorCritic(Persistent):
 
     @torch.inference_mode()
     def act_member(self, k: int, obs: Tensor, deterministic: bool = True) -> Tensor:
-        """Member k's action for ``obs`` ``[B, *obs]`` (its evaluation): every member acts on it, row k is kept."""
-        return self.model.act(obs.expand(self.members.k, *obs.shape), deterministic)[k]
+        """Member k's action for ``obs`` ``[B, *obs]`` (its evaluation) from member k's weights alone: a
+        one-member view of the stack (:func:`rlx.members.member_view`, built once: its tensors are views,
+        so it always acts with the current weights and statistics). Running all K and keeping row k cost
+        K member forwards per call, K^2 over a population's evaluations."""
+        if self.members.k == 1:
+            return self.model.act(obs.unsqueeze(0), deterministic)[0]
+        if k not in self.member_views:
+            self.member_views[k] = cast(ActorCritic, member_view(self.model, k, self.members.k))
+        return self.member_views[k].act(obs.unsqueeze(0), deterministic)[0]
 
     # -- learning ----------------------------------------------------------------------------------
     def anneal(self, progress: float) -> Tensor:
