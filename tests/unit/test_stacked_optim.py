@@ -258,3 +258,17 @@ def test_masked_step_and_per_member_lr_change():
     assert torch.equal(flat[2], mid[2]) and not torch.equal(flat[1], mid[1])
     with pytest.raises(ValueError):
         opt.set("lr", [1.0, 2.0])
+
+
+@pytest.mark.parametrize("activation", [nn.Tanh, nn.ReLU, nn.ELU])
+@pytest.mark.parametrize("batch", [1, 8, 300])
+def test_stacked_mlp_acting_without_gradients_matches_separate_mlps(activation, batch):
+    """Under inference mode (acting, evaluation) every batch size gives the members' own outputs: the
+    acting-sized shortcut (small batches), the transposed products and the sigmoid tanh (large ones)."""
+    mlps = make_mlps(activation=activation)
+    stack = StackedMLP.from_mlps(mlps)
+    x = torch.randn(K, batch, IN)
+    with torch.inference_mode():
+        out = stack(x)
+        refs = torch.stack([m(x[k]) for k, m in enumerate(mlps)])
+    torch.testing.assert_close(out, refs, rtol=0, atol=1e-6)
