@@ -39,8 +39,7 @@ from rlx.objectives.noise import GaussianNoise, OrnsteinUhlenbeckNoise
 from rlx.objectives.policy import explained_variance, normalize, reinforce_loss, value_loss
 from rlx.objectives.returns import gae
 from rlx.objectives.targets import sac_temperature_loss
-from rlx.optim.member_adam import MemberAdam
-from rlx.optim.stacked import StackedOptimizer, clip_grad_norm_stacked_, gather_stacked_grads, stack_parameters
+from rlx.optim.stacked import MemberAdam, StackedOptimizer, clip_grad_norm_stacked_, gather_stacked_grads, stack_parameters
 from rlx.schema import NetworkConfig
 
 # --- optimizers and the gradient step -------------------------------------------------------------

@@ -21,7 +21,7 @@ from rlx.errors import UserError
 from rlx.members import Members
 from rlx.networks.off_policy import DeterministicActor, MemberDeterministicActor, MemberQEnsemble, QEnsemble
 from rlx.objectives.targets import bellman_target, critic_regression_loss, ddpg_policy_loss
-from rlx.optim.member_adam import MemberAdam
+from rlx.optim.stacked import MemberAdam
 from rlx.schema import NetworkConfig
 
 

@@ -15,7 +15,7 @@ from rlx.errors import UserError
 from rlx.members import Members
 from rlx.networks.off_policy import MemberQEnsemble, MemberTanhGaussianActor, QEnsemble, TanhGaussianActor
 from rlx.objectives.targets import critic_regression_loss, sac_policy_loss, soft_bellman_target
-from rlx.optim.member_adam import MemberAdam, member_rows
+from rlx.optim.stacked import MemberAdam, member_rows
 from rlx.schema import NetworkConfig
 
 

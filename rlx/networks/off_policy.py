@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from rlx.networks.ensemble import EnsembleMLP
-from rlx.networks.fused import FUSED_ACTIVATIONS, fused_mlp
-from rlx.networks.mlp import ACTIVATIONS, mlp
+from rlx.networks.mlp import mlp
+from rlx.networks.stacked import MemberMLP
 from rlx.objectives.distributions import tanh_gaussian_deterministic, tanh_gaussian_sample
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # SB3/SAC-paper clamp: keeps σ away from 0 and from exploding
@@ -112,97 +112,6 @@ def _call_detached(module: nn.Module, x: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------------
 # Populations (issue 12): K members' heads with a member dimension, [K, B, ...] -> [K, ...]
 # --------------------------------------------------------------------------------------------------
-
-
-class MemberMLP(nn.Module):
-    """K members x E MLPs (twin critics: E=2; an actor: E=1) as one module: ``[K, B, in]`` -> ``[K, E, B, out]``,
-    member k's E networks on member k's inputs only. Weights ``[K, E, in, out]``, biases ``[K, E, 1, out]``.
-
-    On CPU each network runs as rlx's fused MLP (:func:`rlx.networks.fused.fused_mlp`, what a plain run's
-    MLP runs) on views of the weights: MKL's plain gemm beats its batched one for these shapes. On CUDA
-    (or ``batched=True``) one ``baddbmm`` per layer for all K*E networks."""
-
-    def __init__(self, sizes: Sequence[int], activation: str, k: int, e: int):
-        super().__init__()
-        self.weights = nn.ParameterList(nn.Parameter(torch.empty(k, e, a, b)) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-        self.biases = nn.ParameterList(nn.Parameter(torch.empty(k, e, 1, b)) for b in sizes[1:])
-        self.activation = ACTIVATIONS[activation]()
-        self.activation_name = activation
-        self.k, self.e = k, e
-        self.batched: bool | None = None
-
-    @staticmethod
-    def _activation_name(modules: Sequence[nn.Module]) -> str:
-        kinds = {type(m) for m in modules}
-        names = [name for name, a in ACTIVATIONS.items() if {a} == kinds]
-        if len(names) != 1:
-            raise ValueError(f"networks of one activation expected, got {kinds}")
-        return names[0]
-
-    @classmethod
-    def from_mlps(cls, mlps: Sequence[nn.Sequential]) -> MemberMLP:
-        """Member k = ``mlps[k]`` (E=1): same layer sizes and activation for all."""
-        linears = [[m for m in net if isinstance(m, nn.Linear)] for net in mlps]
-        act = cls._activation_name([m for net in mlps for m in net if not isinstance(m, nn.Linear)])
-        sizes = [linears[0][0].in_features] + [layer.out_features for layer in linears[0]]
-        ref = linears[0][0].weight
-        out = cls(sizes, act, len(mlps), 1).to(device=ref.device, dtype=ref.dtype)
-        with torch.no_grad():
-            for i in range(len(sizes) - 1):
-                out.weights[i].copy_(torch.stack([ls[i].weight.t() for ls in linears]).unsqueeze(1))
-                out.biases[i].copy_(torch.stack([ls[i].bias for ls in linears]).reshape(len(mlps), 1, 1, -1))
-        return out
-
-    @classmethod
-    def from_ensembles(cls, ensembles: Sequence[EnsembleMLP]) -> MemberMLP:
-        """Member k = ``ensembles[k]`` (its E networks)."""
-        ref = ensembles[0]
-        sizes = [ref.weights[0].shape[1]] + [w.shape[2] for w in ref.weights]
-        out = cls(sizes, cls._activation_name([e.activation for e in ensembles]), len(ensembles), ref.n)
-        out = out.to(device=ref.weights[0].device, dtype=ref.weights[0].dtype)
-        with torch.no_grad():
-            for i in range(len(sizes) - 1):
-                out.weights[i].copy_(torch.stack([e.weights[i] for e in ensembles]))
-                out.biases[i].copy_(torch.stack([e.biases[i] for e in ensembles]))
-        return out
-
-    def forward(self, x: Tensor, detach_params: bool = False, first: int | None = None) -> Tensor:
-        """``x`` ``[K, B, in]`` -> ``[K, E, B, out]``; ``detach_params``: no gradient into the weights (still into ``x``);
-        ``first``: only each member's first ``first`` networks (``[K, first, B, out]``; TD3's actor step uses Q_1 only)."""
-        ws, bs = list(self.weights), list(self.biases)
-        n_e = self.e if first is None else first
-        if n_e != self.e:
-            ws, bs = [w[:, :n_e] for w in ws], [b[:, :n_e] for b in bs]
-        if detach_params:
-            ws, bs = [w.detach() for w in ws], [b.detach() for b in bs]
-        last = len(ws) - 1
-        if not (self.batched or (self.batched is None and x.is_cuda)):
-            # CPU: each of the K*E MLPs as rlx's fused MLP (one autograd node, rlx/networks/fused.py: what a
-            # plain run's nn.Linear MLP runs) on views of the stacked weights; MKL's plain gemm beats its
-            # batched one for these shapes (rlx/networks/ensemble.py)
-            wl = [w.unbind(0) for w in ws]
-            bl = [b.unbind(0) for b in bs]
-            outs = []
-            for k in range(self.k):
-                wk = [w[k].unbind(0) for w in wl]
-                bk = [b[k].unbind(0) for b in bl]
-                for e in range(n_e):
-                    if self.activation_name in FUSED_ACTIVATIONS:
-                        params = [t for i in range(last + 1) for t in (wk[i][e].t(), bk[i][e].view(-1))]
-                        outs.append(fused_mlp(x[k], params, self.activation_name))
-                        continue
-                    h = x[k]
-                    for i in range(last + 1):
-                        h = torch.addmm(bk[i][e], h, wk[i][e])
-                        h = self.activation(h) if i < last else h
-                    outs.append(h)
-            return torch.stack(outs).view(self.k, n_e, *outs[0].shape)
-        k, e = self.k, n_e
-        h = x.unsqueeze(1).expand(k, e, *x.shape[1:]).reshape(k * e, *x.shape[1:])
-        for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
-            h = torch.baddbmm(b.flatten(0, 1), h, w.flatten(0, 1))
-            h = self.activation(h) if i < last else h
-        return h.view(k, e, *h.shape[1:])
 
 
 def _member_features(encoder: nn.Module | None, obs: Tensor, detach_params: bool = False) -> Tensor:

@@ -16,10 +16,20 @@ hyperparameter is a ``[K]`` tensor, and one step is a dozen whole-tensor ops for
 
 Members never see each other: every reduction is over dim 1 only and every state tensor is per row. A
 ``mask`` lets a step skip members (a member stopped after a non-finite loss keeps its weights and state).
+
+Two layouts, chosen by measurement, one per kind of network:
+
+- the flat ``[K, P]`` buffer above, for the on-policy algorithms' small MLPs (PPO, A2C: 64x64), where per-op
+  overhead dominates and per-member gradient clipping needs each member's norm over all its parameters;
+- :class:`MemberAdam`, for the off-policy algorithms' compute-bound 256x256 networks (SAC, TD3, DDPG):
+  torch's own fused Adam kernel on each member's rows ``p[k]`` of ``[K, ...]`` parameters (no gradient
+  ``cat``, no copy): measured on a SAC critic (135k parameters, CPU, one thread) 945 us per flat-buffer step
+  vs 198 us for torch's fused Adam, ~15% of a plain SAC update. K=1 is exactly torch's fused Adam.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, cast
+from collections import defaultdict
+from typing import Any, Iterable, Protocol, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -245,7 +255,7 @@ class StackedSGD(StackedOptimizer):
 def make_stacked_optimizer(name: str, param: nn.Parameter, lr: Sequence[float], eps: Sequence[float],
                            alpha: Sequence[float]) -> StackedOptimizer:
     """adam | rmsprop | sgd over a ``[K, P]`` buffer, per-member lr / eps / RMSprop alpha (the stacked
-    counterpart of :func:`rlx.algos.common.make_named_optimizer`)."""
+    counterpart of :func:`rlx.algos.common.make_optimizer`)."""
     if name == "adam":
         return StackedAdam(param, lr=lr, eps=eps)
     if name == "rmsprop":
@@ -253,3 +263,94 @@ def make_stacked_optimizer(name: str, param: nn.Parameter, lr: Sequence[float], 
     if name == "sgd":
         return StackedSGD(param, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+# --- per-tensor rows: the off-policy algorithms' optimizer -------------------------------------------
+
+
+def member_rows(tensors: Sequence[Tensor], k: int, members: int) -> list[Tensor]:
+    """Member k's part of each tensor: row k of ``[K, ...]`` tensors, the tensor itself when K=1."""
+    return list(tensors) if members == 1 else [t[k] for t in tensors]
+
+
+def _has_fused(device: torch.device) -> bool:
+    return hasattr(torch, "_fused_adam_") and device.type in ("cpu", "cuda")
+
+
+class MemberAdam:
+    """Adam (torch's update rule, no weight decay or amsgrad) with per-member ``lr`` (K values)."""
+
+    def __init__(self, params: Iterable[Tensor], lr: Sequence[float], betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        self.params = [p for p in params if p.requires_grad]
+        self.members = len(lr)
+        k = self.members
+        if k != 1 and any(p.dim() == 0 or p.shape[0] != k for p in self.params):
+            raise ValueError(f"parameters of a population of {k} need the member dimension first: "
+                             f"{[tuple(p.shape) for p in self.params]}")
+        self.lr = [float(x) for x in lr]
+        self.betas, self.eps = betas, eps
+        device = self.params[0].device
+        self.fused = _has_fused(device)
+        self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.step_count = torch.zeros(k, dtype=torch.float32, device=device)  # torch's state["step"], per member
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def minimize(self, loss: Tensor, mask: Tensor | None = None) -> None:
+        """One step on ``loss`` (``[K]``, member k's loss depends on member k's rows only: its sum's
+        gradient in row k is d loss_k)."""
+        self.zero_grad()
+        loss.sum().backward()
+        self.step(mask)
+
+    @torch.no_grad()
+    def step(self, mask: Tensor | None = None) -> None:
+        """Update every member (``mask`` ``[K]`` bool: only those) whose parameters have gradients."""
+        with_grad = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not with_grad:
+            return
+        k = self.members
+        live = range(k) if mask is None else torch.nonzero(mask.reshape(-1)).flatten().tolist()
+        groups: dict[float, list[int]] = defaultdict(list)
+        for m in live:
+            groups[self.lr[m]].append(m)
+        beta1, beta2 = self.betas
+        for lr, ms in groups.items():
+            self.step_count[ms] += 1
+            params, grads, avgs, sqs, steps = [], [], [], [], []
+            for m in ms:
+                sel = [self.params[i] for i in with_grad]
+                params += member_rows([p.detach() for p in sel], m, k)
+                grads += member_rows([p.grad for p in sel], m, k)  # type: ignore[misc]
+                avgs += member_rows([self.exp_avg[i] for i in with_grad], m, k)
+                sqs += member_rows([self.exp_avg_sq[i] for i in with_grad], m, k)
+                steps += [self.step_count[m]] * len(sel)
+            if self.fused:
+                torch._fused_adam_(params, grads, avgs, sqs, [], steps, lr=lr, beta1=beta1, beta2=beta2,
+                                   weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+            else:  # torch's single-tensor formula
+                for p, g, a, s, t in zip(params, grads, avgs, sqs, steps, strict=True):
+                    a.lerp_(g, 1 - beta1)
+                    s.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                    step = float(t)
+                    denom = (s.sqrt() / (1 - beta2 ** step) ** 0.5).add_(self.eps)
+                    p.addcdiv_(a, denom, value=-lr / (1 - beta1 ** step))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step_count.clone(), "exp_avg": [t.clone() for t in self.exp_avg],
+                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        step = state["step"].to(self.step_count).reshape(-1)
+        if step.shape != self.step_count.shape:
+            raise ValueError(f"optimizer state for {step.shape[0]} members, this optimizer has {self.members}")
+        self.step_count.copy_(step)
+        for mine, saved in ((self.exp_avg, state["exp_avg"]), (self.exp_avg_sq, state["exp_avg_sq"])):
+            if len(mine) != len(saved) or any(a.shape != b.shape for a, b in zip(mine, saved, strict=True)):
+                raise ValueError("optimizer state of other parameter shapes")
+            for a, b in zip(mine, saved, strict=True):
+                a.copy_(b)

@@ -22,7 +22,7 @@ from rlx.config import build
 from rlx.envs import EnvSpec
 from rlx.errors import UserError
 from rlx.networks.ensemble import EnsembleMLP
-from rlx.networks.off_policy import MemberMLP
+from rlx.networks.stacked import MemberMLP
 from rlx.schema import NetworkConfig
 
 CPU = torch.device("cpu")
