@@ -222,12 +222,16 @@ class EpisodeTracker:
         self.returns += rewards
         self.lengths += 1
         if done.any():
-            idx = np.flatnonzero(done)
-            self.finished_returns.extend(self.returns[idx].tolist())
-            self.finished_lengths.extend(self.lengths[idx].tolist())
-            self.episodes += len(idx)
-            self.returns[idx] = 0.0
-            self.lengths[idx] = 0
+            self.end_episodes(done)
+
+    def end_episodes(self, done: np.ndarray) -> None:
+        """Record the running episodes of the envs where ``done`` and start them anew."""
+        idx = np.flatnonzero(done)
+        self.finished_returns.extend(self.returns[idx].tolist())
+        self.finished_lengths.extend(self.lengths[idx].tolist())
+        self.episodes += len(idx)
+        self.returns[idx] = 0.0
+        self.lengths[idx] = 0
 
     def add_finished(self, returns: list[float], lengths: list[int]) -> None:
         """Episodes that finished elsewhere (A3C's worker processes)."""

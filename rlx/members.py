@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from rlx.buffers.rollout import Rollout
+from rlx.networks.mlp import ObsNormalizer
+from rlx.networks.stacked import StackedMLP
 
 
 class Members:
@@ -97,9 +99,6 @@ def member_view(module: nn.Module, k: int, members: int) -> nn.Module:
                 v = t.detach()[k : k + 1]
                 memo[id(t)] = nn.Parameter(v, requires_grad=False) if isinstance(t, nn.Parameter) else v
         view = copy.deepcopy(module, memo)
-    from rlx.networks.mlp import ObsNormalizer
-    from rlx.networks.stacked import StackedMLP
-
     for m in view.modules():
         if isinstance(m, StackedMLP):
             m.n = 1

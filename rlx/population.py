@@ -168,16 +168,9 @@ class _MemberTrackers:
         if not len(ended):
             return
         live = None if len(training) == len(pop.sessions) else set(training)
-        for k in sorted({i // pop.n for i in ended.tolist()}):  # as EpisodeTracker.step, for members with a finished episode
-            if live is not None and k not in live:
-                continue
-            idx = np.flatnonzero(done[pop.envs_of(k)])
-            t = pop.sessions[k].tracker
-            t.finished_returns.extend(t.returns[idx].tolist())
-            t.finished_lengths.extend(t.lengths[idx].tolist())
-            t.episodes += len(idx)
-            t.returns[idx] = 0.0
-            t.lengths[idx] = 0
+        for k in sorted({i // pop.n for i in ended.tolist()}):  # only members with a finished episode
+            if live is None or k in live:
+                pop.sessions[k].tracker.end_episodes(done[pop.envs_of(k)])
 
     @property
     def episodes(self) -> int:

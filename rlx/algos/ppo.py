@@ -107,7 +107,6 @@ class PPO(PopulationActorCritic):
         return [dict(zip(keys, row, strict=True)) for row in stats.tolist()]
 
 
-
 def _update_statistics(record: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]], clip: Tensor) -> Tensor:
     """Per member ``[K, 5]``: policy and value loss (mean over minibatches), entropy, k3 KL and clip fraction
     (mean over samples), over the minibatches each member trained on (all of them without target_kl)."""
