@@ -33,39 +33,62 @@ def _wait_for_steps(p: subprocess.Popen, run: Path, steps: int, timeout: float =
         time.sleep(0.2)
 
 
-@pytest.mark.slow
-def test_a3c_on_ray_learns_cartpole_with_both_actors_and_survives_a_killed_worker(ray_cluster, tmp_path):
-    # Asynchronous, so a seed does not fix the run: like the backend=processes test it asks that A3C *reaches*
-    # 475 (best periodic deterministic eval, 10 episodes), not that its last eval does: its evals swing by
-    # 100-300 between neighbouring evals before and after solving, so a sparse eval grid can miss every peak.
-    # 40k steps with an eval every 10k was not robust (one CI run: best 340; re-measured, a seed-2 run would
-    # have had 415 on that grid), hence 100k steps with an eval every 2.5k. Measured on the 2-core machine
-    # shared with other test runs (load average 5-9), worker 1 killed at 8k, first eval >= 475 / best:
-    #   this config (100k): seeds 3/4/5 at 10k/17.5k/10k, best 500/500/500, 75-85 s each;
-    #   every 2.5k to 80k: seeds 0/1/2 at 7.5k/7.5k/37.5k, best 500/500/487; to 60k: seeds 0/1/2/7/8 at
-    #   7.5k/7.5k/20k/10k/5k, best 500/500/500/490/500; every 5k to 60k: seeds 2-6 at 25k/10k/10k/20k/40k.
-    # Latest first >= 475 seen: 40k (2.5x margin). Killed worker: 42-47% of the updates; staleness mean 0.84-0.95.
-    run = tmp_path / "run"
-    p = _train(run, ray_cluster, "total_steps=100000", "eval.every=2500", "seed=0")
+def _finish(p: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """Wait for the run (killing it past the timeout, so a hung run fails the test instead of CI)."""
     try:
-        _wait_for_steps(p, run, 8000)
-        before = {w["rank"]: w["pid"] for w in json.loads((run / "ray_workers.json").read_text())}
-        os.kill(before[1], signal.SIGKILL)  # worker actor 1's process: Ray restarts it, the run goes on
-        out, err = p.communicate(timeout=480)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
+        return p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return p.communicate()
+
+
+@pytest.mark.slow
+def test_a3c_on_ray_solves_cartpole_with_both_actors(ray_cluster, tmp_path):
+    # Asynchronous, so a seed does not fix the run: like the backend=processes test it asks that A3C *reaches*
+    # 475 (a periodic deterministic eval, 10 episodes), not that its last eval does: its evals swing by 100-300
+    # between neighbouring evals before and after solving, so it evaluates every 2.5k and stops at the first
+    # eval >= 475 (stop.reward_threshold). The budget is the processes test's 300k: 100k was not robust on the
+    # 2-core CI machine with the learning tests running beside it (one CI run: best 345 by 100k; 11 earlier
+    # local runs had first evals >= 475 at 5k-40k). This config, seeds 0-7, one busy process beside them:
+    # stopped at 7.5k/17.5k/25k/12.5k/10k/7.5k/27.5k/12.5k, 24-40 s each (latest 27.5k: an 11x margin).
+    run = tmp_path / "run"
+    p = _train(run, ray_cluster, "total_steps=300000", "eval.every=2500", "stop.reward_threshold=475", "seed=0")
+    out, err = _finish(p, timeout=900)
     assert p.returncode == 0, err[-3000:]
     s = json.loads((run / "summary.json").read_text())
-    assert s["status"] == "ok" and s["env_steps"] >= 100000
-    assert s["worker_restarts"] == [0, 1] and "A3C worker 1 died" in err
-    after = {w["rank"]: w["pid"] for w in json.loads((run / "ray_workers.json").read_text())}
-    assert after[0] == before[0] and after[1] != before[1]
+    assert s["status"] == "ok" and s["stopped_by"] == "reward_threshold", s
+    assert s["best_eval_return"] >= 475 and s["env_steps"] < 300000
     assert len(s["worker_updates"]) == 2 and min(s["worker_updates"]) > 0.25 * sum(s["worker_updates"])
     hist = {int(k): v for k, v in s["staleness"]["histogram"].items()}
     assert sum(hist.values()) == sum(s["worker_updates"]) and 0.5 <= s["staleness"]["mean"] <= 2
-    assert s["best_eval_return"] >= 475, s
+
+
+@pytest.mark.slow
+def test_a3c_on_ray_survives_a_killed_worker_actor(ray_cluster, tmp_path):
+    # Worker actor 1's process is SIGKILLed mid-run: Ray restarts the actor, the learner counts the restart
+    # and goes on with the new process's gradients; the run finishes every step. Measured with 40k steps
+    # (one busy process beside it): the killed worker made 39-40% of the updates; 60k leaves more margin.
+    run = tmp_path / "run"
+    p = _train(run, ray_cluster, "total_steps=60000", "eval.every=0", "eval.episodes=2", "seed=0")
+    try:
+        _wait_for_steps(p, run, 5000)
+        before = {w["rank"]: w["pid"] for w in json.loads((run / "ray_workers.json").read_text())}
+        os.kill(before[1], signal.SIGKILL)
+    except BaseException:
+        p.kill()
+        p.communicate()
+        raise
+    out, err = _finish(p, timeout=480)
+    assert p.returncode == 0, err[-3000:]
+    s = json.loads((run / "summary.json").read_text())
+    assert s["status"] == "ok" and s["env_steps"] >= 60000
+    assert s["worker_restarts"] == [0, 1] and "A3C worker 1 died" in err
+    after = {w["rank"]: w["pid"] for w in json.loads((run / "ray_workers.json").read_text())}
+    assert after[0] == before[0] and after[1] != before[1]
+    # the restarted actor went on computing gradients: worker 1 has a fair share of the updates, not just its first 5k steps
+    assert len(s["worker_updates"]) == 2 and min(s["worker_updates"]) > 0.25 * sum(s["worker_updates"])
+    hist = {int(k): v for k, v in s["staleness"]["histogram"].items()}
+    assert sum(hist.values()) == sum(s["worker_updates"])
 
 
 def test_sigterm_checkpoints_an_a3c_ray_run_and_rlx_resume_finishes_it(ray_cluster, tmp_path):
