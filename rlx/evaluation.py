@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection, Protocol, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from rlx.batched_envs import VecEnv
 from rlx.envs import _EnvFactory, make_vec_env, resolve_env_id
 from rlx.rundir import ensure_writable_dir
 
@@ -22,33 +23,61 @@ def to_env_actions(actions: torch.Tensor, action_space: gym.Space) -> np.ndarray
     return a
 
 
+class Evaluates(Protocol):
+    """What a Session evaluates with: ``episodes`` returns of the policy ``act``."""
+
+    def __call__(self, act: ActFn, deterministic: bool = True) -> np.ndarray: ...
+
+
 class Evaluator:
     """Runs ``episodes`` full episodes spread over up to ``max_envs`` parallel envs.
 
     Each env gets a fixed quota of episodes, so short episodes are not over-represented. The eval envs
     are reseeded identically every time, so two evaluations of the same policy give the same number.
+
+    ``seed`` a list: one evaluator for a population's members, each a *block* of the same vector env
+    (block b's envs reseeded as an evaluator of ``seed[b]`` alone would reseed its own), so that
+    :meth:`evaluate_blocks` evaluates every member with one ``act`` call per step for all of them: K members'
+    evaluations cost about one evaluation's Python and forward overhead instead of K. Each block's returns
+    are those of its own evaluator (deterministic ``act``; stochastic actions then come from one stream).
     """
 
-    def __init__(self, env_id: str, episodes: int, seed: int, device: torch.device, kwargs: dict | None = None,
+    def __init__(self, env_id: str, episodes: int, seed: int | Sequence[int], device: torch.device, kwargs: dict | None = None,
                  max_episode_steps: int | None = None, max_envs: int = 10, video_dir: str | Path | None = None,
                  wrappers: list | tuple = ()):
-        self.episodes, self.seed, self.device = episodes, seed, device
-        self.envs: gym.vector.VectorEnv
+        self.seeds = [seed] if isinstance(seed, int) else list(seed)
+        self.episodes, self.seed, self.device = episodes, self.seeds[0], device
+        self.envs: VecEnv
         if video_dir is not None:
+            if len(self.seeds) != 1:
+                raise ValueError("a video is recorded for one policy: one seed")
             env_id = resolve_env_id(env_id)
             video_dir = ensure_writable_dir(Path(video_dir), "video dir")
             factory = _VideoFactory(env_id, dict(kwargs or {}), max_episode_steps, str(video_dir), episodes, wrappers)
             self.envs = gym.vector.SyncVectorEnv([factory], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+            self.per_block = 1
         else:
             # env.wrappers, not env.train_wrappers: evaluation reports the real return (whole games, unclipped)
-            self.envs = make_vec_env(env_id, min(episodes, max_envs), seed, kwargs, max_episode_steps, wrappers=wrappers)
+            self.per_block = min(episodes, max_envs)
+            self.envs = make_vec_env(env_id, self.per_block * len(self.seeds), self.seed, kwargs, max_episode_steps,
+                                     wrappers=wrappers)
 
     def __call__(self, act: ActFn, deterministic: bool = True) -> np.ndarray:
-        n = self.envs.num_envs
-        quota = np.array([self.episodes // n + (i < self.episodes % n) for i in range(n)])
-        returns: list[float] = []
-        ep_ret = np.zeros(n)
-        obs, _ = self.envs.reset(seed=self.seed)
+        """The returns of ``act``, for an evaluator of one seed."""
+        if len(self.seeds) != 1:
+            raise ValueError(f"an evaluator of {len(self.seeds)} blocks: use evaluate_blocks")
+        return self.evaluate_blocks(act, [0], deterministic)[0]
+
+    def evaluate_blocks(self, act: ActFn, blocks: Collection[int], deterministic: bool = True) -> dict[int, np.ndarray]:
+        """Each of ``blocks``' returns; ``act`` acts on all blocks' observations at once (``[blocks*n, *obs]``,
+        block-major); the envs of blocks not asked for step along and are not counted."""
+        n = self.per_block
+        quota = np.zeros(n * len(self.seeds), dtype=np.int64)
+        for b in blocks:
+            quota[b * n:(b + 1) * n] = [self.episodes // n + (i < self.episodes % n) for i in range(n)]
+        returns: dict[int, list[float]] = {b: [] for b in blocks}
+        ep_ret = np.zeros(len(quota))
+        obs, _ = self.envs.reset(seed=[s + i for s in self.seeds for i in range(n)])
         # Stochastic evaluation must not consume the training RNG stream (resume/determinism).
         # torch.manual_seed reseeds every CUDA device too: fork those (once CUDA is in use) as well, or each
         # evaluation would reset the training's CUDA streams (replay sampling, minibatch shuffles, noise).
@@ -61,10 +90,10 @@ class Evaluator:
                 ep_ret += rewards
                 for i in np.flatnonzero(terminated | truncated):
                     if quota[i] > 0:
-                        returns.append(float(ep_ret[i]))
+                        returns[int(i) // n].append(float(ep_ret[i]))
                         quota[i] -= 1
                     ep_ret[i] = 0.0
-        return np.asarray(returns)
+        return {b: np.asarray(r) for b, r in returns.items()}
 
     def close(self) -> None:
         self.envs.close()

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlx.algos.protocols import PopulationAlgorithm
 from rlx.config import as_dict
 from rlx.errors import RunFault, UserError
+from rlx.evaluation import ActFn, Evaluates, Evaluator
 from rlx.loops.session import NonFiniteError, Session
 from rlx.members import member_state, stack_states
 
@@ -129,6 +130,38 @@ class MemberView:
         """Nothing: the population has loaded every member's state, stacked, before the sessions restore."""
 
 
+class MemberEvaluations:
+    """Every member's evaluation in one pass: one :class:`~rlx.evaluation.Evaluator` whose block k is
+    member k's eval envs (seeded as member k's own run's), acting with the population's stacked ``act``,
+    so a round of K evaluations costs about one evaluation's env steps and forwards' Python overhead, not
+    K (measured: a K=16 PPO CartPole population spent 3.9 s of 57 s in its members' final evaluations).
+
+    Members evaluate at the same env steps (their sessions share the cadence and step together): the
+    first member's request in a round (:meth:`new_round`) evaluates every member expected to ask, the
+    others take their block's returns. Deterministic evaluation only (the default): stochastic actions
+    would come from one stream for all members, so then each member evaluates on its own envs."""
+
+    def __init__(self, algo: PopulationAlgorithm, evaluator: Evaluator):
+        self.algo, self.evaluator = algo, evaluator
+        self.expected: Callable[[], list[int]] = lambda: []
+        self.results: dict[int, np.ndarray] = {}
+
+    def new_round(self, expected: Callable[[], list[int]]) -> None:
+        """Forget the last round's returns; ``expected``: the members that may evaluate in this one."""
+        self.results, self.expected = {}, expected
+
+    def returns_of(self, k: int) -> np.ndarray:
+        if k not in self.results:
+            self.results = self.evaluator.evaluate_blocks(self.algo.act, sorted({*self.expected(), k}))
+        return self.results.pop(k)
+
+    def member(self, k: int) -> Evaluates:
+        def evaluate(act: ActFn, deterministic: bool = True) -> np.ndarray:
+            assert deterministic, "a population evaluates together only deterministically"
+            return self.returns_of(k)
+        return evaluate
+
+
 class _MemberTrackers:
     """The loop's episode tracker for K*N envs: member k's N envs feed member k's session's tracker.
 
@@ -186,8 +219,9 @@ class PopulationSession:
     checkpoints stay as they were; the others go on. The loop ends when no member is training."""
 
     def __init__(self, algo: PopulationAlgorithm, sessions: Sequence[Session], run_dirs: Sequence[Path], num_envs: int,
-                 seeds: Sequence[int] | None):
+                 seeds: Sequence[int] | None, evaluations: MemberEvaluations | None = None):
         self.algo, self.sessions, self.run_dirs = algo, list(sessions), list(run_dirs)
+        self.evaluations = evaluations
         self.n, self.seeds = num_envs, seeds
         self.failed: dict[int, str] = {}
         self.tracker = _MemberTrackers(self)
@@ -291,9 +325,14 @@ class PopulationSession:
         return state
 
     def tick(self, loop_state: Callable[[], dict[str, Any]]) -> None:
+        if self.evaluations is not None:
+            self.evaluations.new_round(self.training)
         self._each(lambda k: self.sessions[k].tick(self._member_loop_state(loop_state, k)))
 
     def finish(self, loop_state: Callable[[], dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.evaluations is not None:  # a member's final evaluation: not after a stop (it reports its last)
+            self.evaluations.new_round(lambda: [k for k, s in enumerate(self.sessions)
+                                                if k not in self.failed and s.stop_requested is None])
         summaries: list[dict[str, Any]] = []
         for k, s in enumerate(self.sessions):
             if k not in self.failed:
@@ -328,6 +367,7 @@ def _train_population(configs: list[dict], settings: list[Any], run_dirs: list[P
         LOOPS,
         OS_FAULTS,
         _record_fault,
+        eval_seed,
         prepare_process,
         run_session,
         stop_on_signals,
@@ -348,15 +388,22 @@ def _train_population(configs: list[dict], settings: list[Any], run_dirs: list[P
         envs = make_vec_env(s0.env.id, k * s0.env.num_envs, s0.run.seed, s0.env.kwargs, s0.env.max_episode_steps,
                             batched=s0.env.batched, wrappers=s0.env.wrappers, train_wrappers=s0.env.train_wrappers)
         stack.callback(envs.close)
+        evaluations = None
+        if s0.eval.deterministic:
+            evaluator = Evaluator(s0.env.id, s0.eval.episodes, [eval_seed(s.run.seed) for s in settings], device,
+                                  s0.env.kwargs, s0.env.max_episode_steps, wrappers=s0.env.wrappers)
+            stack.callback(evaluator.close)
+            evaluations = MemberEvaluations(algo, evaluator)
         sessions = [run_session(s, c, d, MemberView(algo, i), spec, device, resumes[i] if resumes else None, stack,
-                                lambda: exit_code, progress=i == 0)
+                                lambda: exit_code, progress=i == 0,
+                                evaluator=None if evaluations is None else evaluations.member(i))
                     for i, (s, c, d) in enumerate(zip(settings, configs, run_dirs, strict=True))]
         if resumes:
             for session, state in zip(sessions, resumes, strict=True):
                 session.restore(state)
         sessions[0].logger.message(f"rlx: population of {k} in one process: {', '.join(str(d) for d in run_dirs)}")
         population = PopulationSession(algo, sessions, run_dirs, s0.env.num_envs,
-                                       None if resumes else [s.run.seed for s in settings])
+                                       None if resumes else [s.run.seed for s in settings], evaluations)
         try:
             with stop_on_signals(population, sessions[0].logger):  # type: ignore[arg-type]
                 summaries = importlib.import_module(LOOPS[algo.loop]).run(algo, envs, population, device)

@@ -27,7 +27,7 @@ from rlx.checkpoint import Checkpointer
 from rlx.config import as_dict, build
 from rlx.envs import EnvSpec, check_user_env, env_spec, make_vec_env
 from rlx.errors import RunFault, UserError
-from rlx.evaluation import Evaluator
+from rlx.evaluation import Evaluates, Evaluator
 from rlx.logging import Logger
 from rlx.loops.session import NonFiniteError, Session
 from rlx.registry import ALGOS
@@ -229,14 +229,23 @@ def _train(cfg: DictConfig | dict, s: Settings, run_dir: Path, resume: dict | No
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
 
 
+def eval_seed(seed: int) -> int:
+    """The seed of a run's evaluation envs: apart from its training envs' (seed + i)."""
+    return seed + 10_000
+
+
 def run_session(s: Settings, config: dict, run_dir: Path, algo: Algorithm, spec: EnvSpec, device: torch.device,
-                resume: dict | None, stack: contextlib.ExitStack, exit_code: Callable[[], int], progress: bool = True) -> Session:
-    """One run's evaluator, logger (closed with ``exit_code()`` when ``stack`` unwinds) and session, for
-    ``algo`` (a plain run's algorithm, or a population member's view of its population)."""
+                resume: dict | None, stack: contextlib.ExitStack, exit_code: Callable[[], int], progress: bool = True,
+                evaluator: Evaluates | None = None) -> Session:
+    """One run's evaluator (unless given one: a population member's share of its population's),
+    logger (closed with ``exit_code()`` when ``stack`` unwinds) and session, for ``algo`` (a plain run's
+    algorithm, or a population member's view of its population)."""
     start = resume["env_steps"] if resume else 0
-    evaluator = Evaluator(s.env.id, s.eval.episodes, s.run.seed + 10_000, device, s.env.kwargs, s.env.max_episode_steps,
-                          wrappers=s.env.wrappers)
-    stack.callback(evaluator.close)
+    if evaluator is None:
+        own = Evaluator(s.env.id, s.eval.episodes, eval_seed(s.run.seed), device, s.env.kwargs, s.env.max_episode_steps,
+                        wrappers=s.env.wrappers)
+        stack.callback(own.close)
+        evaluator = own
     logger = Logger(run_dir, config, s.wandb, s.run.total_steps, s.logger.progress and progress,
                     wandb_id=resume["session"]["wandb_id"] if resume else None, start_steps=start,
                     name=f"{s.algo_name}-{spec.id}-s{s.run.seed}")
@@ -370,7 +379,7 @@ def evaluate_checkpoint(path: str | Path, episodes: int | None = None, determini
     algo = build_algorithm(s, spec, dev)
     algo.load_state_dict(state["algo"])
     n = episodes or s.eval.episodes
-    evaluator = Evaluator(s.env.id, n, s.run.seed + 10_000 if seed is None else seed, dev, s.env.kwargs,
+    evaluator = Evaluator(s.env.id, n, eval_seed(s.run.seed) if seed is None else seed, dev, s.env.kwargs,
                           s.env.max_episode_steps, video_dir=video_dir, wrappers=s.env.wrappers)
     try:
         returns = evaluator(algo.act, deterministic)

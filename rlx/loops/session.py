@@ -22,7 +22,7 @@ from rlx.batched_envs import VecEnv
 from rlx.checkpoint import Checkpointer
 from rlx.envs import EpisodeTracker
 from rlx.errors import RunFault
-from rlx.evaluation import Evaluator
+from rlx.evaluation import Evaluates
 from rlx.logging import Logger, RateMeter
 
 # Stop reasons that end a run as finished (status "ok", or "pruned" for rlx tune's pruner), unlike signals.
@@ -133,7 +133,7 @@ class Session:
         config: dict,
         logger: Logger,
         checkpointer: Checkpointer,
-        evaluator: Evaluator,
+        evaluator: Evaluates,
         total_steps: int,
         log_every: int,
         eval_every: int,

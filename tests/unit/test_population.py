@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -299,3 +300,65 @@ def test_member_view_acts_as_its_member_and_follows_updates(env_id):
         pop.explore(torch.randn(3 * 4, spec.obs_shape[0]))  # moves the normalizer statistics
         pop.update(_rollout(3, 4, 8, spec.obs_shape[0], spec.action_space, seed=step), 0.5)  # moves the weights
     assert not any(p.requires_grad for v in views for p in v.parameters())
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_an_evaluator_of_blocks_gives_each_block_its_own_evaluators_returns(env_id):
+    """Evaluator(seeds=[...]).evaluate_blocks: block b's returns are those of an Evaluator of seeds[b] alone
+    (same episodes, same order), with one act call for all blocks; blocks not asked for are not counted."""
+    from rlx.evaluation import Evaluator
+
+    spec = env_spec(env_id)
+    seeds, episodes = [7, 100, 3], 5
+    weights = torch.randn(len(seeds), spec.obs_shape[0], generator=torch.Generator().manual_seed(0))
+
+    def policy(w: torch.Tensor):
+        def act(obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+            score = obs @ w
+            return (score > 0).long() if env_id == "CartPole-v1" else score.unsqueeze(-1)
+        return act
+
+    calls = []
+
+    def act_all(obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        calls.append(len(obs))
+        blocks = obs.reshape(len(seeds), -1, obs.shape[-1])
+        return torch.cat([policy(weights[b])(blocks[b]) for b in range(len(seeds))])
+
+    together = Evaluator(env_id, episodes, seeds, CPU, max_envs=3)
+    both = together.evaluate_blocks(act_all, [2, 0])
+    assert sorted(both) == [0, 2] and set(calls) == {3 * len(seeds)}
+    for b in (0, 2):
+        alone = Evaluator(env_id, episodes, seeds[b], CPU, max_envs=3)
+        expected = alone(policy(weights[b]))
+        assert len(both[b]) == episodes
+        np.testing.assert_allclose(both[b], expected, rtol=1e-6)
+        alone.close()
+    with pytest.raises(ValueError, match="evaluate_blocks"):
+        together(act_all)
+    together.close()
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_a_populations_members_evaluate_together_as_each_would_alone(env_id):
+    """MemberEvaluations: one evaluation pass per round for every expected member, each member's returns
+    those of its own evaluator acting with its own weights (MemberView)."""
+    from rlx.evaluation import Evaluator
+    from rlx.population import MemberEvaluations, MemberView
+
+    spec = env_spec(env_id)
+    pop = PPO(spec, [PPOConfig(**m) for m in MEMBERS], NET, CPU, seeds=[0, 1, 2])
+    seeds = [10, 11, 12]
+    evaluator = Evaluator(env_id, 4, seeds, CPU)
+    passes = []
+    original = evaluator.evaluate_blocks
+    evaluator.evaluate_blocks = lambda act, blocks, deterministic=True: passes.append(sorted(blocks)) or original(act, blocks)
+    shared = MemberEvaluations(pop, evaluator)
+    for expected_members in ([0, 1, 2], [1]):  # a round, then a round where only member 1 is expected
+        shared.new_round(lambda members=expected_members: members)
+        for k in expected_members:
+            alone = Evaluator(env_id, 4, seeds[k], CPU)
+            np.testing.assert_allclose(shared.member(k)(MemberView(pop, k).act), alone(MemberView(pop, k).act), rtol=1e-5)
+            alone.close()
+    assert passes == [[0, 1, 2], [1]]
+    evaluator.close()
