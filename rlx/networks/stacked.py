@@ -124,6 +124,28 @@ def _stacked_forward(x: Tensor, params: Sequence[Tensor], activation: str) -> tu
     return h, inputs
 
 
+def _activation_name(modules: Sequence[nn.Module]) -> str | None:
+    """The :data:`~rlx.networks.mlp.ACTIVATIONS` name of the one activation type of ``modules`` (None if empty)."""
+    kinds = {type(m) for m in modules}
+    if not kinds:
+        return None
+    names = [name for name, a in ACTIVATIONS.items() if {a} == kinds]
+    if len(names) != 1:
+        raise ValueError(f"networks of one activation expected, got {kinds}")
+    return names[0]
+
+
+def _mlp_layout(mlps: Sequence[nn.Sequential]) -> tuple[list[list[nn.Linear]], list[int], str]:
+    """Each MLP's linear layers, and the layer sizes and activation name they must all share (ValueError if not)."""
+    linears = [[m for m in net if isinstance(m, nn.Linear)] for net in mlps]
+    sizes = [[layer.in_features for layer in ls] + [ls[-1].out_features] for ls in linears]
+    if any(s != sizes[0] for s in sizes):
+        raise ValueError(f"MLPs of one shape expected, got sizes {sizes}")
+    # a single-layer (linear) MLP has no activation module: its own name, if it has one, else any
+    activation = _activation_name([m for net in mlps for m in net if not isinstance(m, nn.Linear)])
+    return linears, sizes[0], activation or str(getattr(mlps[0], "activation", "tanh"))
+
+
 class StackedMLP(EnsembleMLP):
     def __init__(self, in_dim: int, out_dim: int, hidden_sizes: Sequence[int], activation: str, n: int):
         super().__init__(in_dim, out_dim, hidden_sizes, activation, n)
@@ -140,43 +162,30 @@ class StackedMLP(EnsembleMLP):
         ws = cast(list[Tensor], list(self.weights._parameters.values()))
         bs = cast(list[Tensor], list(self.biases._parameters.values()))
         last = len(ws) - 1
-        if not torch.is_grad_enabled() and x.shape[1] < 64 and x.shape[0] * x.shape[1] * self.widest < SIGMOID_TANH_MIN_NUMEL:
-            # acting-sized batches without gradients: neither the transposed product (>= 64 rows) nor the sigmoid
-            # tanh applies at this size, so this is the same computation, minus ~30 us of Python per call
-            in_place = self.activation_name in FUSED_ACTIVATIONS
-            h = x
-            for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
-                h = torch.baddbmm(b, h, w)
-                if i < last:
-                    h = _activate_(h, self.activation_name) if in_place else self.activation(h)
-            return h
-        if fused_enabled() and self.activation_name in FUSED_ACTIVATIONS:
+        # acting-sized batches without gradients: neither the transposed product (>= 64 rows) nor the sigmoid
+        # tanh applies at this size, so the op-by-op loop is the same computation, minus ~30 us of Python per call
+        acting = not torch.is_grad_enabled() and x.shape[1] < 64 and x.shape[0] * x.shape[1] * self.widest < SIGMOID_TANH_MIN_NUMEL
+        if not acting and fused_enabled() and self.activation_name in FUSED_ACTIVATIONS:
             params = [p for wb in zip(ws, bs, strict=True) for p in wb]
             if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
                 return _StackedMLPFunction.apply(self.activation_name, x, *params)
             return _stacked_forward(x, params, self.activation_name)[0]
-        # op by op (inside double_backward(): a graph that can be differentiated twice; other activations)
+        # op by op: acting (activations in place: no graph to keep), inside double_backward() (a graph that can
+        # be differentiated twice), other activations
+        in_place = acting and self.activation_name in FUSED_ACTIVATIONS
         h = x
         for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
             h = torch.baddbmm(b, h, w)
             if i < last:
-                h = self.activation(h)
+                h = _activate_(h, self.activation_name) if in_place else self.activation(h)
         return h
 
     @classmethod
     def from_mlps(cls, mlps: Sequence[nn.Sequential]) -> StackedMLP:
         """A stack whose member k equals ``mlps[k]`` (same layer sizes and activation for all)."""
-        linears = [[m for m in net if isinstance(m, nn.Linear)] for net in mlps]
-        acts = {type(m) for net in mlps for m in net if not isinstance(m, nn.Linear)}
-        # a single-layer (linear) MLP has no activation module: its own name, if it has one, else any
-        names = [name for name, a in ACTIVATIONS.items() if {a} == acts] if acts else \
-            [str(getattr(mlps[0], "activation", "tanh"))]
-        sizes = [[layer.in_features for layer in ls] + [ls[-1].out_features] for ls in linears]
-        if len(names) != 1 or any(s != sizes[0] for s in sizes):
-            raise ValueError(f"from_mlps needs MLPs of one shape and one activation, got sizes {sizes}, activations {acts}")
-        s = sizes[0]
+        linears, s, activation = _mlp_layout(mlps)
         ref = linears[0][0].weight
-        stack = cls(s[0], s[-1], s[1:-1], names[0], len(mlps)).to(device=ref.device, dtype=ref.dtype)
+        stack = cls(s[0], s[-1], s[1:-1], activation, len(mlps)).to(device=ref.device, dtype=ref.dtype)
         with torch.no_grad():
             for i in range(len(s) - 1):
                 stack.weights[i].copy_(torch.stack([ls[i].weight.t() for ls in linears]))
@@ -209,20 +218,10 @@ class MemberMLP(nn.Module):
         self.k, self.e = k, e
         self.batched: bool | None = None
 
-    @staticmethod
-    def _activation_name(modules: Sequence[nn.Module]) -> str:
-        kinds = {type(m) for m in modules}
-        names = [name for name, a in ACTIVATIONS.items() if {a} == kinds]
-        if len(names) != 1:
-            raise ValueError(f"networks of one activation expected, got {kinds}")
-        return names[0]
-
     @classmethod
     def from_mlps(cls, mlps: Sequence[nn.Sequential]) -> MemberMLP:
         """Member k = ``mlps[k]`` (E=1): same layer sizes and activation for all."""
-        linears = [[m for m in net if isinstance(m, nn.Linear)] for net in mlps]
-        act = cls._activation_name([m for net in mlps for m in net if not isinstance(m, nn.Linear)])
-        sizes = [linears[0][0].in_features] + [layer.out_features for layer in linears[0]]
+        linears, sizes, act = _mlp_layout(mlps)
         ref = linears[0][0].weight
         out = cls(sizes, act, len(mlps), 1).to(device=ref.device, dtype=ref.dtype)
         with torch.no_grad():
@@ -236,7 +235,10 @@ class MemberMLP(nn.Module):
         """Member k = ``ensembles[k]`` (its E networks)."""
         ref = ensembles[0]
         sizes = [ref.weights[0].shape[1]] + [w.shape[2] for w in ref.weights]
-        out = cls(sizes, cls._activation_name([e.activation for e in ensembles]), len(ensembles), ref.n)
+        act = _activation_name([e.activation for e in ensembles])
+        if act is None:
+            raise ValueError("ensembles without an activation")
+        out = cls(sizes, act, len(ensembles), ref.n)
         out = out.to(device=ref.weights[0].device, dtype=ref.weights[0].dtype)
         with torch.no_grad():
             for i in range(len(sizes) - 1):
