@@ -45,7 +45,7 @@ def run_rlx(env: str, steps: int, seed: int) -> dict:
         args = [f"algo=trpo", f"env={env}", f"total_steps={steps}", f"seed={seed}", "eval.every=0", "eval.episodes=10",
                 "checkpoint.every=0", "logger.progress=false", "logger.wandb.mode=disabled", "torch_threads=1",
                 f"hydra.run.dir={d}/run"]
-        subprocess.run([sys.executable, "-c", "from rlx.cli import main; main()", "train", *args], check=True,
+        subprocess.run([sys.executable, "-c", "from rlx.app.cli import main; main()", "train", *args], check=True,
                        capture_output=True, text=True)
         s = json.loads((Path(d) / "run" / "summary.json").read_text())
     return dict(lib="rlx", env=TASKS[env][0], steps=s["env_steps"], seed=seed, wall_s=round(s["wall_s"], 2),

@@ -62,7 +62,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE
 
 def run_rlx(task: Task, steps: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-c", "from rlx.cli import main; main()", "train", f"algo={task.algo}", f"env={task.env}",
+        cmd = [sys.executable, "-c", "from rlx.app.cli import main; main()", "train", f"algo={task.algo}", f"env={task.env}",
                f"total_steps={steps}", f"seed={seed}", "eval.every=0", "checkpoint.every=0", "logger.progress=false",
                "logger.wandb.mode=disabled", "torch_threads=1", "device=cpu", f"hydra.run.dir={tmp}/run"]
         r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=tmp)

@@ -42,7 +42,7 @@ def train(backend: str, workers: int, steps: int, seed: int, address: str, root:
     if backend == "ray":
         args.append(f"algo.ray_address={address}")
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", "from rlx.cli import main; main()", *args], cwd=root,
+    r = subprocess.run([sys.executable, "-c", "from rlx.app.cli import main; main()", *args], cwd=root,
                        capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if r.returncode != 0:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Batched classic-control envs (rlx/batched_envs.py) vs gymnasium's sync vector env, in one invocation.
+"""Batched classic-control envs (rlx/envs/batched.py) vs gymnasium's sync vector env, in one invocation.
 
     python scripts/bench_batched_envs.py                       # env stepping + PPO runs, 3 alternating repeats
     python scripts/bench_batched_envs.py --no-runs --sizes 1,2,4,8,16
@@ -35,7 +35,7 @@ RUNS = {  # name -> (rlx train overrides); the tuned presets give PPO CartPole 8
 
 
 def env_rate(env_id: str, n: int, batched: bool, steps: int) -> float:
-    from rlx.envs import make_vec_env
+    from rlx.envs.make import make_vec_env
 
     env = make_vec_env(env_id, n, 0, batched=batched)
     actions = [env.action_space.sample() for _ in range(steps)]
@@ -49,7 +49,7 @@ def env_rate(env_id: str, n: int, batched: bool, steps: int) -> float:
 
 def run_rate(overrides: list[str], batched: bool) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-c", "from rlx.cli import main; main()", "train", *overrides,
+        cmd = [sys.executable, "-c", "from rlx.app.cli import main; main()", "train", *overrides,
                f"env.batched={str(batched).lower()}", "seed=0", "eval.every=0", "checkpoint.every=0",
                "logger.progress=false", "logger.wandb.mode=disabled", "torch_threads=1", "device=cpu",
                f"hydra.run.dir={tmp}/run"]

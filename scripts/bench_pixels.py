@@ -124,7 +124,7 @@ def run_json(cmd: list[str], what: str, **kw) -> dict:
 
 def run_rlx_ppo(steps: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-c", "from rlx.cli import main; main()", "train", "algo=ppo", "env=breakout",
+        cmd = [sys.executable, "-c", "from rlx.app.cli import main; main()", "train", "algo=ppo", "env=breakout",
                f"total_steps={steps}", f"seed={seed}", "eval.every=0", "eval.episodes=1", "eval.deterministic=false",
                "checkpoint.every=0", "logger.progress=false", "logger.wandb.mode=disabled", "torch_threads=1",
                "device=cpu", f"hydra.run.dir={tmp}/run"]

@@ -32,8 +32,8 @@ RSS = "import resource, json; print(json.dumps({'rss_mb': resource.getrusage(res
 
 POPULATION = """
 import json, sys, time, resource
-from rlx.compose import compose_config
-from rlx.population import train_population
+from rlx.app.compose import compose_config
+from rlx.train.population import train_population
 k, steps, algo, env, tmp = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 quiet = json.loads(sys.argv[6])
 # the knob each algorithm's sweep varies: PPO's clip ε, SAC's Polyak τ (3 values cycling, seeds 0, 0, 0, 1, ...)
@@ -66,7 +66,7 @@ def population(k: int, steps: int, algo: str, env: str) -> dict:
 def plain(steps: int, algo: str, env: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         code = ("import sys, runpy; sys.argv = ['rlx', *sys.argv[1:]]\n"
-                "from rlx.cli import main\ntry:\n    main()\nfinally:\n    " + RSS.replace("; ", "\n    "))
+                "from rlx.app.cli import main\ntry:\n    main()\nfinally:\n    " + RSS.replace("; ", "\n    "))
         out = _run([sys.executable, "-c", code, "train", f"algo={algo}", f"env={env}", f"total_steps={steps}", "seed=0",
                     *QUIET, f"hydra.run.dir={tmp}/run"], tmp)
         s = json.loads(Path(tmp, "run", "summary.json").read_text())

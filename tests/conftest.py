@@ -14,7 +14,7 @@ FAST = ["logger.progress=false", "torch_threads=1"]
 def run_cli(*args: str, cwd=None, timeout: int = 600, env=None) -> subprocess.CompletedProcess:
     """Run the installed `rlx` entry point exactly as a user would (python -m keeps the same venv)."""
     return subprocess.run(
-        [sys.executable, "-c", "from rlx.cli import main; main()", *args],
+        [sys.executable, "-c", "from rlx.app.cli import main; main()", *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
     )
 

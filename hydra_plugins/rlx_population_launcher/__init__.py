@@ -1,7 +1,7 @@
 """rlx's Hydra launcher for populations (``hydra/launcher=population``, issue 12).
 
-The jobs of a multirun that differ only in per-member keys (``rlx.population.MEMBER_KEYS``: seed, lr,
-clip_eps, ...) are trained as ONE process, a population (``rlx.population.train_population``). Jobs that
+The jobs of a multirun that differ only in per-member keys (``rlx.train.population.MEMBER_KEYS``: seed, lr,
+clip_eps, ...) are trained as ONE process, a population (``rlx.train.population.train_population``). Jobs that
 differ in any other key (algo, env, network sizes, n_steps, ...) go into separate populations; a group
 bigger than ``max_members`` is split into chunks of at most that many. Populations run one after
 another, or ``n_jobs`` at a time in worker processes (one fresh process per population).
@@ -60,7 +60,7 @@ class _Job:
         self.idx = idx                 # hydra.job.num
         self.overrides = overrides     # the job's task overrides (as in .hydra/overrides.yaml)
         self.cfg = cfg                 # the full job config (hydra node included), as Hydra composed it
-        self.task_cfg = task_cfg       # what rlx.run.train would receive (no hydra node; an unfitting tuned preset dropped)
+        self.task_cfg = task_cfg       # what rlx.train.run.train would receive (no hydra node; an unfitting tuned preset dropped)
         self.job_dir = job_dir
         self.started = 0.0             # when its population was recorded (just before training)
         self.held_run = False          # its dir held a run before this sweep launched it
@@ -155,16 +155,16 @@ class PopulationLauncher(Launcher):
             self.hydra_context.callbacks.on_job_end(config=job.cfg, job_return=ret)
             results.append(ret)
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        if stopped:  # preempted (SIGTERM/Ctrl-C): stop the sweep too, as rlx.run.hydra_job does for one run
-            from rlx.run import exit_status
+        if stopped:  # preempted (SIGTERM/Ctrl-C): stop the sweep too, as rlx.train.run.hydra_job does for one run
+            from rlx.train.run import exit_status
 
             sys.exit(exit_status(stopped[0]))
         return results
 
     def _compose(self, idx: int, overrides: list[str], sweep_dir: Path) -> _Job:
-        """One job's config exactly as Hydra's launchers compose it, and the task config rlx.run.hydra_job
+        """One job's config exactly as Hydra's launchers compose it, and the task config rlx.train.run.hydra_job
         would train (a tuned preset that does not fit the env trained: recomposed without it)."""
-        from rlx.compose import tuned_preset_conflict
+        from rlx.app.compose import tuned_preset_conflict
 
         assert self.config is not None and self.hydra_context is not None
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
@@ -310,7 +310,7 @@ def _with_overwrite(cfg: DictConfig) -> DictConfig:
 def group_jobs(jobs: Sequence[_Job], max_members: int) -> list[_Population]:
     """Jobs with equal ``population_group_key`` in one population (first appearance order, jobs in order),
     groups bigger than ``max_members`` split into consecutive chunks."""
-    from rlx.population import population_group_key
+    from rlx.train.population import population_group_key
 
     groups: dict[str, list[_Job]] = {}
     for job in jobs:
@@ -359,9 +359,9 @@ def _without_hydra(cfg: DictConfig) -> DictConfig:
 
 
 def _apply_settings(pop: _Population, number: int, sweep_dir: Path) -> None:
-    """What rlx.run.hydra_job applies to a multirun job (its W&B group: the sweep's id; device=auto on
+    """What rlx.train.run.hydra_job applies to a multirun job (its W&B group: the sweep's id; device=auto on
     several GPUs: one GPU per population, numbered by population, not by job)."""
-    from rlx.run import _apply_job_settings
+    from rlx.train.run import _apply_job_settings
 
     hc = SimpleNamespace(sweep=SimpleNamespace(dir=str(sweep_dir)), job=SimpleNamespace(num=number))
     for job in pop.jobs:
@@ -408,12 +408,12 @@ def _outcome(future: concurrent.futures.Future) -> tuple[list[dict[str, Any]] | 
 
 
 def _record_failure(job: _Job, error: str, tb: str) -> None:
-    """A failed summary.json in a member's dir, as rlx.run.hydra_job records a failed multirun job; never
+    """A failed summary.json in a member's dir, as rlx.train.run.hydra_job records a failed multirun job; never
     in a dir another run holds (in use by another process, or a run from before this sweep that this
     job was not allowed to replace), and not over the member's own result."""
     from rlx.errors import UserError
-    from rlx.run import write_summary
-    from rlx.rundir import RunDirLock
+    from rlx.train.run import write_summary
+    from rlx.rundir.lock import RunDirLock
 
     summary = job.job_dir / "summary.json"
     try:
@@ -496,6 +496,6 @@ def _write_population_file(sweep_dir: Path, data: dict[str, Any]) -> None:
 
 
 def _holds_run(run_dir: Path) -> bool:
-    from rlx.rundir import holds_run
+    from rlx.rundir.lock import holds_run
 
     return holds_run(run_dir)

@@ -8,12 +8,12 @@ import torch
 
 from rlx.algos.common import OptimizerName, PopulationActorCritic
 from rlx.buffers.rollout import Rollout
-from rlx.config import param
-from rlx.envs import EnvSpec
+from rlx.config.typed import param
+from rlx.envs.make import EnvSpec
 from rlx.objectives.policy import explained_variance, normalize, value_loss
 from rlx.objectives.returns import gae
 from rlx.optim.stacked import make_stacked_optimizer
-from rlx.schema import NetworkConfig
+from rlx.config.schema import NetworkConfig
 
 
 @dataclass

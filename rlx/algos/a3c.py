@@ -1,7 +1,7 @@
 """A3C: asynchronous advantage actor-critic (notes: "Parallel Actor-Critic (Online)", asynchronous).
 
 The model and the optimizer's statistics live in shared memory; ``num_workers`` processes (the
-"async" loop, rlx/loops/async_workers.py) each act in their own env copy, compute gradients on
+"async" loop, rlx/train/loops/async_workers.py) each act in their own env copy, compute gradients on
 their own n-step rollouts and apply them to the shared parameters without waiting for one another
 (Hogwild). The main process only evaluates and checkpoints the shared model.
 """
@@ -16,10 +16,10 @@ from torch import Tensor
 from rlx.algos.a2c import A2CConfig
 from rlx.algos.common import ActorCritic, ActorCriticAgent, advantage_actor_critic_update, make_optimizer
 from rlx.buffers.rollout import Rollout
-from rlx.config import param
-from rlx.envs import EnvSpec
+from rlx.config.typed import param
+from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
-from rlx.schema import NetworkConfig
+from rlx.config.schema import NetworkConfig
 
 
 @dataclass
@@ -66,7 +66,7 @@ class A3C:
     CPU (Hogwild updates on shared memory); ``worker_updates[rank]`` counts each worker's updates.
     """
 
-    loop = "async"  # backend=ray: "ray" (rlx/loops/ray_workers.py: worker Ray actors, the learner in this process)
+    loop = "async"  # backend=ray: "ray" (rlx/train/loops/ray_workers.py: worker Ray actors, the learner in this process)
     Config = A3CConfig
     action_spaces = ("discrete", "continuous")
 

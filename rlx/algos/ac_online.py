@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from rlx.algos.common import ActorCriticAgent, PolicyGradientConfig, advantage_actor_critic_update
 from rlx.buffers.rollout import Rollout
-from rlx.config import param
+from rlx.config.typed import param
 
 
 @dataclass

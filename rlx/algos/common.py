@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from rlx.buffers.rollout import Rollout
-from rlx.config import param
-from rlx.envs import EnvSpec
+from rlx.config.typed import param
+from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
 from rlx.members import Members, member_view
 from rlx.networks.encoders import EncoderFactory
@@ -40,7 +40,7 @@ from rlx.objectives.policy import explained_variance, normalize, reinforce_loss,
 from rlx.objectives.returns import gae
 from rlx.objectives.targets import sac_temperature_loss
 from rlx.optim.stacked import MemberAdam, StackedOptimizer, clip_grad_norm_stacked_, gather_stacked_grads, stack_parameters
-from rlx.schema import NetworkConfig
+from rlx.config.schema import NetworkConfig
 
 # --- optimizers and the gradient step -------------------------------------------------------------
 

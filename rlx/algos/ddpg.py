@@ -15,14 +15,14 @@ from torch import Tensor
 from rlx.algos.common import ActionBounds, ExplorationNoise, OffPolicyCommon, Persistent, encoders, frozen_copy
 from rlx.algos.sac import member_batch, polyak_members_
 from rlx.buffers.replay import Transitions
-from rlx.config import param
-from rlx.envs import EnvSpec
+from rlx.config.typed import param
+from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
 from rlx.members import Members
 from rlx.networks.off_policy import DeterministicActor, MemberDeterministicActor, MemberQEnsemble, QEnsemble
 from rlx.objectives.targets import bellman_target, critic_regression_loss, ddpg_policy_loss
 from rlx.optim.stacked import MemberAdam
-from rlx.schema import NetworkConfig
+from rlx.config.schema import NetworkConfig
 
 
 @dataclass

@@ -26,8 +26,8 @@ import torch
 
 from rlx.algos.common import OFF_POLICY_ADAM, OffPolicyCommon, TanhGaussianAgent, frozen_copy, gradient_step, make_optimizer, metrics
 from rlx.buffers.replay import Transitions
-from rlx.config import param
-from rlx.envs import EnvSpec
+from rlx.config.typed import param
+from rlx.envs.make import EnvSpec
 from rlx.networks.off_policy import QEnsemble
 from rlx.objectives.distributions import gaussian_entropy, tanh_gaussian_log_prob
 from rlx.objectives.targets import (
@@ -37,7 +37,7 @@ from rlx.objectives.targets import (
     offpolicy_ac_policy_loss,
     polyak_update_,
 )
-from rlx.schema import NetworkConfig
+from rlx.config.schema import NetworkConfig
 
 
 @dataclass

@@ -10,12 +10,12 @@ from torch import Tensor
 
 from rlx.algos.common import PopulationActorCritic
 from rlx.buffers.rollout import Rollout
-from rlx.config import param
-from rlx.envs import EnvSpec
+from rlx.config.typed import param
+from rlx.envs.make import EnvSpec
 from rlx.objectives.policy import approx_kl_from_ratio, clipped_surrogate, explained_variance, normalize, probability_ratio, value_loss
 from rlx.objectives.returns import gae
 from rlx.optim.stacked import StackedAdam
-from rlx.schema import NetworkConfig
+from rlx.config.schema import NetworkConfig
 
 
 @dataclass

@@ -3,7 +3,7 @@
 A loop knows an algorithm only through these; anything else an algorithm has is its own business.
 Populations (issue 12): ``update`` returns one metrics dict per member (a plain run: a list of one, or
 a bare dict for algorithms without a member dimension yet); :class:`PopulationAlgorithm` adds what the
-population runner (rlx/population.py) needs.
+population runner (rlx/train/population.py) needs.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ Metrics = dict[str, float] | Sequence[dict[str, float]]
 
 
 class Algorithm(Protocol):
-    """What every run needs: acting for evaluation and checkpoints (rlx.loops.session.Session, rlx eval).
-    Which loop trains it is the class's ``loop`` (rlx.registry.AlgorithmClass)."""
+    """What every run needs: acting for evaluation and checkpoints (rlx.train.session.Session, rlx eval).
+    Which loop trains it is the class's ``loop`` (rlx.algos.registry.AlgorithmClass)."""
 
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor: ...
 
@@ -30,7 +30,7 @@ class Algorithm(Protocol):
 
 
 class OnPolicyAlgorithm(Algorithm, Protocol):
-    """rlx.loops.on_policy: rollouts of ``n_steps`` per env, then one ``update`` on the whole rollout."""
+    """rlx.train.loops.on_policy: rollouts of ``n_steps`` per env, then one ``update`` on the whole rollout."""
 
     n_steps: int
 
@@ -51,7 +51,7 @@ class OnPolicyAlgorithm(Algorithm, Protocol):
 
 
 class OffPolicyAlgorithm(Algorithm, Protocol):
-    """rlx.loops.off_policy: one env step, replay, ``update`` on sampled minibatches. ``hp`` carries the
+    """rlx.train.loops.off_policy: one env step, replay, ``update`` on sampled minibatches. ``hp`` carries the
     replay settings (rlx.algos.common.OffPolicyCommon); ``episodes_ended(done)``, if an
     algorithm has it, resets per-episode exploration state (OU noise)."""
 

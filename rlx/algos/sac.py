@@ -10,13 +10,13 @@ from torch import Tensor
 
 from rlx.algos.common import ActionBounds, EntropyCommon, MemberTemperature, Persistent, encoders, frozen_copy
 from rlx.buffers.replay import Transitions
-from rlx.envs import EnvSpec
+from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
 from rlx.members import Members
 from rlx.networks.off_policy import MemberQEnsemble, MemberTanhGaussianActor, QEnsemble, TanhGaussianActor
 from rlx.objectives.targets import critic_regression_loss, sac_policy_loss, soft_bellman_target
 from rlx.optim.stacked import MemberAdam, member_rows
-from rlx.schema import NetworkConfig
+from rlx.config.schema import NetworkConfig
 
 
 @dataclass

@@ -29,8 +29,8 @@ from rlx.algos.common import (
     metrics,
 )
 from rlx.buffers.replay import Transitions
-from rlx.config import param
-from rlx.envs import EnvSpec
+from rlx.config.typed import param
+from rlx.envs.make import EnvSpec
 from rlx.networks.mlp import mlp
 from rlx.networks.off_policy import CategoricalActor, DiscreteQEnsemble
 from rlx.objectives.distributions import categorical_probs_log_probs
@@ -42,7 +42,7 @@ from rlx.objectives.targets import (
     discrete_soft_value,
     polyak_update_,
 )
-from rlx.schema import NetworkConfig
+from rlx.config.schema import NetworkConfig
 
 
 @dataclass

@@ -16,10 +16,10 @@ import torch
 from rlx.algos.ddpg import DDPG, DDPGConfig
 from rlx.algos.sac import member_batch
 from rlx.buffers.replay import Transitions
-from rlx.config import param
-from rlx.envs import EnvSpec
+from rlx.config.typed import param
+from rlx.envs.make import EnvSpec
 from rlx.objectives.targets import clipped_double_q_target, td3_smoothed_target_action
-from rlx.schema import NetworkConfig
+from rlx.config.schema import NetworkConfig
 
 
 @dataclass

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlx.envs import final_observations
+from rlx.envs.make import final_observations
 
 
 class Transitions(NamedTuple):

@@ -1,4 +1,4 @@
-"""What `rlx demo advantage|multimodal` do, kept out of rlx/cli.py (which only parses and calls)."""
+"""What `rlx demo advantage|multimodal` do, kept out of rlx/app/cli.py (which only parses and calls)."""
 from __future__ import annotations
 
 import json

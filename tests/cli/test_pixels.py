@@ -61,7 +61,7 @@ def test_discrete_sac_pong_smoke(tmp_path):
                 "algo.train_freq=4",
                 "algo.buffer_size=5000", f"hydra.run.dir={out}", cwd=REPO)
     assert r.returncode == 0, r.stderr
-    from rlx.checkpoint import load_checkpoint
+    from rlx.rundir.checkpoint import load_checkpoint
 
     state = load_checkpoint(out / "checkpoints" / "last.pt")  # with the replay buffer it refers to
     buffer = state["loop"]["buffer"]  # checkpoint.save_buffer: the frame-stack replay buffer: uint8, one frame per row
@@ -102,8 +102,8 @@ def test_pixel_resume_is_exact(tmp_path):
     """MinAtar Breakout with the CNN: killed after the checkpoint at 1024, resumed to 2048 == one
     uninterrupted run (CPU, fixed seed), as for CartPole."""
     pytest.importorskip("minatar")
-    from rlx.compose import compose_config
-    from rlx.run import resume, train
+    from rlx.app.compose import compose_config
+    from rlx.train.run import resume, train
 
     quiet = ["logger.wandb.mode=disabled", "logger.progress=false", "device=cpu"]
     full, cut = tmp_path / "full", tmp_path / "cut"

@@ -4,8 +4,8 @@ import shutil
 
 import numpy as np
 
-from rlx.plot import load_runs, run_plot
-from rlx.report import _fmt
+from rlx.analysis.plot import load_runs, run_plot
+from rlx.analysis.report import _fmt
 from tests.conftest import FAST, run_cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -38,8 +38,8 @@ def test_plot_a_2x2_sweep_with_its_table(tmp_path):
 
 
 def test_a_resumed_run_is_one_curve(tmp_path):
-    from rlx.compose import compose_config
-    from rlx.run import resume, train
+    from rlx.app.compose import compose_config
+    from rlx.train.run import resume, train
 
     run = tmp_path / "run"
     train(compose_config(["total_steps=1024", "eval.every=256", "eval.episodes=2", "logger.every=256", "checkpoint.every=512",

@@ -1,7 +1,7 @@
 """`rlx sweep ... hydra/launcher=population` (issue 12): which jobs become one population, in which order,
 split by max_members, failed populations recorded per member, bad input before anything runs.
 
-The grouping tests run the real CLI in this process with ``rlx.population.train_population`` replaced by a
+The grouping tests run the real CLI in this process with ``rlx.train.population.train_population`` replaced by a
 fake that writes each member's run dir (fast, and independent of the training core); the slow test at the
 end trains a real tiny population in a subprocess."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-import rlx.population
+import rlx.train.population
 from rlx.errors import RunFault
 from tests.conftest import FAST, run_cli
 
@@ -27,7 +27,7 @@ def _job_dirs(sweep: Path) -> list[Path]:
 
 
 class FakeCore:
-    """Stands in for rlx.population.train_population: records each call, writes config.yaml and an ok
+    """Stands in for rlx.train.population.train_population: records each call, writes config.yaml and an ok
     summary.json into every member's dir (eval_return_mean = 100 * clip_eps + seed), or raises ``fail``
     for a population that contains a member with ``fail_if(cfg)``."""
 
@@ -55,10 +55,10 @@ class FakeCore:
 
 def _sweep(monkeypatch, capsys, tmp_path: Path, *args: str, core: FakeCore | None = None) -> tuple[int, str, str]:
     """`rlx sweep ARGS` in this process (so that the fake core is the one called); (exit code, stdout, stderr)."""
-    from rlx.cli import main
+    from rlx.app.cli import main
 
     if core is not None:
-        monkeypatch.setattr(rlx.population, "train_population", core)
+        monkeypatch.setattr(rlx.train.population, "train_population", core)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["rlx", "sweep", *args])
     with pytest.raises(SystemExit) as e:
@@ -81,7 +81,7 @@ def test_a_grid_of_member_keys_is_one_population(monkeypatch, capsys, tmp_path):
     cfgs, dirs = call
     assert dirs == _job_dirs(sweep) and [d.name for d in dirs] == ["0", "1", "2", "3"]
     assert [(c["algo"]["clip_eps"], c["seed"]) for c in cfgs] == [(0.1, 0), (0.1, 1), (0.3, 0), (0.3, 1)]
-    # as rlx.run.train receives a multirun job's config: no hydra node, the sweep's W&B group
+    # as rlx.train.run.train receives a multirun job's config: no hydra node, the sweep's W&B group
     assert all("hydra" not in c and c["logger"]["wandb"]["group"] == sweep.name for c in cfgs)
     assert _population_lines(out) == ["rlx: population 0: 4 members (jobs 0-3), varying: algo.clip_eps, seed"]
     pops = json.loads((sweep / "population.json").read_text())["populations"]
@@ -181,7 +181,7 @@ def test_a_stopped_population_stops_the_sweep(monkeypatch, capsys, tmp_path):
 
 def test_a_failure_is_never_recorded_over_another_run(tmp_path):
     from hydra_plugins.rlx_population_launcher import _Job, _record_failure
-    from rlx.rundir import RunDirLock
+    from rlx.rundir.lock import RunDirLock
 
     def job(name: str, held_run: bool) -> _Job:
         j = _Job(0, [], OmegaConf.create({}), OmegaConf.create({"overwrite": False}), tmp_path / name)
@@ -206,7 +206,7 @@ def test_a_failure_is_never_recorded_over_another_run(tmp_path):
 
 
 def test_the_preset_composes_with_rlx_own_launcher():
-    from rlx.compose import compose_config
+    from rlx.app.compose import compose_config
 
     launcher = compose_config(["hydra/launcher=population"], return_hydra_config=True).hydra.launcher
     assert launcher._target_ == "hydra_plugins.rlx_population_launcher.PopulationLauncher"

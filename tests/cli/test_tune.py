@@ -9,7 +9,7 @@ from rlx.errors import UserError
 from tests.conftest import run_cli
 
 optuna = pytest.importorskip("optuna")
-from rlx.tune import Dimension, parse_space, plan_study  # noqa: E402
+from rlx.app.tune import Dimension, parse_space, plan_study  # noqa: E402
 
 # PPO CartPole (RL-Zoo preset), 1024 steps, a periodic eval at 512 (the pruner sees it). The space holds clearly bad trials:
 # env.max_episode_steps=10 caps every episode (training and eval) at 10 steps.
@@ -120,7 +120,7 @@ def test_bad_input_exit_code_through_the_cli(tmp_path):
 
 
 def test_resume_needs_a_study_dir_and_keeps_the_search_space(study, tmp_path):
-    from rlx.tune import Plan
+    from rlx.app.tune import Plan
 
     with pytest.raises(UserError, match="not an rlx tune study dir"):
         Plan.load(tmp_path, {})
@@ -132,7 +132,7 @@ def test_resume_needs_a_study_dir_and_keeps_the_search_space(study, tmp_path):
 
 @pytest.mark.parametrize("pruner, prunes", [("median", True), ("hyperband", True), ("none", False)])
 def test_each_pruner_acts_on_reported_evals(pruner, prunes, tmp_path):
-    from rlx.tune import Plan, TuneConfig, _make_study
+    from rlx.app.tune import Plan, TuneConfig, _make_study
 
     plan = Plan([], [Dimension("x", "float", 0.0, 1.0)], TuneConfig(pruner=pruner, startup_trials=2, warmup_evals=0), tmp_path)
     study = _make_study(plan)

@@ -1,10 +1,10 @@
-"""Train through the same code path as `rlx train` (composed Hydra config -> rlx.run.train)."""
+"""Train through the same code path as `rlx train` (composed Hydra config -> rlx.train.run.train)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from rlx.compose import compose_config
-from rlx.run import train
+from rlx.app.compose import compose_config
+from rlx.train.run import train
 
 QUIET = ["logger.wandb.mode=disabled", "logger.progress=false", "checkpoint.every=0"]
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from rlx.compose import compose_config
-from rlx.population import train_population
+from rlx.app.compose import compose_config
+from rlx.train.population import train_population
 from tests.learning.helpers import QUIET
 
 

@@ -18,7 +18,7 @@ QUIET = ["logger.wandb.mode=disabled", "logger.tensorboard=false", *FAST]
 
 
 def _train(run: Path, address: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "from rlx.cli import main; main()", "train", "algo=a3c", "env=cartpole",
+    return subprocess.Popen([sys.executable, "-c", "from rlx.app.cli import main; main()", "train", "algo=a3c", "env=cartpole",
                              "algo.backend=ray", f"algo.ray_address={address}", f"hydra.run.dir={run}", *QUIET, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -113,7 +113,7 @@ def test_sigterm_checkpoints_an_a3c_ray_run_and_rlx_resume_finishes_it(ray_clust
 
 def test_without_ray_backend_ray_is_a_one_line_error(monkeypatch):
     from rlx.errors import UserError
-    from rlx.loops.ray_workers import import_ray
+    from rlx.train.loops.ray_workers import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(UserError, match=r"algo.backend=ray needs Ray: pip install 'rlx\[ray\]'"):

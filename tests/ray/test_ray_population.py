@@ -53,7 +53,7 @@ def test_a_population_sweep_on_a_ray_cluster_runs_each_population_as_one_ray_tas
 def test_a_population_whose_ray_worker_is_killed_starts_over_and_finishes(ray_cluster, tmp_path):
     sweep = tmp_path / "sw"
     args = _args(sweep, ray_cluster, "hydra.launcher.ray.max_retries=1")
-    proc = subprocess.Popen([sys.executable, "-c", "from rlx.cli import main; main()", *args], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-c", "from rlx.app.cli import main; main()", *args], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         marker, metrics = sweep / ".ray" / "population_0.json", sweep / "3" / "metrics.jsonl"
@@ -79,7 +79,7 @@ def test_a_population_whose_ray_worker_dies_past_max_retries_is_recorded_failed_
     args = ["sweep", "algo.n_steps=64,128", "seed=0,1", *[a for a in TINY if not a.startswith("algo.n_steps")],
             "hydra/launcher=population", f"hydra.launcher.ray.address={ray_cluster}", "hydra.launcher.ray.max_retries=0",
             f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.Popen([sys.executable, "-c", "from rlx.cli import main; main()", *args], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-c", "from rlx.app.cli import main; main()", *args], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         marker, metrics = sweep / ".ray" / "population_0.json", sweep / "0" / "metrics.jsonl"

@@ -44,7 +44,7 @@ def test_a_job_whose_ray_worker_is_killed_is_recorded_as_failed_and_the_sweep_fi
     sweep = tmp_path / "sw"
     args = ["sweep", "total_steps=512,200000", *[a for a in TINY if not a.startswith("total_steps")], "hydra/launcher=ray_cluster",
             f"hydra.launcher.address={ray_cluster}", "hydra.launcher.max_retries=0", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.Popen([sys.executable, "-c", "from rlx.cli import main; main()", *args], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-c", "from rlx.app.cli import main; main()", *args], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         marker, metrics = sweep / ".ray" / "1.json", sweep / "1" / "metrics.jsonl"

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlx.checkpoint import load_checkpoint, save_checkpoint
-from rlx.compose import compose_config
-from rlx.loops.session import NonFiniteError
-from rlx.run import resume, train
+from rlx.rundir.checkpoint import load_checkpoint, save_checkpoint
+from rlx.app.compose import compose_config
+from rlx.train.session import NonFiniteError
+from rlx.train.run import resume, train
 from tests.conftest import run_cli
 
 QUIET = ["logger.wandb.mode=disabled", "logger.progress=false"]
@@ -79,7 +79,7 @@ def test_same_seed_same_metrics_different_seed_different(algo_args, tmp_path):
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "from rlx.cli import main; main()", *args], cwd=cwd,
+    return subprocess.Popen([sys.executable, "-c", "from rlx.app.cli import main; main()", *args], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from rlx.checkpoint import load_checkpoint
-from rlx.compose import compose_config, validate
+from rlx.rundir.checkpoint import load_checkpoint
+from rlx.app.compose import compose_config, validate
 from rlx.errors import RunFault, UserError
-from rlx.run import override_value, resume, train
-from rlx.rundir import RunDirLock, unique_dir
-from rlx.sweep import claim_sweep_dir
+from rlx.train.run import override_value, resume, train
+from rlx.rundir.lock import RunDirLock, unique_dir
+from rlx.app.sweep import claim_sweep_dir
 from tests.conftest import run_cli
 
 QUIET = ["logger.wandb.mode=disabled", "logger.progress=false"]
@@ -44,7 +44,7 @@ def snapshot(run: Path) -> dict[str, bytes]:
 
 def test_a_second_process_on_a_run_dir_is_refused_and_a_killed_owner_leaves_no_stale_lock(finished_run, tmp_path):
     before = snapshot(finished_run)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from rlx.rundir import RunDirLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from rlx.rundir.lock import RunDirLock; "
                                f"RunDirLock({str(finished_run)!r}).acquire(); print('locked', flush=True); time.sleep(600)"],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -168,7 +168,7 @@ def test_the_cli_notes_a_dropped_preset_and_trains_the_defaults(tmp_path):
 def test_resume_stopped_by_sigterm_exits_143_like_train(tmp_path):
     run = tmp_path / "run"
     train(compose_config(["total_steps=256", "eval.every=0", "eval.episodes=1", *QUIET]), run)
-    p = subprocess.Popen([sys.executable, "-c", "from rlx.cli import main; main()", "resume", str(run),
+    p = subprocess.Popen([sys.executable, "-c", "from rlx.app.cli import main; main()", "resume", str(run),
                           "total_steps=100000000", "logger.progress=true", "logger.every=256"],
                          stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     for line in p.stderr:  # wait until it is training
@@ -222,8 +222,8 @@ def test_ppo_stores_the_normalized_obs_the_policy_acted_on():
     import gymnasium as gym
 
     from rlx.buffers.rollout import RolloutBuffer
-    from rlx.envs import env_spec
-    from rlx.run import build_algorithm, parse_settings
+    from rlx.envs.make import env_spec
+    from rlx.train.run import build_algorithm, parse_settings
 
     s = parse_settings(compose_config(["algo.normalize_obs=true", "~tuned", "algo.n_steps=64"]))
     algo = build_algorithm(s, env_spec("CartPole-v1"), torch.device("cpu"))
@@ -256,7 +256,7 @@ def test_ppo_stores_the_normalized_obs_the_policy_acted_on():
 # -- faults and unwritable places: one line, the right exit code -----------------------------------
 
 def test_disk_full_while_checkpointing_stops_cleanly_with_the_last_checkpoint_intact(tmp_path, monkeypatch):
-    import rlx.checkpoint as checkpoint
+    import rlx.rundir.checkpoint as checkpoint
 
     real = checkpoint.atomic_write_bytes
     calls = {"n": 0}
@@ -318,13 +318,13 @@ def test_plain_progress_prints_at_least_every_30_seconds(tmp_path, monkeypatch):
 
     from rich.console import Console
 
-    from rlx.logging import PLAIN_PROGRESS_MAX_S, Logger
-    from rlx.schema import WandbConfig
+    from rlx.rundir.logging import PLAIN_PROGRESS_MAX_S, Logger
+    from rlx.config.schema import WandbConfig
 
     out = io.StringIO()
     logger = Logger(tmp_path, {}, WandbConfig(mode="disabled"), total_steps=10**14, console=Console(file=out))
     clock = [1000.0]
-    monkeypatch.setattr("rlx.logging.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("rlx.rundir.logging.time.monotonic", lambda: clock[0])
     logger._last_plain = clock[0]
     logger.progress(10**12, 1.0, None)  # < 10% of the run: the step rule alone would print nothing
     logger.progress(1, 1.0, None)
@@ -339,8 +339,8 @@ def test_every_default_is_written_once():
     """The YAML config and the dataclasses agree on every run-level default."""
     import dataclasses
 
-    from rlx.run import parse_settings
-    from rlx.schema import CheckpointConfig, EvalConfig, LoggerConfig, RunConfig, WandbConfig
+    from rlx.train.run import parse_settings
+    from rlx.config.schema import CheckpointConfig, EvalConfig, LoggerConfig, RunConfig, WandbConfig
 
     cfg = compose_config(["~tuned"])
     s = parse_settings(cfg)

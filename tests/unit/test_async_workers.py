@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlx.loops.async_workers import WorkerError
+from rlx.train.loops.async_workers import WorkerError
 from tests.learning.helpers import train_summary
 
 
@@ -61,7 +61,7 @@ def _children(pid: int) -> set[int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_ctrl_c_stops_every_worker(tmp_path):
-    cmd = [sys.executable, "-c", "from rlx.cli import main; main()", "train", "algo=a3c", "algo.num_workers=2",
+    cmd = [sys.executable, "-c", "from rlx.app.cli import main; main()", "train", "algo=a3c", "algo.num_workers=2",
            "total_steps=10000000", "eval.every=0", "logger.progress=false", "logger.wandb.mode=disabled",
            f"hydra.run.dir={tmp_path}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)

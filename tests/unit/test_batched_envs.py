@@ -13,14 +13,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlx.batched_envs import AUTO_MIN_ENVS, BatchedCartPole, BatchedPendulum, batched_class, make_batched_vec_env, select_batched
+from rlx.envs.batched import AUTO_MIN_ENVS, BatchedCartPole, BatchedPendulum, batched_class, make_batched_vec_env, select_batched
 from rlx.errors import UserError
 
 N = 4
 
 
 def reference(env_id: str, num_envs: int, kwargs: dict | None = None, max_episode_steps: int | None = None):
-    """What rlx.envs.make_vec_env builds without batching: SyncVectorEnv, same-step autoreset."""
+    """What rlx.envs.make.make_vec_env builds without batching: SyncVectorEnv, same-step autoreset."""
     return gym.vector.SyncVectorEnv(
         [lambda: gym.make(env_id, max_episode_steps=max_episode_steps, **(kwargs or {}))] * num_envs,
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,

@@ -3,9 +3,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlx.envs import ChannelsFirst, EpisodicLife, env_spec, make_vec_env
+from rlx.envs.make import ChannelsFirst, EpisodicLife, env_spec, make_vec_env
 from rlx.errors import UserError
-from rlx.evaluation import Evaluator
+from rlx.train.evaluation import Evaluator
 
 ATARI = [{"_target_": "gymnasium.wrappers.AtariPreprocessing", "noop_max": 30, "frame_skip": 4, "screen_size": 84,
           "terminal_on_life_loss": False, "grayscale_obs": True, "scale_obs": False},
@@ -59,9 +59,9 @@ def test_bad_wrapper_entries_are_one_line_errors(entry, fragment):
 @pytest.mark.parametrize("env_id, module, extra", [("ALE/Pong-v5", "ale_py", "atari"),
                                                   ("MinAtar/Breakout-v1", "minatar.gym", "minatar")])
 def test_missing_extra_is_a_one_line_error(monkeypatch, env_id, module, extra):
-    import rlx.envs
+    import rlx.envs.make
 
-    real_import = rlx.envs.importlib.import_module
+    real_import = rlx.envs.make.importlib.import_module
 
     def no_module(name, *args, **kwargs):
         if name == module:
@@ -69,7 +69,7 @@ def test_missing_extra_is_a_one_line_error(monkeypatch, env_id, module, extra):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(gym, "registry", {k: v for k, v in gym.registry.items() if not k.startswith(env_id.split("/")[0])})
-    monkeypatch.setattr(rlx.envs.importlib, "import_module", no_module)
+    monkeypatch.setattr(rlx.envs.make.importlib, "import_module", no_module)
     with pytest.raises(UserError, match=rf"needs the '{extra}' extra .*pip install 'rlx\[{extra}\]'") as e:
         env_spec(env_id)
     assert "\n" not in str(e.value)
@@ -101,7 +101,7 @@ def test_atari_pipeline_shapes_and_episodic_life_for_training_only():
 
 
 def test_reward_normalizer_math_and_state():
-    from rlx.envs import RewardNormalizer
+    from rlx.envs.make import RewardNormalizer
 
     norm = RewardNormalizer(2, gamma=0.9, clip=100.0)
     rng = np.random.default_rng(0)
@@ -133,8 +133,8 @@ def test_normalize_reward_is_checkpointed_and_resumes_exactly(tmp_path):
 
     import torch
 
-    from rlx.compose import compose_config
-    from rlx.run import resume, train
+    from rlx.app.compose import compose_config
+    from rlx.train.run import resume, train
 
     args = ["env.normalize_reward=true", "total_steps=2048", "checkpoint.every=1024", "logger.every=256",
             "eval.every=1024", "eval.episodes=2", "logger.wandb.mode=disabled", "logger.progress=false", "device=cpu"]

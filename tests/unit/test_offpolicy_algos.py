@@ -18,12 +18,12 @@ from rlx.algos.sac_discrete import SACDiscrete
 from rlx.algos.sac_v import SACV
 from rlx.algos.td3 import TD3
 from rlx.buffers.replay import Transitions
-from rlx.config import build
-from rlx.envs import EnvSpec
+from rlx.config.typed import build
+from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
 from rlx.networks.ensemble import EnsembleMLP
 from rlx.networks.stacked import MemberMLP
-from rlx.schema import NetworkConfig
+from rlx.config.schema import NetworkConfig
 
 CPU = torch.device("cpu")
 NET = NetworkConfig([8], "relu")
@@ -244,8 +244,8 @@ def test_detached_critic_params_get_no_gradient() -> None:
 
 
 def small_run(algo: str, steps: int, run_dir, *extra: str) -> dict:
-    from rlx.compose import compose_config
-    from rlx.run import train
+    from rlx.app.compose import compose_config
+    from rlx.train.run import train
 
     cfg = compose_config([f"algo={algo}", "env=pendulum", f"total_steps={steps}", "algo.learning_starts=50",
                           "algo.batch_size=32", "network.hidden_sizes=[16]", "env.num_envs=2", "eval.every=0",
@@ -256,8 +256,8 @@ def small_run(algo: str, steps: int, run_dir, *extra: str) -> dict:
 
 @pytest.mark.parametrize("algo,extra", [("sac", ()), ("ddpg", ("algo.noise=ou",))])
 def test_resume_with_saved_buffer_continues_exactly(algo, extra, tmp_path) -> None:
-    from rlx.checkpoint import load_checkpoint
-    from rlx.run import resume
+    from rlx.rundir.checkpoint import load_checkpoint
+    from rlx.train.run import resume
 
     straight = small_run(algo, 300, tmp_path / "a", *extra)
     small_run(algo, 150, tmp_path / "b", *extra)
@@ -272,7 +272,7 @@ def test_resume_with_saved_buffer_continues_exactly(algo, extra, tmp_path) -> No
 
 
 def test_buffer_left_out_of_checkpoints_when_save_buffer_false(tmp_path) -> None:
-    from rlx.checkpoint import load_checkpoint
+    from rlx.rundir.checkpoint import load_checkpoint
 
     s = small_run("td3", 120, tmp_path, "checkpoint.save_buffer=false")
     assert s["updates"] == 35  # (120 − 50) steps / 2 envs: one update per vector step after learning_starts
@@ -282,8 +282,8 @@ def test_buffer_left_out_of_checkpoints_when_save_buffer_false(tmp_path) -> None
 @pytest.mark.parametrize("algo,env", [("ddpg", "CartPole-v1"), ("sac", "CartPole-v1"), ("offpolicy_ac", "Acrobot-v1"),
                                       ("sac_discrete", "Pendulum-v1")])
 def test_action_space_mismatch_is_a_one_line_error(algo, env) -> None:
-    from rlx.envs import env_spec
-    from rlx.run import check_action_space
+    from rlx.envs.make import env_spec
+    from rlx.train.run import check_action_space
 
     with pytest.raises(UserError, match=f"algo={algo} does not support"):
         check_action_space(algo, env_spec(env))

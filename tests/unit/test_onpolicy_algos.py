@@ -17,10 +17,10 @@ from rlx.algos.ac_online import OnlineAC
 from rlx.algos.common import CompleteEpisodes, make_optimizer
 from rlx.algos.reinforce import Reinforce
 from rlx.buffers.rollout import Rollout
-from rlx.envs import EnvSpec, env_spec
+from rlx.envs.make import EnvSpec, env_spec
 from rlx.networks.stacked import StackedMLP
 from rlx.objectives.returns import episode_returns
-from rlx.schema import NetworkConfig
+from rlx.config.schema import NetworkConfig
 
 SPEC = EnvSpec("Toy-v0", gym.spaces.Box(-10, 10, (2,)), gym.spaces.Discrete(2))
 LINEAR = NetworkConfig(hidden_sizes=[], activation="tanh")
@@ -268,7 +268,7 @@ def test_algo_yaml_lists_every_field_with_its_default(name):
 
     import yaml
 
-    from rlx.registry import ALGOS
+    from rlx.algos.registry import ALGOS
 
     node = yaml.safe_load((resources.files("rlx.conf") / "algo" / f"{name}.yaml").read_text())
     assert node.pop("name") == name
@@ -281,7 +281,7 @@ def test_algo_yaml_lists_every_field_with_its_default(name):
 
 @pytest.mark.parametrize("name", ["reinforce", "ac_batch", "ac_online", "a2c", "a3c"])
 def test_continuous_actions_train_checkpoint_and_eval(name, tmp_path):
-    from rlx.run import evaluate_checkpoint
+    from rlx.train.run import evaluate_checkpoint
     from tests.learning.helpers import train_summary
 
     steps = 600 if name == "ac_online" else 1000  # Pendulum: 200-step episodes, Gaussian policy
@@ -296,8 +296,8 @@ def test_reinforce_resume_is_exact_with_held_back_episodes(tmp_path):
     """Cut at the checkpoint, resume: the same run as without the cut (held-back episode steps included)."""
     import shutil
 
-    from rlx.compose import compose_config
-    from rlx.run import resume, train
+    from rlx.app.compose import compose_config
+    from rlx.train.run import resume, train
 
     args = ["algo=reinforce", "algo.n_steps=32", "total_steps=2048", "checkpoint.every=1024", "eval.every=0",
             "eval.episodes=2", "logger.wandb.mode=disabled", "logger.progress=false"]

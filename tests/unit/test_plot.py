@@ -1,4 +1,4 @@
-"""rlx plot on hand-written run dirs: grouping by config keys, numbers from rlx.report's statistics,
+"""rlx plot on hand-written run dirs: grouping by config keys, numbers from rlx.analysis.report's statistics,
 failed/pruned/unfinished runs marked (not dropped), bad input as one-line errors."""
 import json
 
@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from rlx.errors import UserError
-from rlx.plot import config_value, find_runs, read_curve, run_plot
-from rlx.report import area_under_curve, bootstrap_ci, iqm
+from rlx.analysis.plot import config_value, find_runs, read_curve, run_plot
+from rlx.analysis.report import area_under_curve, bootstrap_ci, iqm
 
 SVG, PNG = b"<svg", b"\x89PNG\r\n\x1a\n"
 

@@ -11,10 +11,10 @@ import torch
 
 from rlx.algos.ppo import PPO, PPOConfig
 from rlx.buffers.rollout import Rollout
-from rlx.envs import env_spec
+from rlx.envs.make import env_spec
 from rlx.members import Members, member_state, member_view, stack_states
 from rlx.objectives.returns import gae
-from rlx.schema import NetworkConfig
+from rlx.config.schema import NetworkConfig
 
 CPU = torch.device("cpu")
 NET = NetworkConfig(hidden_sizes=[16, 16])
@@ -167,14 +167,14 @@ QUIET = ["logger.wandb.mode=disabled", "logger.tensorboard=false", "logger.progr
 
 
 def _cfgs(values, extra=()):
-    from rlx.compose import compose_config
+    from rlx.app.compose import compose_config
 
     return [compose_config([*QUIET, *extra, *v]) for v in values]
 
 
 def test_a_population_writes_one_ordinary_run_dir_per_member(tmp_path):
-    from rlx.population import train_population
-    from rlx.run import evaluate_checkpoint
+    from rlx.train.population import train_population
+    from rlx.train.run import evaluate_checkpoint
 
     dirs = [tmp_path / "a", tmp_path / "b"]
     summaries = train_population(_cfgs([["algo.clip_eps=0.1", "seed=0"], ["algo.clip_eps=0.3", "seed=1"]],
@@ -196,7 +196,7 @@ def test_a_population_writes_one_ordinary_run_dir_per_member(tmp_path):
 
 
 def test_a_member_whose_loss_goes_nan_fails_alone(tmp_path, monkeypatch):
-    from rlx.population import train_population
+    from rlx.train.population import train_population
 
     original = PPO.update
 
@@ -218,7 +218,7 @@ def test_a_member_whose_loss_goes_nan_fails_alone(tmp_path, monkeypatch):
 
 def test_members_that_differ_in_a_shape_key_are_refused(tmp_path):
     from rlx.errors import UserError
-    from rlx.population import train_population
+    from rlx.train.population import train_population
 
     with pytest.raises(UserError, match="cannot vary within one population"):
         train_population(_cfgs([["algo.n_steps=32"], ["algo.n_steps=64"]]), [tmp_path / "a", tmp_path / "b"])
@@ -230,11 +230,11 @@ def test_sigterm_checkpoints_every_member_and_resume_of_one_member_continues_the
     import subprocess
     import sys
 
-    from rlx.population import train_population
+    from rlx.train.population import train_population
 
     dirs = [tmp_path / "a", tmp_path / "b"]
     train_population(_cfgs([["algo.clip_eps=0.1"], ["algo.clip_eps=0.3"]], ["total_steps=256", "eval.every=0"]), dirs)
-    cli = [sys.executable, "-c", "from rlx.cli import main; main()", "resume"]
+    cli = [sys.executable, "-c", "from rlx.app.cli import main; main()", "resume"]
     p = subprocess.Popen([*cli, str(dirs[0]), "total_steps=100000000", "logger.progress=true", "logger.every=128"],
                          stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     assert p.stderr is not None
@@ -261,8 +261,8 @@ def test_sigterm_checkpoints_every_member_and_resume_of_one_member_continues_the
 
 def test_an_off_policy_member_whose_loss_goes_nan_fails_alone(tmp_path, monkeypatch):
     from rlx.algos.sac import SAC
-    from rlx.compose import compose_config
-    from rlx.population import train_population
+    from rlx.app.compose import compose_config
+    from rlx.train.population import train_population
 
     original = SAC.update
 
@@ -306,7 +306,7 @@ def test_member_view_acts_as_its_member_and_follows_updates(env_id):
 def test_an_evaluator_of_blocks_gives_each_block_its_own_evaluators_returns(env_id):
     """Evaluator(seeds=[...]).evaluate_blocks: block b's returns are those of an Evaluator of seeds[b] alone
     (same episodes, same order), with one act call for all blocks; blocks not asked for are not counted."""
-    from rlx.evaluation import Evaluator
+    from rlx.train.evaluation import Evaluator
 
     spec = env_spec(env_id)
     seeds, episodes = [7, 100, 3], 5
@@ -343,8 +343,8 @@ def test_an_evaluator_of_blocks_gives_each_block_its_own_evaluators_returns(env_
 def test_a_populations_members_evaluate_together_as_each_would_alone(env_id):
     """MemberEvaluations: one evaluation pass per round for every expected member, each member's returns
     those of its own evaluator acting with its own weights (MemberView)."""
-    from rlx.evaluation import Evaluator
-    from rlx.population import MemberEvaluations, MemberView
+    from rlx.train.evaluation import Evaluator
+    from rlx.train.population import MemberEvaluations, MemberView
 
     spec = env_spec(env_id)
     pop = PPO(spec, [PPOConfig(**m) for m in MEMBERS], NET, CPU, seeds=[0, 1, 2])

@@ -12,9 +12,9 @@ import torch
 import rlx.networks.off_policy as off_policy_nets
 from rlx.algos.sac import SAC, SACConfig
 from rlx.buffers.replay import MemberReplayBuffer, ReplayBuffer, Transitions, make_replay_buffer
-from rlx.envs import env_spec
+from rlx.envs.make import env_spec
 from rlx.members import member_state
-from rlx.schema import NetworkConfig
+from rlx.config.schema import NetworkConfig
 
 CPU = torch.device("cpu")
 NET = NetworkConfig(hidden_sizes=[16, 16])
@@ -150,9 +150,9 @@ QUIET = ["logger.wandb.mode=disabled", "logger.tensorboard=false", "logger.progr
 
 
 def test_a_sac_population_writes_one_ordinary_run_dir_per_member(tmp_path):
-    from rlx.compose import compose_config
-    from rlx.population import train_population
-    from rlx.run import evaluate_checkpoint
+    from rlx.app.compose import compose_config
+    from rlx.train.population import train_population
+    from rlx.train.run import evaluate_checkpoint
 
     dirs = [tmp_path / "a", tmp_path / "b"]
     members = [["algo.alpha=auto", "algo.tau=0.005", "seed=0"], ["algo.alpha=0.1", "algo.tau=0.02", "seed=1"]]
@@ -211,7 +211,7 @@ def test_a_td3_or_ddpg_population_update_equals_each_members_own_update(algo, ta
     updated as one population == 3 plain (K=1) runs updated one by one from the same weights, batches and
     smoothing noise (1e-5): weights, targets, Adam moments and steps, metrics; over 4 updates (TD3: two
     delayed actor steps)."""
-    from rlx.registry import ALGOS
+    from rlx.algos.registry import ALGOS
 
     cls = ALGOS[algo]
     spec = env_spec("Pendulum-v1")
@@ -251,7 +251,7 @@ def test_a_td3_or_ddpg_population_update_equals_each_members_own_update(algo, ta
 def test_population_exploration_noise_is_each_members_own(algo, noise_kind):
     """Member k's envs k*N .. (k+1)*N-1 act as member k's plain run on them: its own actor, its own noise σ
     and noise stream, one process per env; an episode end resets only that env's OU process."""
-    from rlx.registry import ALGOS
+    from rlx.algos.registry import ALGOS
 
     cls = ALGOS[algo]
     spec = env_spec("Pendulum-v1")
@@ -284,7 +284,7 @@ def test_population_exploration_noise_is_each_members_own(algo, noise_kind):
 
 @pytest.mark.parametrize("algo", ["td3", "ddpg"])
 def test_a_masked_td3_or_ddpg_member_is_untouched_and_the_others_train(algo):
-    from rlx.registry import ALGOS
+    from rlx.algos.registry import ALGOS
 
     cls = ALGOS[algo]
     spec = env_spec("Pendulum-v1")
@@ -305,9 +305,9 @@ def test_a_masked_td3_or_ddpg_member_is_untouched_and_the_others_train(algo):
 
 
 def test_a_td3_population_writes_one_ordinary_run_dir_per_member(tmp_path):
-    from rlx.compose import compose_config
-    from rlx.population import population_group_key, train_population
-    from rlx.run import evaluate_checkpoint
+    from rlx.app.compose import compose_config
+    from rlx.train.population import population_group_key, train_population
+    from rlx.train.run import evaluate_checkpoint
 
     quiet = ["logger.wandb.mode=disabled", "logger.tensorboard=false", "logger.progress=false", "env=pendulum",
              "algo=td3", "network.hidden_sizes=[32,32]", "algo.learning_starts=100", "algo.batch_size=32",

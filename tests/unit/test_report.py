@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlx.report import (
+from rlx.analysis.report import (
     NO_SUMMARY_ERROR,
     ConfigRow,
     ReportError,

@@ -8,12 +8,12 @@ import pytest
 import torch
 import yaml
 
-from rlx.compose import compose_config, group_options, validate, with_sweeper_params
+from rlx.app.compose import compose_config, group_options, validate, with_sweeper_params
 from rlx.errors import UserError
-from rlx.registry import ALGOS
-from rlx.run import job_device, resolve_device
-from rlx.schema import RunConfig
-from rlx.sweep import _quote, run_sweep
+from rlx.algos.registry import ALGOS
+from rlx.train.run import job_device, resolve_device
+from rlx.config.schema import RunConfig
+from rlx.app.sweep import _quote, run_sweep
 
 PRESETS = {"ppo_clip_eps": ("ppo", "algo.clip_eps"), "gae_lambda": ("ppo", "algo.gae_lambda"),
            "soft_tau": ("sac", "algo.tau"), "sac_alpha": ("sac", "algo.alpha")}
@@ -191,7 +191,7 @@ def test_multirun_jobs_spread_over_gpus_round_robin():
 
 
 def test_report_ties_at_the_ceiling_are_broken_by_auc():
-    from rlx.report import ConfigRow, compare_top
+    from rlx.analysis.report import ConfigRow, compare_top
 
     def row(name, auc):
         return ConfigRow(config={"x": name}, n_seeds=3, n_failed=0, errors=[], mean=500.0, iqm=500.0, ci_low=500.0,
@@ -202,7 +202,7 @@ def test_report_ties_at_the_ceiling_are_broken_by_auc():
 
 
 def test_report_unescapes_swept_values():
-    from rlx.report import parse_override
+    from rlx.analysis.report import parse_override
 
     assert parse_override(r"env.id=my_envs\:Crash") == ("env.id", "my_envs:Crash")  # Hydra escapes ':' in sweeps
     assert parse_override(r"+x=C:\dir") == ("x", r"C:\dir")  # backslashes before ordinary chars stay

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from rlx.tensorboard import TensorBoardSink, tag
+from rlx.rundir.tensorboard import TensorBoardSink, tag
 from tests.conftest import FAST
 
 pytest.importorskip("tensorboard")
@@ -45,8 +45,8 @@ def test_sink_writes_numbers_at_env_steps_and_a_resume_purges_the_redone_steps(t
 
 
 def test_run_event_files_hold_the_metrics_and_a_killed_run_resumes_one_curve(tmp_path):
-    from rlx.compose import compose_config
-    from rlx.run import resume, train
+    from rlx.app.compose import compose_config
+    from rlx.train.run import resume, train
 
     run = tmp_path / "run"
     train(compose_config(["total_steps=2048", "eval.every=512", "eval.episodes=2", "logger.every=256",
@@ -77,8 +77,8 @@ def test_run_event_files_hold_the_metrics_and_a_killed_run_resumes_one_curve(tmp
 
 
 def test_tensorboard_off_writes_no_event_files(tmp_path):
-    from rlx.compose import compose_config
-    from rlx.run import train
+    from rlx.app.compose import compose_config
+    from rlx.train.run import train
 
     cfg = compose_config(["total_steps=512", "eval.every=0", "eval.episodes=1", "checkpoint.every=0",
                           "logger.wandb.mode=disabled", "logger.tensorboard=false", *FAST])

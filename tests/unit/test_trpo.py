@@ -10,10 +10,10 @@ from torch.distributions import kl_divergence
 
 from rlx.algos.trpo import TRPO, TRPOConfig
 from rlx.buffers.rollout import Rollout
-from rlx.compose import compose_config
-from rlx.envs import EnvSpec
-from rlx.run import parse_settings, train
-from rlx.schema import NetworkConfig
+from rlx.app.compose import compose_config
+from rlx.envs.make import EnvSpec
+from rlx.train.run import parse_settings, train
+from rlx.config.schema import NetworkConfig
 
 DISCRETE = EnvSpec("Toy-v0", gym.spaces.Box(-10, 10, (2,)), gym.spaces.Discrete(2))
 CONTINUOUS = EnvSpec("ToyC-v0", gym.spaces.Box(-10, 10, (3,)), gym.spaces.Box(-1, 1, (2,)))
@@ -129,7 +129,7 @@ def test_resume_from_a_mid_run_checkpoint_is_exact(tmp_path):
     """As PPO's reliability test: killed after the checkpoint at 1024, resumed to 2048 == one uninterrupted run."""
     import shutil
 
-    from rlx.run import resume
+    from rlx.train.run import resume
 
     args = ["algo=trpo", "env=cartpole", "total_steps=2048", "algo.n_steps=256", "checkpoint.every=1024",
             "eval.every=0", "eval.episodes=1", "logger.every=256", "logger.wandb.mode=disabled", "logger.progress=false"]

@@ -18,8 +18,8 @@ from rlx.algos.sac_discrete import SACDiscrete
 from rlx.algos.sac_v import SACV
 from rlx.algos.td3 import TD3
 from rlx.algos.trpo import TRPO
-from rlx.envs import EnvSpec
-from rlx.schema import NetworkConfig
+from rlx.envs.make import EnvSpec
+from rlx.config.schema import NetworkConfig
 
 
 class AlgorithmClass(Protocol):
@@ -32,7 +32,7 @@ class AlgorithmClass(Protocol):
     def action_spaces(self) -> tuple[str, ...]: ...  # "discrete" and/or "continuous"
 
     @property
-    def loop(self) -> str: ...  # a key of rlx.run.LOOPS
+    def loop(self) -> str: ...  # a key of rlx.train.run.LOOPS
 
     def __call__(self, spec: EnvSpec, hp: Any, net: NetworkConfig, device: torch.device) -> Any: ...
 

@@ -3,9 +3,9 @@
 Data flow: command-line overrides -> (search space, fixed overrides, ``tune.*`` settings), all validated
 before the first trial -> an Optuna study in persistent storage (SQLite in the study dir by default) ->
 each trial is an ordinary rlx run in ``STUDY_DIR/trials/<number>/`` whose periodic evals are reported to
-the pruner through the shared session (:data:`rlx.loops.session.EVAL_HOOKS`); a pruned trial ends as a
+the pruner through the shared session (:data:`rlx.train.session.EVAL_HOOKS`); a pruned trial ends as a
 finished run with ``status: pruned`` and keeps its curve -> the top-k completed trials are re-run over
-``tune.confirm_seeds`` fresh seeds in ``STUDY_DIR/confirm/`` and judged with rlx.report's statistics ->
+``tune.confirm_seeds`` fresh seeds in ``STUDY_DIR/confirm/`` and judged with rlx.analysis.report's statistics ->
 ``best.yaml`` (a ``# @package _global_`` preset) and ``tune.md`` with the verdict.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, Iterator, Literal
 
 import yaml
 
-from rlx.config import build, param
+from rlx.config.typed import build, param
 from rlx.errors import UserError
 
 STUDY_FILE = "tune.yaml"  # what a --resume needs: search space, fixed overrides, tune settings
@@ -133,7 +133,7 @@ def _require_optuna() -> Any:
 
 def split_tune_args(args: list[str]) -> tuple[list[str], dict[str, Any], str | None]:
     """(run overrides, tune.* settings, hydra.sweep.dir) from the command line."""
-    from rlx.compose import split_args
+    from rlx.app.compose import split_args
 
     overrides, flags = split_args(args)
     if flags:
@@ -166,7 +166,7 @@ def parse_space(overrides: list[str]) -> tuple[list[str], list[Dimension]]:
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
-    from rlx.compose import compose_config, friendly_hydra_error, override_text
+    from rlx.app.compose import compose_config, friendly_hydra_error, override_text
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -211,8 +211,8 @@ def parse_space(overrides: list[str]) -> tuple[list[str], list[Dimension]]:
 
 def plan_study(args: list[str]) -> Plan:
     """Parse and validate everything the command line describes (every searched value), before any trial."""
-    from rlx.compose import validate
-    from rlx.sweep import resolve_sweep_dir
+    from rlx.app.compose import validate
+    from rlx.app.sweep import resolve_sweep_dir
 
     run, settings, study_dir = split_tune_args(args)
     tune = build(TuneConfig, settings, "tune")
@@ -271,9 +271,9 @@ def _write_overrides(run_dir: Path, overrides: list[str]) -> None:
 
 def _run(overrides: list[str], run_dir: Path, hook: Any = None) -> dict[str, Any]:
     """One ordinary rlx run (composed like `rlx train OVERRIDES`) in ``run_dir``; ``hook`` sees its evals."""
-    from rlx.compose import compose_config
-    from rlx.loops.session import EVAL_HOOKS
-    from rlx.run import train, write_summary
+    from rlx.app.compose import compose_config
+    from rlx.train.session import EVAL_HOOKS
+    from rlx.train.run import train, write_summary
 
     cfg = compose_config(overrides)
     cfg.logger.wandb.group = cfg.logger.wandb.group or run_dir.parent.parent.name  # one W&B group per study
@@ -374,7 +374,7 @@ def _params_overrides(plan: Plan, trial: Any) -> list[str]:
 
 def confirm(plan: Plan, study: Any, base_seed: int, pool: Any = None) -> tuple[list, Any, dict[str, str] | None]:
     """Re-run the top-k trials over fresh seeds; (report rows, verdict, winning overrides)."""
-    from rlx.report import aggregate, compare_top, load_sweep, write_report
+    from rlx.analysis.report import aggregate, compare_top, load_sweep, write_report
 
     top = _top_trials(study, plan.tune.top_k)
     if not top or plan.tune.confirm_seeds == 0:
@@ -434,7 +434,7 @@ def write_best(plan: Plan, params: dict[str, str], header: list[str]) -> Path:
 
 
 def _trials_table(plan: Plan, study: Any) -> list[str]:
-    from rlx.report import _fmt
+    from rlx.analysis.report import _fmt
 
     keys = [d.key for d in plan.space]
     lines = ["| trial | state | " + " | ".join(keys) + " | eval return | evals | env steps |",
@@ -455,7 +455,7 @@ def finish(plan: Plan, study: Any, pool: Any = None) -> int:
     """Confirmation, best.yaml, tune.md, printed summary. Exit status: 0 with a winner, 1 without."""
     from omegaconf import OmegaConf
 
-    from rlx.compose import compose_config
+    from rlx.app.compose import compose_config
 
     base_seed = int(OmegaConf.select(compose_config(plan.fixed), "seed"))
     states = [t.state.name.lower() for t in study.trials]
@@ -512,7 +512,7 @@ def run_tune(args: list[str], resume_dir: Path | None = None) -> int:
     else:
         plan = plan_study(args)
         if plan.timestamped:
-            from rlx.rundir import unique_dir
+            from rlx.rundir.lock import unique_dir
 
             plan.study_dir.parent.mkdir(parents=True, exist_ok=True)
             plan.study_dir = unique_dir(plan.study_dir)

@@ -4,8 +4,8 @@ Input: run dirs, sweep dirs, tune study dirs (anything holding run dirs, searche
 curve is ``metric`` against ``x`` from its metrics.jsonl (a resumed run's file is one history: resume
 drops the lines past the checkpoint). Runs are grouped by the values of ``--by`` keys in their resolved
 config.yaml; each group is drawn as the mean (or IQM) over its runs on a common grid with a 95% bootstrap
-band (rlx.report's ``_mean_curve``); runs that failed, were pruned or did not finish are drawn dashed and
-marked, and counted in the table. The table (final value, IQM with its bootstrap CI, AUC) is rlx.report's
+band (rlx.analysis.report's ``_mean_curve``); runs that failed, were pruned or did not finish are drawn dashed and
+marked, and counted in the table. The table (final value, IQM with its bootstrap CI, AUC) is rlx.analysis.report's
 ``aggregate``: the same statistics as the sweep report, not a second implementation.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from rlx.errors import UserError
-from rlx.report import ConfigRow, RunRecord, _config_key, _finite, _fmt, _mean_curve, _read_overrides, aggregate, iqm, parse_override
+from rlx.analysis.report import ConfigRow, RunRecord, _config_key, _finite, _fmt, _mean_curve, _read_overrides, aggregate, iqm, parse_override
 
 X_KEYS = ("env_steps", "wall_s")
 FORMATS = (".png", ".svg", ".pdf")
@@ -31,7 +31,7 @@ NOT_CONFIG = ("seed", "hydra")
 
 @dataclass
 class PlotRun:
-    record: RunRecord  # curve, final value, ok/failed: what rlx.report aggregates
+    record: RunRecord  # curve, final value, ok/failed: what rlx.analysis.report aggregates
     state: str  # ok | failed | pruned | stopped | unfinished
 
 
@@ -227,7 +227,7 @@ def print_table(table: list[dict[str, Any]], keys: Sequence[str], metric: str) -
 
 def run_plot(paths: Sequence[str | Path], by: str | None, metric: str, x: str, out: Path, table: bool,
              stat: str = "mean") -> tuple[Path, list[dict[str, Any]]]:
-    """`rlx plot`: load, group, aggregate (rlx.report), draw, optionally print the table."""
+    """`rlx plot`: load, group, aggregate (rlx.analysis.report), draw, optionally print the table."""
     if out.suffix.lower() not in FORMATS:
         raise UserError(f"--out {out}: expected a {', '.join(FORMATS)} file")
     if stat not in ("mean", "iqm"):

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from rlx.schema import WandbConfig
+from rlx.config.schema import WandbConfig
 
 
 def _clean(value: Any) -> Any:
@@ -48,7 +48,7 @@ class Logger:
         self.metrics_file = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
         self.tensorboard = None  # logger.tensorboard: the same lines as event files in RUN_DIR/tb
         if (config.get("logger") or {}).get("tensorboard", True):
-            from rlx.tensorboard import TensorBoardSink
+            from rlx.rundir.tensorboard import TensorBoardSink
 
             self.tensorboard = TensorBoardSink(self.run_dir / "tb", start_steps)
         self.total_steps = total_steps

@@ -19,7 +19,7 @@ from rlx.conf import register_resolvers
 from rlx.errors import UserError
 
 if TYPE_CHECKING:
-    from rlx.envs import EnvSpec
+    from rlx.envs.make import EnvSpec
 
 CONF_MODULE = "rlx.conf"
 # Hydra command-line flags (not overrides); those in the first set take a value.
@@ -205,7 +205,7 @@ def _name_algorithm(error: UserError, overrides: list[str]) -> UserError:
     if m is None:
         return error
     name = _chosen_algo(overrides)
-    from rlx.registry import ALGOS
+    from rlx.algos.registry import ALGOS
 
     if name not in ALGOS:
         return error
@@ -259,7 +259,7 @@ def _check_population_launcher(with_hydra: DictConfig) -> None:
     if launcher.get("_target_") != "hydra_plugins.rlx_population_launcher.PopulationLauncher":
         return
     from hydra_plugins.rlx_population_launcher import check_ray_settings, check_settings
-    from rlx.population import check_population_algo
+    from rlx.train.population import check_population_algo
 
     check_settings(launcher.get("max_members"), launcher.get("n_jobs"))
     ray = launcher.get("ray")
@@ -270,9 +270,9 @@ def _check_population_launcher(with_hydra: DictConfig) -> None:
 def validate(overrides: list[str]) -> DictConfig:
     """Compose and fully validate every configuration the overrides describe, including every value a
     ``sweep=`` preset's ``hydra.sweeper.params`` sweeps, each as it will run (a tuned preset that does
-    not fit the env trained dropped, as :func:`rlx.run.hydra_job` drops it); returns the first."""
-    from rlx.envs import env_spec
-    from rlx.run import check_action_space, parse_settings  # run imports torch; keep `rlx --help` fast
+    not fit the env trained dropped, as :func:`rlx.train.run.hydra_job` drops it); returns the first."""
+    from rlx.envs.make import env_spec
+    from rlx.train.run import check_action_space, parse_settings  # run imports torch; keep `rlx --help` fast
 
     first: DictConfig | None = None
     specs: dict[str, EnvSpec] = {}

@@ -8,9 +8,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlx.batched_envs import VecEnv
-from rlx.envs import _EnvFactory, make_vec_env, resolve_env_id
-from rlx.rundir import ensure_writable_dir
+from rlx.envs.batched import VecEnv
+from rlx.envs.make import _EnvFactory, make_vec_env, resolve_env_id
+from rlx.rundir.lock import ensure_writable_dir
 
 ActFn = Callable[[torch.Tensor, bool], torch.Tensor]
 

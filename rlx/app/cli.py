@@ -39,9 +39,9 @@ def fail(message: str) -> None:
 def _run_hydra(args: list[str]) -> None:
     import hydra
 
-    @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+    @hydra.main(version_base="1.3", config_path="pkg://rlx.conf", config_name="config")
     def _main(cfg):  # pragma: no cover - runs inside Hydra
-        from rlx.run import hydra_job
+        from rlx.train.run import hydra_job
 
         return hydra_job(cfg)
 
@@ -65,7 +65,7 @@ def train(ctx: typer.Context) -> None:
 def _validate_or_fail(args: list[str], plain_run: bool = False) -> None:
     """Validate every configuration the arguments describe before any run starts (and, for one run,
     that its run dir is free)."""
-    from rlx.compose import CUSTOM_CONFIG_FLAGS, split_args, validate
+    from rlx.app.compose import CUSTOM_CONFIG_FLAGS, split_args, validate
 
     overrides, flags = split_args(args)
     if CUSTOM_CONFIG_FLAGS.intersection(flags) or {"--help", "-h", "--hydra-help"}.intersection(flags):
@@ -73,7 +73,7 @@ def _validate_or_fail(args: list[str], plain_run: bool = False) -> None:
     try:
         validate(overrides)
         if plain_run and not flags:  # one run (no --multirun, no --cfg ...): its run dir must be free
-            from rlx.run import check_run_dir
+            from rlx.train.run import check_run_dir
 
             check_run_dir(overrides)
     except UserError as e:
@@ -87,7 +87,7 @@ def sweep(ctx: typer.Context) -> None:
     rlx sweep algo=ppo algo.clip_eps=0.1,0.2,0.3 algo.gae_lambda=0.9,0.95 seed=0,1,2\n
     rlx sweep sweep=ppo_clip_eps hydra/launcher=joblib hydra.launcher.n_jobs=2
     """
-    from rlx.sweep import run_sweep
+    from rlx.app.sweep import run_sweep
 
     try:
         run_sweep(list(ctx.args), validate_fn=_validate_or_fail, hydra_fn=_run_hydra)
@@ -98,7 +98,7 @@ def sweep(ctx: typer.Context) -> None:
 @app.command()
 def report(sweep_dir: Path = typer.Argument(..., help="a multirun/sweep directory")) -> None:
     """(Re)write report.md, report.csv and report.png for a sweep directory and print the table."""
-    from rlx.sweep import report_sweep
+    from rlx.app.sweep import report_sweep
 
     try:
         report_sweep(sweep_dir)
@@ -118,7 +118,7 @@ def plot(
     stat: str = typer.Option("mean", "--stat", help="mean | iqm: the curve drawn per group"),
 ) -> None:
     """Learning curves grouped by config keys, with a 95% bootstrap band over the runs of each group."""
-    from rlx.plot import run_plot
+    from rlx.analysis.plot import run_plot
 
     try:
         path, _ = run_plot(paths, by, metric, x, out, table, stat)
@@ -135,7 +135,7 @@ def tune(ctx: typer.Context,
     rlx tune algo=ppo 'algo.lr=tag(log,interval(1e-4,3e-3))' 'algo.clip_eps=interval(0.1,0.3)' tune.trials=40\n
     rlx tune --resume multirun/2026-12-01_10-00-00_tune tune.trials=60
     """
-    from rlx.tune import run_tune
+    from rlx.app.tune import run_tune
 
     try:
         code = run_tune(list(ctx.args), resume_dir)
@@ -155,7 +155,7 @@ def eval_(
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="eval env seed (default: the run's eval seed)"),
 ) -> None:
     """Evaluate a saved checkpoint; needs nothing but the checkpoint."""
-    from rlx.run import evaluate_checkpoint
+    from rlx.train.run import evaluate_checkpoint
 
     try:
         result = evaluate_checkpoint(path, episodes, deterministic, video, device, seed)
@@ -180,8 +180,8 @@ def resume(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="the run
     of populations (hydra/launcher=population) resumes each unfinished population.
     """
     from rlx.errors import RunFault
-    from rlx.population import resume_at
-    from rlx.run import exit_status, resume as resume_run
+    from rlx.train.population import resume_at
+    from rlx.train.run import exit_status, resume as resume_run
 
     try:
         members = resume_at(run_dir, list(ctx.args))  # a population member's dir, or a sweep dir of populations
@@ -204,7 +204,7 @@ def config_diff(run_a: Path, run_b: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from rlx.run import config_diff as diff
+    from rlx.train.run import config_diff as diff
 
     try:
         rows = diff(run_a, run_b)
@@ -228,8 +228,8 @@ def list_() -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from rlx.compose import group_options
-    from rlx.registry import ALGOS, DESCRIPTIONS
+    from rlx.app.compose import group_options
+    from rlx.algos.registry import ALGOS, DESCRIPTIONS
 
     console = Console()
     table = Table(title="algorithms (algo=NAME)")

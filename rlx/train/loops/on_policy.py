@@ -2,7 +2,7 @@
 
 It knows the algorithm only through :class:`rlx.algos.protocols.OnPolicyAlgorithm` (``n_steps``,
 ``explore``, ``policy_input``, ``value``, ``update``). A population's envs are one member-major vector env
-and its session a :class:`rlx.population.PopulationSession`: the loop is the same (it returns the
+and its session a :class:`rlx.train.population.PopulationSession`: the loop is the same (it returns the
 session's ``finish``: one summary, or one per member).
 The rollout stores what the policy saw (its normalized input), so an update never re-normalizes old
 observations with newer statistics.
@@ -16,18 +16,18 @@ import numpy as np
 import torch
 
 from rlx.algos.protocols import OnPolicyAlgorithm
-from rlx.batched_envs import VecEnv
+from rlx.envs.batched import VecEnv
 from rlx.buffers.rollout import RolloutBuffer
-from rlx.envs import RewardNormalizer
-from rlx.evaluation import to_env_actions
-from rlx.loops.session import LoopSession, vector_env_state
+from rlx.envs.make import RewardNormalizer
+from rlx.train.evaluation import to_env_actions
+from rlx.train.session import LoopSession, vector_env_state
 from rlx.networks.encoders import stores_as_uint8
 
 
 def run(algo: OnPolicyAlgorithm, envs: VecEnv, session: LoopSession, device: torch.device) -> Any:
     n_envs, space = envs.num_envs, envs.single_action_space
     discrete = isinstance(space, gym.spaces.Discrete)
-    # Box observations only (rlx.envs.env_spec checks); continuous actions are a Box
+    # Box observations only (rlx.envs.make.env_spec checks); continuous actions are a Box
     obs_shape = cast(gym.spaces.Box, envs.single_observation_space).shape
     buffer = RolloutBuffer(
         algo.n_steps, n_envs, obs_shape,

@@ -20,10 +20,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlx.algos.protocols import PopulationAlgorithm
-from rlx.config import as_dict
+from rlx.config.typed import as_dict
 from rlx.errors import RunFault, UserError
-from rlx.evaluation import ActFn, Evaluates, Evaluator
-from rlx.loops.session import NonFiniteError, Session
+from rlx.train.evaluation import ActFn, Evaluates, Evaluator
+from rlx.train.session import NonFiniteError, Session
 from rlx.members import member_state, stack_states
 
 # Keys every algorithm lets vary per member; then each algorithm's own.
@@ -81,8 +81,8 @@ def train_population(cfgs: Sequence[DictConfig | Mapping[str, Any]], run_dirs: S
     ``run_dirs[k]`` (an ordinary run dir each: config.yaml, metrics.jsonl, checkpoints/, summary.json).
     Returns the members' summaries in order (a member that failed: status "failed"). Bad input:
     UserError before anything runs or is written."""
-    from rlx.run import parse_settings
-    from rlx.rundir import RunDirLock, claim_fresh
+    from rlx.train.run import parse_settings
+    from rlx.rundir.lock import RunDirLock, claim_fresh
 
     if not cfgs or len(cfgs) != len(run_dirs):
         raise ValueError(f"train_population: {len(cfgs)} configs for {len(run_dirs)} run dirs")
@@ -104,7 +104,7 @@ def check_population(configs: Sequence[Mapping[str, Any]]) -> None:
     keys = {population_group_key(c) for c in configs}
     if len(keys) > 1:
         raise UserError("train_population: these jobs differ in keys that cannot vary within one population "
-                        "(the population launcher splits them; see rlx.population.MEMBER_KEYS)")
+                        "(the population launcher splits them; see rlx.train.population.MEMBER_KEYS)")
     env = configs[0].get("env") or {}
     if len(configs) > 1 and env.get("normalize_reward"):
         raise UserError("env.normalize_reward=true is not supported in a population of more than one member yet "
@@ -131,7 +131,7 @@ class MemberView:
 
 
 class MemberEvaluations:
-    """Every member's evaluation in one pass: one :class:`~rlx.evaluation.Evaluator` whose block k is
+    """Every member's evaluation in one pass: one :class:`~rlx.train.evaluation.Evaluator` whose block k is
     member k's eval envs (seeded as member k's own run's), acting with the population's stacked ``act``,
     so a round of K evaluations costs about one evaluation's env steps and forwards' Python overhead, not
     K (measured: a K=16 PPO CartPole population spent 3.9 s of 57 s in its members' final evaluations).
@@ -211,7 +211,7 @@ class _MemberTrackers:
 
 
 class PopulationSession:
-    """The :class:`~rlx.loops.session.LoopSession` a loop sees for a population: it fans the loop's calls
+    """The :class:`~rlx.train.session.LoopSession` a loop sees for a population: it fans the loop's calls
     out to one ordinary :class:`Session` per member (its own run dir, logger, evaluations, checkpoints).
 
     A member whose session is done (its step budget, a stop condition) or that failed (a non-finite loss,
@@ -247,7 +247,7 @@ class PopulationSession:
         self.algo.members.active.copy_(active)
 
     def _fail(self, k: int, error: str) -> None:
-        from rlx.run import _record_fault
+        from rlx.train.run import _record_fault
 
         self.failed[k] = _record_fault(self.run_dirs[k], error, self.sessions[k])
         self.sessions[k].logger.message(f"rlx: member {k} ({self.run_dirs[k]}) failed: {self.failed[k]}; the others go on")
@@ -361,9 +361,9 @@ def _zero_non_finite(algo: PopulationAlgorithm, k: int) -> None:
 def _train_population(configs: list[dict], settings: list[Any], run_dirs: list[Path],
                       resumes: list[dict] | None) -> list[dict[str, Any]]:
     """The population itself, in dirs this process has locked (``resumes``: the members' loaded last.pt)."""
-    from rlx.envs import make_vec_env
-    from rlx.registry import ALGOS
-    from rlx.run import (
+    from rlx.envs.make import make_vec_env
+    from rlx.algos.registry import ALGOS
+    from rlx.train.run import (
         LOOPS,
         OS_FAULTS,
         _record_fault,
@@ -442,9 +442,9 @@ def population_members(run_dir: str | Path) -> list[Path] | None:
 def resume_population(run_dirs: Sequence[str | Path], overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Continue a population from its members' ``checkpoints/last.pt`` (each with its own config plus the
     same safe overrides ``rlx resume`` takes), every member locked first."""
-    from rlx.checkpoint import load_checkpoint
-    from rlx.run import _truncate_metrics, parse_settings, resumed_config
-    from rlx.rundir import RunDirLock
+    from rlx.rundir.checkpoint import load_checkpoint
+    from rlx.train.run import _truncate_metrics, parse_settings, resumed_config
+    from rlx.rundir.lock import RunDirLock
 
     dirs = [Path(d) for d in run_dirs]
     for d in dirs:
@@ -471,7 +471,7 @@ def resume_population(run_dirs: Sequence[str | Path], overrides: Sequence[str] =
 def resume_at(path: str | Path, overrides: Sequence[str] = ()) -> list[dict[str, Any]] | None:
     """``rlx resume PATH`` for populations: a member's run dir resumes its whole population (said so on
     stderr); a sweep dir resumes each of its populations with an unfinished member, one after another.
-    None: PATH is no population (a plain run: ``rlx.run.resume``)."""
+    None: PATH is no population (a plain run: ``rlx.train.run.resume``)."""
     import sys
 
     path = Path(path)

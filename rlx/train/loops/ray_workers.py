@@ -3,7 +3,7 @@
 Each of ``algo.num_workers`` actors (placed anywhere on the cluster, ``algo.worker_resources`` each) owns
 ``env.num_envs`` envs and a local copy of the model. A call ``compute(params, version)`` loads the
 parameters it is given, collects one n-step rollout with the ordinary on-policy loop
-(:mod:`rlx.loops.on_policy`) and returns the A2C loss gradient (clipped to ``max_grad_norm``), its env
+(:mod:`rlx.train.loops.on_policy`) and returns the A2C loss gradient (clipped to ``max_grad_norm``), its env
 steps, finished episodes and metrics. The learner keeps one call in flight per worker and applies each
 gradient the moment it arrives (``ray.wait``: whichever worker is first), with the run's optimizer on
 the model the checkpoints hold, then sends that worker the new parameters. Workers never wait for
@@ -37,11 +37,11 @@ import torch
 
 from rlx.algos.common import ActorCritic, ActorCriticAgent, advantage_actor_critic_update, anneal_lr
 from rlx.buffers.rollout import Rollout
-from rlx.envs import EpisodeTracker, make_vec_env
+from rlx.envs.make import EpisodeTracker, make_vec_env
 from rlx.errors import UserError
-from rlx.loops import on_policy
-from rlx.loops.async_workers import WorkerError
-from rlx.loops.session import Session
+from rlx.train.loops import on_policy
+from rlx.train.loops.async_workers import WorkerError
+from rlx.train.session import Session
 
 MAX_RESTARTS = 3  # per worker actor (Ray's max_restarts); after that its calls fail and the run fails
 UNAVAILABLE_S = 120.0  # a worker whose calls keep failing this long (dead for good) fails the run

@@ -11,11 +11,11 @@ from typing import Any, cast
 import gymnasium as gym
 import torch
 
-from rlx.batched_envs import VecEnv
+from rlx.envs.batched import VecEnv
 from rlx.buffers.replay import frame_stack_size, make_replay_buffer
-from rlx.envs import RewardNormalizer
-from rlx.evaluation import to_env_actions
-from rlx.loops.session import Session, vector_env_state
+from rlx.envs.make import RewardNormalizer
+from rlx.train.evaluation import to_env_actions
+from rlx.train.session import Session, vector_env_state
 
 
 def run(algo: Any, envs: VecEnv, session: Session, device: torch.device) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Hydra does the sweeping (BasicSweeper grids, `sweep=` presets, the Optuna sweeper) and the launching
 (in-process, joblib processes, SLURM via submitit, Ray). This module only orchestrates: validate
 every configuration first, pin the sweep dir so it knows where the runs land, run Hydra, and write
-the report (rlx.report) when the multirun ends, however it ends.
+the report (rlx.analysis.report) when the multirun ends, however it ends.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def run_sweep(args: list[str], validate_fn: Callable[[list[str]], None], hydra_f
     Exit status: Hydra's own when it fails (the report of what finished is still written); 1 when
     every run failed; 0 otherwise (failed runs are listed in the report, they do not fail the sweep).
     """
-    from rlx.compose import CUSTOM_CONFIG_FLAGS, split_args
+    from rlx.app.compose import CUSTOM_CONFIG_FLAGS, split_args
 
     overrides, flags = split_args(args)
     validate_fn(args)  # exits with status 2 on bad input, before any run starts
@@ -67,7 +67,7 @@ def _sweep_dir_setting(overrides: list[str]) -> tuple[Path, bool, bool]:
     """(resolved sweep dir, whether its pattern is timestamped, overwrite=...)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from rlx.compose import compose_config, expand_for_validation
+    from rlx.app.compose import compose_config, expand_for_validation
 
     cfg = compose_config(expand_for_validation(overrides)[0], return_hydra_config=True)
     pattern = str(cfg.hydra.sweep._get_node("dir")._value())
@@ -81,7 +81,7 @@ def claim_sweep_dir(overrides: list[str]) -> Path:
     A timestamped dir (the default ``multirun/${now:...}``) that another sweep started in the same second
     already took gets a ``-1``, ``-2``... suffix. A dir named explicitly (``hydra.sweep.dir=...``) that
     already holds runs is refused, unless ``overwrite=true``, which deletes those runs and reports first."""
-    from rlx.rundir import claim_fresh, ensure_writable_dir, holds_run, unique_dir
+    from rlx.rundir.lock import claim_fresh, ensure_writable_dir, holds_run, unique_dir
 
     path, timestamped, overwrite = _sweep_dir_setting(overrides)
     if timestamped:
@@ -106,7 +106,7 @@ def _quote(value: str) -> str:
 
 def _report_after_sweep(sweep_dir: Path) -> bool:
     """Write and print the report; True when at least one run finished."""
-    from rlx.report import ReportError
+    from rlx.analysis.report import ReportError
 
     try:
         rows = report_sweep(sweep_dir)
@@ -118,8 +118,8 @@ def _report_after_sweep(sweep_dir: Path) -> bool:
 
 def report_sweep(sweep_dir: Path) -> list:
     """(Re)write report.md / report.csv / report.png into ``sweep_dir``, print the table, return the rows."""
-    from rlx.report import ReportError, aggregate, load_sweep, print_report, write_report
-    from rlx.rundir import holds_run
+    from rlx.analysis.report import ReportError, aggregate, load_sweep, print_report, write_report
+    from rlx.rundir.lock import holds_run
 
     sweep_dir = Path(sweep_dir)
     if holds_run(sweep_dir):

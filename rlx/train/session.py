@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from rlx.algos.protocols import Algorithm
-from rlx.batched_envs import VecEnv
-from rlx.checkpoint import Checkpointer
-from rlx.envs import EpisodeTracker
+from rlx.envs.batched import VecEnv
+from rlx.rundir.checkpoint import Checkpointer
+from rlx.envs.make import EpisodeTracker
 from rlx.errors import RunFault
-from rlx.evaluation import Evaluates
-from rlx.logging import Logger, RateMeter
+from rlx.train.evaluation import Evaluates
+from rlx.rundir.logging import Logger, RateMeter
 
 # Stop reasons that end a run as finished (status "ok", or "pruned" for rlx tune's pruner), unlike signals.
 STOP_CONDITIONS = ("reward_threshold", "patience")
@@ -99,8 +99,8 @@ def restore_vector_env(envs: VecEnv, blob: bytes | None) -> bool:
 
 
 class LoopSession(Protocol):
-    """What rlx.loops.on_policy.run needs of its session: a :class:`Session`, or an A3C worker's stand-in
-    (rlx/loops/async_workers.py)."""
+    """What rlx.train.loops.on_policy.run needs of its session: a :class:`Session`, or an A3C worker's stand-in
+    (rlx/train/loops/async_workers.py)."""
 
     tracker: EpisodeTracker
 

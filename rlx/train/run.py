@@ -23,20 +23,20 @@ import torch
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from rlx.algos.protocols import Algorithm
-from rlx.checkpoint import Checkpointer
-from rlx.config import as_dict, build
-from rlx.envs import EnvSpec, check_user_env, env_spec, make_vec_env
+from rlx.rundir.checkpoint import Checkpointer
+from rlx.config.typed import as_dict, build
+from rlx.envs.make import EnvSpec, check_user_env, env_spec, make_vec_env
 from rlx.errors import RunFault, UserError
-from rlx.evaluation import Evaluates, Evaluator
-from rlx.logging import Logger
-from rlx.loops.session import NonFiniteError, Session
-from rlx.registry import ALGOS
-from rlx.rundir import RunDirLock, RunDirTaken, claim_fresh
-from rlx.schema import CheckpointConfig, EnvConfig, EvalConfig, LoggerConfig, NetworkConfig, RunConfig, StopConfig, WandbConfig
+from rlx.train.evaluation import Evaluates, Evaluator
+from rlx.rundir.logging import Logger
+from rlx.train.session import NonFiniteError, Session
+from rlx.algos.registry import ALGOS
+from rlx.rundir.lock import RunDirLock, RunDirTaken, claim_fresh
+from rlx.config.schema import CheckpointConfig, EnvConfig, EvalConfig, LoggerConfig, NetworkConfig, RunConfig, StopConfig, WandbConfig
 
 # algo.loop -> module with run(algo, envs, session, device); imported on demand.
-LOOPS = {"on_policy": "rlx.loops.on_policy", "off_policy": "rlx.loops.off_policy", "async": "rlx.loops.async_workers",
-         "ray": "rlx.loops.ray_workers"}
+LOOPS = {"on_policy": "rlx.train.loops.on_policy", "off_policy": "rlx.train.loops.off_policy", "async": "rlx.train.loops.async_workers",
+         "ray": "rlx.train.loops.ray_workers"}
 TOP_LEVEL_GROUPS = ("algo", "env", "network", "eval", "checkpoint", "logger", "hydra", "tuned", "sweep", "stop")
 
 
@@ -175,8 +175,8 @@ def check_run_dir(overrides: list[str]) -> None:
     overwrite=true), must be writable, and must not be in use by another process."""
     from hydra.core.hydra_config import HydraConfig
 
-    from rlx.compose import compose_config
-    from rlx.rundir import RunDirLock, holds_run
+    from rlx.app.compose import compose_config
+    from rlx.rundir.lock import RunDirLock, holds_run
 
     cfg = compose_config(overrides, return_hydra_config=True)
     with read_write(cfg.hydra.job):
@@ -316,7 +316,7 @@ def hydra_job(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from rlx.compose import tuned_preset_conflict
+    from rlx.app.compose import tuned_preset_conflict
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -370,7 +370,7 @@ def exit_status(summary: dict[str, Any]) -> int:
 def evaluate_checkpoint(path: str | Path, episodes: int | None = None, deterministic: bool = True,
                         video_dir: str | Path | None = None, device: str = "cpu", seed: int | None = None) -> dict[str, Any]:
     """Rebuild the algorithm from a checkpoint alone (its config is inside) and evaluate it."""
-    from rlx.checkpoint import load_checkpoint
+    from rlx.rundir.checkpoint import load_checkpoint
 
     state = load_checkpoint(path, map_location="cpu", with_buffer=False)
     s = parse_settings(state["config"])
@@ -399,7 +399,7 @@ RESUMABLE_KEYS = ("total_steps", "device", "torch_threads", "eval.every", "eval.
 def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Continue a run from ``RUN_DIR/checkpoints/last.pt`` with its own config (plus safe overrides).
     The run dir is locked first: a second resume (or a train) of the same dir is refused."""
-    from rlx.checkpoint import load_checkpoint
+    from rlx.rundir.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
     last = run_dir / "checkpoints" / "last.pt"

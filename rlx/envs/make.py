@@ -15,7 +15,7 @@ from typing import Any, Sequence, cast
 import gymnasium as gym
 import numpy as np
 
-from rlx.batched_envs import VecEnv, select_batched
+from rlx.envs.batched import VecEnv, select_batched
 from rlx.errors import UserError
 
 
@@ -179,7 +179,7 @@ def make_vec_env(
     already the next episode's first one, and the episode's last one is in ``info["final_obs"]``.
 
     ``batched`` (``env.batched``): classic-control tasks can step all sub-envs in one NumPy call
-    (rlx/batched_envs.py, same semantics and trajectories); "auto" does so where that is faster.
+    (rlx/envs/batched.py, same semantics and trajectories); "auto" does so where that is faster.
     ``wrappers`` then ``train_wrappers`` wrap each sub-env (evaluation envs get ``wrappers`` only; any
     wrapper means per-env stepping).
     """

@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rlx.config import param
+from rlx.config.typed import param
 from rlx.errors import UserError
 
 
@@ -21,7 +21,7 @@ class EnvConfig:
     normalize_reward: bool = param(False, help="divide the learner's rewards by the running std of the discounted return "
                                                "(stats in checkpoints)")
     batched: bool | Literal["auto"] = param(
-        "auto", help="step classic-control sub-envs as one NumPy batch (rlx/batched_envs.py): true | false | auto (from 4 envs)")
+        "auto", help="step classic-control sub-envs as one NumPy batch (rlx/envs/batched.py): true | false | auto (from 4 envs)")
 
 
 @dataclass

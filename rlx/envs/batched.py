@@ -141,7 +141,7 @@ class BatchedClassicControl(VectorEnv):
         return obs, reward, terminated, truncated, info
 
     # rlx's checkpoints pickle ``envs.envs`` (a SyncVectorEnv's sub-envs) and assign it back on resume
-    # (rlx/loops/session.py); this property is the same contract for the batched state, so a resumed run
+    # (rlx/train/session.py); this property is the same contract for the batched state, so a resumed run
     # continues mid-episode exactly.
     @property
     def envs(self) -> dict[str, Any]:
@@ -431,8 +431,8 @@ class BatchedMountainCarContinuous(BatchedClassicControl):
         return {"fresh": np.array([s.dtype == F64 for s in raw_states])}
 
 
-# What rlx.envs.make_vec_env builds. Both keep the sub-envs' state in ``.envs``, which checkpoints pickle
-# (rlx/loops/session.py: vector_env_state / restore_vector_env).
+# What rlx.envs.make.make_vec_env builds. Both keep the sub-envs' state in ``.envs``, which checkpoints pickle
+# (rlx/train/session.py: vector_env_state / restore_vector_env).
 VecEnv: TypeAlias = "gym.vector.SyncVectorEnv | BatchedClassicControl"
 
 # gymnasium entry point -> (batched class, the constructor kwargs whose effect it models)

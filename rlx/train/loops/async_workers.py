@@ -1,7 +1,7 @@
 """The asynchronous loop (A3C): worker processes learn, the main process watches.
 
 Each of ``algo.num_workers`` worker processes (torch.multiprocessing, spawn) runs the ordinary
-on-policy loop (:mod:`rlx.loops.on_policy`) on its own env copy with ``algo.worker(rank)``, whose
+on-policy loop (:mod:`rlx.train.loops.on_policy`) on its own env copy with ``algo.worker(rank)``, whose
 updates go straight to the shared model. A worker's Session is a stand-in that counts steps in a
 shared counter (all workers stop at ``total_steps``) and sends env steps, finished episodes and
 update metrics to the main process through a queue. The main process feeds those to the real
@@ -26,9 +26,9 @@ import gymnasium as gym
 import torch
 import torch.multiprocessing as mp
 
-from rlx.envs import EpisodeTracker, make_vec_env
-from rlx.loops import on_policy
-from rlx.loops.session import Session
+from rlx.envs.make import EpisodeTracker, make_vec_env
+from rlx.train.loops import on_policy
+from rlx.train.session import Session
 
 FLUSH_S = 0.1  # a worker reports to the main process at most this often
 TICK_S = 0.5  # the main process's safe points (log/eval/checkpoint, progress rate) at most this often
