@@ -8,12 +8,12 @@ import torch
 
 from rlx.algos.common import OptimizerName, PopulationActorCritic
 from rlx.buffers.rollout import Rollout
+from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.objectives.policy import explained_variance, normalize, value_loss
 from rlx.objectives.returns import gae
 from rlx.optim.stacked import make_stacked_optimizer
-from rlx.config.schema import NetworkConfig
 
 
 @dataclass
@@ -47,6 +47,9 @@ class A2C(PopulationActorCritic):
     lr, gamma, lambda, coefficients, clip norm and RMSprop/Adam state (:class:`PopulationActorCritic`)."""
 
     loop = "on_policy"
+    # config keys that may differ between the members of one population (hydra/launcher=population)
+    member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.gae_lambda", "algo.ent_coef", "algo.vf_coef", "algo.max_grad_norm",
+                   "algo.anneal_lr", "algo.rms_alpha", "algo.optimizer_eps", "algo.log_std_init")
     Config = A2CConfig
     action_spaces = ("discrete", "continuous")
 

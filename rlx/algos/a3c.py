@@ -16,10 +16,10 @@ from torch import Tensor
 from rlx.algos.a2c import A2CConfig
 from rlx.algos.common import ActorCritic, ActorCriticAgent, advantage_actor_critic_update, make_optimizer
 from rlx.buffers.rollout import Rollout
+from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
-from rlx.config.schema import NetworkConfig
 
 
 @dataclass

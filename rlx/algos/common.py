@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from rlx.buffers.rollout import Rollout
+from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
@@ -40,7 +41,6 @@ from rlx.objectives.policy import explained_variance, normalize, reinforce_loss,
 from rlx.objectives.returns import gae
 from rlx.objectives.targets import sac_temperature_loss
 from rlx.optim.stacked import MemberAdam, StackedOptimizer, clip_grad_norm_stacked_, gather_stacked_grads, stack_parameters
-from rlx.config.schema import NetworkConfig
 
 # --- optimizers and the gradient step -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from torch import Tensor
 from rlx.algos.common import ActionBounds, ExplorationNoise, OffPolicyCommon, Persistent, encoders, frozen_copy
 from rlx.algos.sac import member_batch, polyak_members_
 from rlx.buffers.replay import Transitions
+from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
@@ -22,7 +23,6 @@ from rlx.members import Members
 from rlx.networks.off_policy import DeterministicActor, MemberDeterministicActor, MemberQEnsemble, QEnsemble
 from rlx.objectives.targets import bellman_target, critic_regression_loss, ddpg_policy_loss
 from rlx.optim.stacked import MemberAdam
-from rlx.config.schema import NetworkConfig
 
 
 @dataclass
@@ -76,6 +76,8 @@ class DDPG(Persistent):
     shared (they split populations)."""
 
     loop = "off_policy"
+    # config keys that may differ between the members of one population (hydra/launcher=population)
+    member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.tau", "algo.noise_std")
     Config = DDPGConfig
     action_spaces = ("continuous",)
     persist = ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt", "noise", "updates")

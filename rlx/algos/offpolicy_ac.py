@@ -26,6 +26,7 @@ import torch
 
 from rlx.algos.common import OFF_POLICY_ADAM, OffPolicyCommon, TanhGaussianAgent, frozen_copy, gradient_step, make_optimizer, metrics
 from rlx.buffers.replay import Transitions
+from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.networks.off_policy import QEnsemble
@@ -37,7 +38,6 @@ from rlx.objectives.targets import (
     offpolicy_ac_policy_loss,
     polyak_update_,
 )
-from rlx.config.schema import NetworkConfig
 
 
 @dataclass

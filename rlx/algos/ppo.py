@@ -10,12 +10,12 @@ from torch import Tensor
 
 from rlx.algos.common import PopulationActorCritic
 from rlx.buffers.rollout import Rollout
+from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.objectives.policy import approx_kl_from_ratio, clipped_surrogate, explained_variance, normalize, probability_ratio, value_loss
 from rlx.objectives.returns import gae
 from rlx.optim.stacked import StackedAdam
-from rlx.config.schema import NetworkConfig
 
 
 @dataclass
@@ -49,6 +49,9 @@ class PPO(PopulationActorCritic):
     see each other. Acting, the member layout and persistence: :class:`PopulationActorCritic`."""
 
     loop = "on_policy"
+    # config keys that may differ between the members of one population (hydra/launcher=population)
+    member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.gae_lambda", "algo.clip_eps", "algo.ent_coef", "algo.vf_coef",
+                   "algo.max_grad_norm", "algo.anneal_lr", "algo.anneal_clip", "algo.target_kl", "algo.log_std_init")
     Config = PPOConfig
     action_spaces = ("discrete", "continuous")
 

@@ -18,8 +18,8 @@ from rlx.algos.sac_discrete import SACDiscrete
 from rlx.algos.sac_v import SACV
 from rlx.algos.td3 import TD3
 from rlx.algos.trpo import TRPO
-from rlx.envs.make import EnvSpec
 from rlx.config.schema import NetworkConfig
+from rlx.envs.make import EnvSpec
 
 
 class AlgorithmClass(Protocol):

@@ -7,11 +7,11 @@ import torch
 
 from rlx.algos.common import STEP_KEYS, ActorCriticAgent, CompleteEpisodes, PolicyGradientConfig, actor_critic_step
 from rlx.buffers.rollout import Rollout
+from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.objectives.policy import normalize
 from rlx.objectives.returns import episode_returns
-from rlx.config.schema import NetworkConfig
 
 
 @dataclass

@@ -10,13 +10,13 @@ from torch import Tensor
 
 from rlx.algos.common import ActionBounds, EntropyCommon, MemberTemperature, Persistent, encoders, frozen_copy
 from rlx.buffers.replay import Transitions
+from rlx.config.schema import NetworkConfig
 from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
 from rlx.members import Members
 from rlx.networks.off_policy import MemberQEnsemble, MemberTanhGaussianActor, QEnsemble, TanhGaussianActor
 from rlx.objectives.targets import critic_regression_loss, sac_policy_loss, soft_bellman_target
 from rlx.optim.stacked import MemberAdam, member_rows
-from rlx.config.schema import NetworkConfig
 
 
 @dataclass
@@ -56,6 +56,8 @@ class SAC(Persistent):
     env batch is member-major: envs ``k*N .. (k+1)*N - 1`` are member k's."""
 
     loop = "off_policy"
+    # config keys that may differ between the members of one population (hydra/launcher=population)
+    member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.tau", "algo.alpha")
     Config = SACConfig
     action_spaces = ("continuous",)
     persist = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "temperature", "updates")

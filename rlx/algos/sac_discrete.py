@@ -29,6 +29,7 @@ from rlx.algos.common import (
     metrics,
 )
 from rlx.buffers.replay import Transitions
+from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.networks.mlp import mlp
@@ -42,7 +43,6 @@ from rlx.objectives.targets import (
     discrete_soft_value,
     polyak_update_,
 )
-from rlx.config.schema import NetworkConfig
 
 
 @dataclass

@@ -16,6 +16,7 @@ import torch
 
 from rlx.algos.common import OFF_POLICY_ADAM, EntropyCommon, TanhGaussianAgent, Temperature, frozen_copy, make_optimizer, metrics
 from rlx.buffers.replay import Transitions
+from rlx.config.schema import NetworkConfig
 from rlx.envs.make import EnvSpec
 from rlx.networks.heads import ValueNet
 from rlx.networks.off_policy import QEnsemble
@@ -27,7 +28,6 @@ from rlx.objectives.targets import (
     sac_temperature_loss,
     soft_value_target,
 )
-from rlx.config.schema import NetworkConfig
 
 
 @dataclass

@@ -16,10 +16,10 @@ import torch
 from rlx.algos.ddpg import DDPG, DDPGConfig
 from rlx.algos.sac import member_batch
 from rlx.buffers.replay import Transitions
+from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.objectives.targets import clipped_double_q_target, td3_smoothed_target_action
-from rlx.config.schema import NetworkConfig
 
 
 @dataclass
@@ -32,6 +32,8 @@ class TD3Config(DDPGConfig):
 
 class TD3(DDPG):
     loop = "off_policy"
+    # config keys that may differ between the members of one population (hydra/launcher=population)
+    member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.tau", "algo.noise_std", "algo.target_policy_noise", "algo.target_noise_clip")
     Config = TD3Config
     hp: TD3Config
     n_critics = 2

@@ -20,6 +20,7 @@ from torch.distributions import kl_divergence
 
 from rlx.algos.common import ActorCritic, ActorCriticAgent, gradient_step, make_optimizer, minibatches
 from rlx.buffers.rollout import Rollout
+from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.networks.fused import double_backward
@@ -34,7 +35,6 @@ from rlx.objectives.natural_gradient import (
 )
 from rlx.objectives.policy import explained_variance, normalize, value_loss
 from rlx.objectives.returns import gae
-from rlx.config.schema import NetworkConfig
 
 
 @dataclass

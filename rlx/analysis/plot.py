@@ -20,8 +20,19 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
+from rlx.analysis.report import (
+    ConfigRow,
+    RunRecord,
+    _config_key,
+    _finite,
+    _fmt,
+    _mean_curve,
+    _read_overrides,
+    aggregate,
+    iqm,
+    parse_override,
+)
 from rlx.errors import UserError
-from rlx.analysis.report import ConfigRow, RunRecord, _config_key, _finite, _fmt, _mean_curve, _read_overrides, aggregate, iqm, parse_override
 
 X_KEYS = ("env_steps", "wall_s")
 FORMATS = (".png", ".svg", ".pdf")

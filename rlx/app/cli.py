@@ -41,7 +41,7 @@ def _run_hydra(args: list[str]) -> None:
 
     @hydra.main(version_base="1.3", config_path="pkg://rlx.conf", config_name="config")
     def _main(cfg):  # pragma: no cover - runs inside Hydra
-        from rlx.train.run import hydra_job
+        from rlx.app.entry import hydra_job
 
         return hydra_job(cfg)
 
@@ -65,7 +65,8 @@ def train(ctx: typer.Context) -> None:
 def _validate_or_fail(args: list[str], plain_run: bool = False) -> None:
     """Validate every configuration the arguments describe before any run starts (and, for one run,
     that its run dir is free)."""
-    from rlx.app.compose import CUSTOM_CONFIG_FLAGS, split_args, validate
+    from rlx.app.validate import validate
+    from rlx.config.compose import CUSTOM_CONFIG_FLAGS, split_args
 
     overrides, flags = split_args(args)
     if CUSTOM_CONFIG_FLAGS.intersection(flags) or {"--help", "-h", "--hydra-help"}.intersection(flags):
@@ -73,7 +74,7 @@ def _validate_or_fail(args: list[str], plain_run: bool = False) -> None:
     try:
         validate(overrides)
         if plain_run and not flags:  # one run (no --multirun, no --cfg ...): its run dir must be free
-            from rlx.train.run import check_run_dir
+            from rlx.app.entry import check_run_dir
 
             check_run_dir(overrides)
     except UserError as e:
@@ -204,7 +205,7 @@ def config_diff(run_a: Path, run_b: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from rlx.train.run import config_diff as diff
+    from rlx.app.config_diff import config_diff as diff
 
     try:
         rows = diff(run_a, run_b)
@@ -228,8 +229,8 @@ def list_() -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from rlx.app.compose import group_options
     from rlx.algos.registry import ALGOS, DESCRIPTIONS
+    from rlx.config.compose import group_options
 
     console = Console()
     table = Table(title="algorithms (algo=NAME)")

@@ -25,7 +25,7 @@ def run_sweep(args: list[str], validate_fn: Callable[[list[str]], None], hydra_f
     Exit status: Hydra's own when it fails (the report of what finished is still written); 1 when
     every run failed; 0 otherwise (failed runs are listed in the report, they do not fail the sweep).
     """
-    from rlx.app.compose import CUSTOM_CONFIG_FLAGS, split_args
+    from rlx.config.compose import CUSTOM_CONFIG_FLAGS, split_args
 
     overrides, flags = split_args(args)
     validate_fn(args)  # exits with status 2 on bad input, before any run starts
@@ -67,7 +67,7 @@ def _sweep_dir_setting(overrides: list[str]) -> tuple[Path, bool, bool]:
     """(resolved sweep dir, whether its pattern is timestamped, overwrite=...)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from rlx.app.compose import compose_config, expand_for_validation
+    from rlx.config.compose import compose_config, expand_for_validation
 
     cfg = compose_config(expand_for_validation(overrides)[0], return_hydra_config=True)
     pattern = str(cfg.hydra.sweep._get_node("dir")._value())

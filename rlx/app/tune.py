@@ -133,7 +133,7 @@ def _require_optuna() -> Any:
 
 def split_tune_args(args: list[str]) -> tuple[list[str], dict[str, Any], str | None]:
     """(run overrides, tune.* settings, hydra.sweep.dir) from the command line."""
-    from rlx.app.compose import split_args
+    from rlx.config.compose import split_args
 
     overrides, flags = split_args(args)
     if flags:
@@ -166,7 +166,7 @@ def parse_space(overrides: list[str]) -> tuple[list[str], list[Dimension]]:
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
-    from rlx.app.compose import compose_config, friendly_hydra_error, override_text
+    from rlx.config.compose import compose_config, friendly_hydra_error, override_text
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -211,8 +211,8 @@ def parse_space(overrides: list[str]) -> tuple[list[str], list[Dimension]]:
 
 def plan_study(args: list[str]) -> Plan:
     """Parse and validate everything the command line describes (every searched value), before any trial."""
-    from rlx.app.compose import validate
     from rlx.app.sweep import resolve_sweep_dir
+    from rlx.app.validate import validate
 
     run, settings, study_dir = split_tune_args(args)
     tune = build(TuneConfig, settings, "tune")
@@ -271,9 +271,9 @@ def _write_overrides(run_dir: Path, overrides: list[str]) -> None:
 
 def _run(overrides: list[str], run_dir: Path, hook: Any = None) -> dict[str, Any]:
     """One ordinary rlx run (composed like `rlx train OVERRIDES`) in ``run_dir``; ``hook`` sees its evals."""
-    from rlx.app.compose import compose_config
-    from rlx.train.session import EVAL_HOOKS
+    from rlx.config.compose import compose_config
     from rlx.train.run import train, write_summary
+    from rlx.train.session import EVAL_HOOKS
 
     cfg = compose_config(overrides)
     cfg.logger.wandb.group = cfg.logger.wandb.group or run_dir.parent.parent.name  # one W&B group per study
@@ -455,7 +455,7 @@ def finish(plan: Plan, study: Any, pool: Any = None) -> int:
     """Confirmation, best.yaml, tune.md, printed summary. Exit status: 0 with a winner, 1 without."""
     from omegaconf import OmegaConf
 
-    from rlx.app.compose import compose_config
+    from rlx.config.compose import compose_config
 
     base_seed = int(OmegaConf.select(compose_config(plan.fixed), "seed"))
     states = [t.state.name.lower() for t in study.trials]

@@ -81,9 +81,9 @@ def train_actor_critic(seed: int = 0, updates: int = 150, n_envs: int = 16, lr: 
     rollouts of ``n_envs`` kicks; pi(left|s) and V(s) before the first and after every update."""
     from rlx.algos.a2c import A2C
     from rlx.buffers.rollout import Rollout
+    from rlx.config.schema import NetworkConfig
     from rlx.envs.make import EnvSpec
     from rlx.networks.heads import CategoricalPolicy
-    from rlx.config.schema import NetworkConfig
 
     torch.manual_seed(seed)
     env = PenaltyShootout()

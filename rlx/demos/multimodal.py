@@ -30,10 +30,10 @@ GRID = 201  # headings at which the continuous Q and densities are read out
 
 def train_agent(name: str, run_dir: Path, seed: int, steps: int, alpha: float) -> Any:
     """Train one algorithm through :func:`rlx.train.run.train` and rebuild it from ``checkpoints/last.pt``."""
-    from rlx.rundir.checkpoint import load_checkpoint
-    from rlx.app.compose import compose_config
-    from rlx.envs.make import EnvSpec
     from rlx.algos.registry import ALGOS
+    from rlx.config.compose import compose_config
+    from rlx.envs.make import EnvSpec
+    from rlx.rundir.checkpoint import load_checkpoint
     from rlx.train.run import parse_settings, train
 
     algo, env = SETUPS[name]

@@ -151,7 +151,7 @@ def env_spec(env_id: str, kwargs: dict[str, Any] | None = None, wrappers: Sequen
     return spec
 
 
-class _EnvFactory:
+class EnvFactory:
     """Picklable env constructor (a lambda would stop vector envs from being checkpointed)."""
 
     def __init__(self, env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None, render_mode: str | None = None,
@@ -189,7 +189,7 @@ def make_vec_env(
     if batched_cls is not None:
         envs = batched_cls(env_id, num_envs, dict(kwargs or {}), max_episode_steps)
     else:
-        factory = _EnvFactory(env_id, dict(kwargs or {}), max_episode_steps, render_mode, wrappers, train_wrappers)
+        factory = EnvFactory(env_id, dict(kwargs or {}), max_episode_steps, render_mode, wrappers, train_wrappers)
         envs = gym.vector.SyncVectorEnv(
             [factory] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
         )

@@ -57,7 +57,7 @@ def fused_enabled() -> bool:
 SIGMOID_TANH_MIN_NUMEL = 4096
 
 
-def _activate_(z: Tensor, activation: str) -> Tensor:
+def activate_(z: Tensor, activation: str) -> Tensor:
     """act(z) in place on a fresh pre-activation."""
     if activation == "tanh":
         if z.device.type != "cpu" or z.numel() < SIGMOID_TANH_MIN_NUMEL:
@@ -82,7 +82,7 @@ def mlp_forward(x: Tensor, params: Sequence[Tensor], activation: str) -> tuple[T
     for i in range(last + 1):
         h = torch.addmm(params[2 * i + 1], h, params[2 * i].t())
         if i < last:
-            h = _activate_(h, activation)
+            h = activate_(h, activation)
             inputs.append(h)
     return h, inputs
 

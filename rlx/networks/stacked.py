@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from rlx.networks.ensemble import EnsembleMLP
-from rlx.networks.fused import FUSED_ACTIVATIONS, SIGMOID_TANH_MIN_NUMEL, _activate_, fused_enabled, fused_mlp
+from rlx.networks.fused import FUSED_ACTIVATIONS, SIGMOID_TANH_MIN_NUMEL, activate_, fused_enabled, fused_mlp
 from rlx.networks.mlp import ACTIVATIONS
 
 _MINUS_ONE = torch.tensor(-1.0)
@@ -118,7 +118,7 @@ def _stacked_forward(x: Tensor, params: Sequence[Tensor], activation: str) -> tu
         else:
             h = _affine(b, h, w)
             if i < last:
-                h = _activate_(h, activation)
+                h = activate_(h, activation)
         if i < last:
             inputs.append(h)
     return h, inputs
@@ -177,7 +177,7 @@ class StackedMLP(EnsembleMLP):
         for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
             h = torch.baddbmm(b, h, w)
             if i < last:
-                h = _activate_(h, self.activation_name) if in_place else self.activation(h)
+                h = activate_(h, self.activation_name) if in_place else self.activation(h)
         return h
 
     @classmethod

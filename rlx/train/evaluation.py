@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from rlx.envs.batched import VecEnv
-from rlx.envs.make import _EnvFactory, make_vec_env, resolve_env_id
+from rlx.envs.make import EnvFactory, make_vec_env, resolve_env_id
 from rlx.rundir.lock import ensure_writable_dir
 
 ActFn = Callable[[torch.Tensor, bool], torch.Tensor]
@@ -99,7 +99,7 @@ class Evaluator:
         self.envs.close()
 
 
-class _VideoFactory(_EnvFactory):
+class _VideoFactory(EnvFactory):
     def __init__(self, env_id: str, kwargs: dict, max_episode_steps: int | None, video_dir: str, episodes: int,
                  wrappers: list | tuple = ()):
         # the video records env.render(): the raw game frames (e.g. Atari's 210x160 RGB), not the network input

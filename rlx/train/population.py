@@ -1,7 +1,7 @@
 """Populations (issue 12): jobs that differ only in per-member keys, trained as ONE process.
 
 API used by the launcher (hydra_plugins/rlx_population_launcher) and ``rlx resume``:
-- :data:`MEMBER_KEYS`: per algorithm, the dotted config keys that may differ within one population;
+- :func:`member_keys`: per algorithm (its class's ``member_keys``), the dotted config keys that may differ within one population;
 - :func:`population_group_key`: jobs with equal keys go into one population;
 - :func:`train_population`: train a population into its members' run dirs (one ordinary run dir each);
 - :func:`resume_population`: continue a population from its members' last checkpoints.
@@ -20,34 +20,33 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlx.algos.protocols import PopulationAlgorithm
+from rlx.algos.registry import ALGOS
 from rlx.config.typed import as_dict
 from rlx.errors import RunFault, UserError
+from rlx.members import member_state, stack_states
 from rlx.train.evaluation import ActFn, Evaluates, Evaluator
 from rlx.train.session import NonFiniteError, Session
-from rlx.members import member_state, stack_states
 
-# Keys every algorithm lets vary per member; then each algorithm's own.
+# Keys every algorithm lets vary per member; then each algorithm's own (its class's ``member_keys``).
 COMMON_MEMBER_KEYS = ("seed",)
-MEMBER_KEYS: dict[str, tuple[str, ...]] = {
-    "ppo": ("algo.lr", "algo.gamma", "algo.gae_lambda", "algo.clip_eps", "algo.ent_coef", "algo.vf_coef",
-            "algo.max_grad_norm", "algo.anneal_lr", "algo.anneal_clip", "algo.target_kl", "algo.log_std_init"),
-    "a2c": ("algo.lr", "algo.gamma", "algo.gae_lambda", "algo.ent_coef", "algo.vf_coef", "algo.max_grad_norm",
-            "algo.anneal_lr", "algo.rms_alpha", "algo.optimizer_eps", "algo.log_std_init"),
-    "sac": ("algo.lr", "algo.gamma", "algo.tau", "algo.alpha"),
-    "td3": ("algo.lr", "algo.gamma", "algo.tau", "algo.noise_std", "algo.target_policy_noise", "algo.target_noise_clip"),
-    "ddpg": ("algo.lr", "algo.gamma", "algo.tau", "algo.noise_std"),
-}
+
+
+def member_keys(algo_name: str) -> tuple[str, ...]:
+    """The config keys that may differ within one population of ``algo_name`` (empty: no population support)."""
+    return tuple(getattr(ALGOS[algo_name], "member_keys", ())) if algo_name in ALGOS else ()
+
+
 # Keys that never change what is learned and may differ freely (run bookkeeping).
 BOOKKEEPING_KEYS = ("logger.wandb.name", "logger.wandb.group", "logger.wandb.tags", "overwrite")
 
 
 def population_algos() -> tuple[str, ...]:
     """Algorithms with population support."""
-    return tuple(MEMBER_KEYS)
+    return tuple(name for name in ALGOS if member_keys(name))
 
 
 def check_population_algo(algo_name: str) -> None:
-    if algo_name not in MEMBER_KEYS:
+    if not member_keys(algo_name):
         raise UserError(f"hydra/launcher=population: algo={algo_name} has no population support yet; "
                         f"algorithms that do: {', '.join(population_algos())} (or use another launcher)")
 
@@ -71,7 +70,7 @@ def population_group_key(cfg: DictConfig | Mapping[str, Any]) -> str:
     c.pop("hydra", None)
     algo_name = str((c.get("algo") or {}).get("name"))
     check_population_algo(algo_name)
-    skip = set(COMMON_MEMBER_KEYS) | set(MEMBER_KEYS[algo_name]) | set(BOOKKEEPING_KEYS)
+    skip = set(COMMON_MEMBER_KEYS) | set(member_keys(algo_name)) | set(BOOKKEEPING_KEYS)
     flat = _flatten(c)
     return repr(sorted((k, repr(v)) for k, v in flat.items() if k not in skip))
 
@@ -81,8 +80,8 @@ def train_population(cfgs: Sequence[DictConfig | Mapping[str, Any]], run_dirs: S
     ``run_dirs[k]`` (an ordinary run dir each: config.yaml, metrics.jsonl, checkpoints/, summary.json).
     Returns the members' summaries in order (a member that failed: status "failed"). Bad input:
     UserError before anything runs or is written."""
-    from rlx.train.run import parse_settings
     from rlx.rundir.lock import RunDirLock, claim_fresh
+    from rlx.train.run import parse_settings
 
     if not cfgs or len(cfgs) != len(run_dirs):
         raise ValueError(f"train_population: {len(cfgs)} configs for {len(run_dirs)} run dirs")
@@ -104,7 +103,7 @@ def check_population(configs: Sequence[Mapping[str, Any]]) -> None:
     keys = {population_group_key(c) for c in configs}
     if len(keys) > 1:
         raise UserError("train_population: these jobs differ in keys that cannot vary within one population "
-                        "(the population launcher splits them; see rlx.train.population.MEMBER_KEYS)")
+                        "(the population launcher splits them; see each algorithm's member_keys)")
     env = configs[0].get("env") or {}
     if len(configs) > 1 and env.get("normalize_reward"):
         raise UserError("env.normalize_reward=true is not supported in a population of more than one member yet "
@@ -247,9 +246,9 @@ class PopulationSession:
         self.algo.members.active.copy_(active)
 
     def _fail(self, k: int, error: str) -> None:
-        from rlx.train.run import _record_fault
+        from rlx.train.run import record_fault
 
-        self.failed[k] = _record_fault(self.run_dirs[k], error, self.sessions[k])
+        self.failed[k] = record_fault(self.run_dirs[k], error, self.sessions[k])
         self.sessions[k].logger.message(f"rlx: member {k} ({self.run_dirs[k]}) failed: {self.failed[k]}; the others go on")
         _zero_non_finite(self.algo, k)
         self._sync_mask()
@@ -362,13 +361,12 @@ def _train_population(configs: list[dict], settings: list[Any], run_dirs: list[P
                       resumes: list[dict] | None) -> list[dict[str, Any]]:
     """The population itself, in dirs this process has locked (``resumes``: the members' loaded last.pt)."""
     from rlx.envs.make import make_vec_env
-    from rlx.algos.registry import ALGOS
     from rlx.train.run import (
         LOOPS,
         OS_FAULTS,
-        _record_fault,
         eval_seed,
         prepare_process,
+        record_fault,
         run_session,
         stop_on_signals,
         write_summary,
@@ -411,7 +409,7 @@ def _train_population(configs: list[dict], settings: list[Any], run_dirs: list[P
             if e.errno not in OS_FAULTS:
                 raise
             error = f"{e.strerror or e} ({getattr(e, 'filename', None) or run_dirs[0]})"
-            raise RunFault("; ".join(_record_fault(d, error, s) for d, s in zip(run_dirs, sessions, strict=True))) from None
+            raise RunFault("; ".join(record_fault(d, error, s) for d, s in zip(run_dirs, sessions, strict=True))) from None
         for session, d, summary in zip(sessions, run_dirs, summaries, strict=True):
             summary["device"] = str(device)
             summary["population"] = k
@@ -443,8 +441,8 @@ def resume_population(run_dirs: Sequence[str | Path], overrides: Sequence[str] =
     """Continue a population from its members' ``checkpoints/last.pt`` (each with its own config plus the
     same safe overrides ``rlx resume`` takes), every member locked first."""
     from rlx.rundir.checkpoint import load_checkpoint
-    from rlx.train.run import _truncate_metrics, parse_settings, resumed_config
     from rlx.rundir.lock import RunDirLock
+    from rlx.train.run import parse_settings, resumed_config, truncate_metrics
 
     dirs = [Path(d) for d in run_dirs]
     for d in dirs:
@@ -464,7 +462,7 @@ def resume_population(run_dirs: Sequence[str | Path], overrides: Sequence[str] =
             raise UserError(f"{dirs[0]}: every member already trained its total_steps; pass a larger total_steps=... "
                             "to extend the population")
         for d, st in zip(dirs, states, strict=True):
-            _truncate_metrics(d / "metrics.jsonl", st["env_steps"])
+            truncate_metrics(d / "metrics.jsonl", st["env_steps"])
         return _train_population(configs, settings, dirs, states)
 
 

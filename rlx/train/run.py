@@ -20,23 +20,23 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import DictConfig, OmegaConf
 
 from rlx.algos.protocols import Algorithm
-from rlx.rundir.checkpoint import Checkpointer
+from rlx.algos.registry import ALGOS
+from rlx.config.schema import CheckpointConfig, EnvConfig, EvalConfig, LoggerConfig, NetworkConfig, RunConfig, StopConfig, WandbConfig
 from rlx.config.typed import as_dict, build
 from rlx.envs.make import EnvSpec, check_user_env, env_spec, make_vec_env
 from rlx.errors import RunFault, UserError
-from rlx.train.evaluation import Evaluates, Evaluator
+from rlx.rundir.checkpoint import Checkpointer
+from rlx.rundir.lock import RunDirLock, claim_fresh
 from rlx.rundir.logging import Logger
+from rlx.train.evaluation import Evaluates, Evaluator
 from rlx.train.session import NonFiniteError, Session
-from rlx.algos.registry import ALGOS
-from rlx.rundir.lock import RunDirLock, RunDirTaken, claim_fresh
-from rlx.config.schema import CheckpointConfig, EnvConfig, EvalConfig, LoggerConfig, NetworkConfig, RunConfig, StopConfig, WandbConfig
 
 # algo.loop -> module with run(algo, envs, session, device); imported on demand.
-LOOPS = {"on_policy": "rlx.train.loops.on_policy", "off_policy": "rlx.train.loops.off_policy", "async": "rlx.train.loops.async_workers",
-         "ray": "rlx.train.loops.ray_workers"}
+LOOPS = {"on_policy": "rlx.train.loops.on_policy", "off_policy": "rlx.train.loops.off_policy",
+         "async": "rlx.train.loops.async_workers", "ray": "rlx.train.loops.ray_workers"}
 TOP_LEVEL_GROUPS = ("algo", "env", "network", "eval", "checkpoint", "logger", "hydra", "tuned", "sweep", "stop")
 
 
@@ -170,24 +170,6 @@ def train(cfg: DictConfig | dict, run_dir: str | Path) -> dict[str, Any]:
         return _train(cfg, s, run_dir, None)
 
 
-def check_run_dir(overrides: list[str]) -> None:
-    """Before Hydra writes anything: the run dir these overrides name must not hold a run (unless
-    overwrite=true), must be writable, and must not be in use by another process."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from rlx.app.compose import compose_config
-    from rlx.rundir.lock import RunDirLock, holds_run
-
-    cfg = compose_config(overrides, return_hydra_config=True)
-    with read_write(cfg.hydra.job):
-        cfg.hydra.job.num = 0  # only a multirun sets it; set_config resolves the sweep dir's subdir with it
-    HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the dir's pattern
-    run_dir = Path(str(cfg.hydra.run.dir))
-    if holds_run(run_dir) and not cfg.overwrite:
-        claim_fresh(run_dir, False)  # raises, naming `rlx resume`
-    RunDirLock(run_dir).acquire().release()  # not writable, or in use elsewhere: one line now, not in Hydra
-
-
 def _train(cfg: DictConfig | dict, s: Settings, run_dir: Path, resume: dict | None) -> dict[str, Any]:
     """The run itself, in a dir this process has locked. ``resume``: a loaded checkpoint."""
     config = as_dict(cfg, resolve=True)
@@ -210,11 +192,11 @@ def _train(cfg: DictConfig | dict, s: Settings, run_dir: Path, resume: dict | No
             with stop_on_signals(session, logger):
                 summary = importlib.import_module(LOOPS[algo.loop]).run(algo, envs, session, device)
         except NonFiniteError as e:
-            raise NonFiniteError(_record_fault(run_dir, str(e), session)) from None
+            raise NonFiniteError(record_fault(run_dir, str(e), session)) from None
         except OSError as e:
             if e.errno not in OS_FAULTS:
                 raise
-            raise RunFault(_record_fault(run_dir, f"{e.strerror or e} ({getattr(e, 'filename', None) or run_dir})",
+            raise RunFault(record_fault(run_dir, f"{e.strerror or e} ({getattr(e, 'filename', None) or run_dir})",
                                          session)) from None
         summary["device"] = str(device)
         write_summary(run_dir, summary)
@@ -263,7 +245,7 @@ def run_session(s: Settings, config: dict, run_dir: Path, algo: Algorithm, spec:
 OS_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM)
 
 
-def _record_fault(run_dir: Path, error: str, session: Session) -> str:
+def record_fault(run_dir: Path, error: str, session: Session) -> str:
     """Summary with status failed (if the disk still lets us write it); the message names the last good checkpoint."""
     last = run_dir / "checkpoints" / "last.pt"
     where = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint yet"
@@ -302,62 +284,6 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     tmp = Path(run_dir) / ".summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     os.replace(tmp, Path(run_dir) / "summary.json")
-
-
-def hydra_job(cfg: DictConfig) -> float | None:
-    """The Hydra task function behind ``rlx train``: one run in Hydra's output dir.
-
-    In a multirun a failed job is recorded (summary.json with status "failed" and the error) and the
-    sweep goes on; the return value (final eval return) is the objective for sweepers like Optuna.
-    """
-    import sys
-    import traceback
-
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    from rlx.app.compose import tuned_preset_conflict
-
-    hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
-    multirun = hc.mode == RunMode.MULTIRUN
-    _apply_job_settings(cfg, hc, multirun)
-    conflict = tuned_preset_conflict(hc.runtime.choices, cfg.env.id)
-    try:
-        if conflict:  # recompose without the preset (the running Hydra app composes: same search path)
-            from hydra import compose
-
-            print(f"rlx: note: {conflict}", file=sys.stderr)
-            cfg = compose(config_name=hc.job.config_name, overrides=[*hc.overrides.task, "~tuned"])
-            _apply_job_settings(cfg, hc, multirun)
-        summary = train(cfg, run_dir)
-        if summary["status"] == "stopped":  # preempted: also stop a sweep instead of starting the next run
-            sys.exit(exit_status(summary))
-        return summary["eval_return_mean"]
-    except (RunFault, UserError) as e:
-        code = 2 if isinstance(e, UserError) else 1
-        if not multirun:
-            print(f"rlx: error: {e}", file=sys.stderr)
-            sys.exit(code)
-        if not isinstance(e, RunDirTaken):  # never write into a dir that belongs to another run
-            with contextlib.suppress(OSError):
-                write_summary(run_dir, {"status": "failed", "error": str(e)})
-        print(f"rlx: run {run_dir} failed: {e}", file=sys.stderr)
-        return None
-    except Exception as e:
-        if not multirun:
-            raise
-        write_summary(run_dir, {"status": "failed", "error": f"{type(e).__name__}: {e}"})
-        (run_dir / "error.txt").write_text(traceback.format_exc())
-        print(f"rlx: run {run_dir} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return None
-
-
-def _apply_job_settings(cfg: DictConfig, hc: Any, multirun: bool) -> None:
-    if multirun and hc.sweep.dir:  # all runs of one sweep share a W&B group: the sweep's id
-        cfg.logger.wandb.group = cfg.logger.wandb.group or Path(hc.sweep.dir).name
-    if multirun:  # parallel jobs (joblib launcher) spread over the GPUs instead of all landing on cuda:0
-        cfg.device = job_device(cfg.device, hc.job.num, torch.cuda.device_count())
 
 
 def exit_status(summary: dict[str, Any]) -> int:
@@ -412,7 +338,7 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]
         if s.run.total_steps <= state["env_steps"]:
             raise UserError(f"{run_dir}: already trained {state['env_steps']:,} env steps (total_steps={s.run.total_steps:,}); "
                             f"pass a larger total_steps=... to extend the run")
-        _truncate_metrics(run_dir / "metrics.jsonl", state["env_steps"])
+        truncate_metrics(run_dir / "metrics.jsonl", state["env_steps"])
         return _train(plain, s, run_dir, state)
 
 
@@ -445,7 +371,7 @@ def override_value(text: str) -> Any:
     return parsed.value()
 
 
-def _truncate_metrics(path: Path, env_steps: int) -> None:
+def truncate_metrics(path: Path, env_steps: int) -> None:
     """Drop lines logged after the checkpoint (work that the resume will redo), keeping the file a clean history."""
     if not path.is_file():
         return
@@ -459,34 +385,3 @@ def _truncate_metrics(path: Path, env_steps: int) -> None:
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)
-
-
-def config_diff(run_a: str | Path, run_b: str | Path) -> list[tuple[str, Any, Any]]:
-    """(key, value in A, value in B) for every resolved config value that differs."""
-
-    def flat(run: str | Path) -> dict[str, Any]:
-        path = Path(run) / "config.yaml"
-        if not Path(run).is_dir() or not path.is_file():
-            what = "no such path" if not Path(run).exists() else "not a run dir" if Path(run).is_dir() else "a file"
-            raise UserError(f"{run}: {what}; expected a run dir (a directory with config.yaml)")
-        try:
-            loaded = OmegaConf.to_container(OmegaConf.load(path))
-        except Exception as e:
-            raise UserError(f"{path}: not a readable config ({type(e).__name__})") from None
-        if not isinstance(loaded, dict):
-            raise UserError(f"{path}: not a run config (expected a mapping)")
-        out: dict[str, Any] = {}
-
-        def walk(node: Any, prefix: str) -> None:
-            if isinstance(node, dict) and node:
-                for k, v in node.items():
-                    walk(v, f"{prefix}.{k}" if prefix else str(k))
-            else:
-                out[prefix] = node
-
-        walk(loaded, "")
-        return out
-
-    a, b = flat(run_a), flat(run_b)
-    missing = "<absent>"
-    return [(k, a.get(k, missing), b.get(k, missing)) for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]

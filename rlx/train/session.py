@@ -19,11 +19,11 @@ import torch
 
 from rlx.algos.protocols import Algorithm
 from rlx.envs.batched import VecEnv
-from rlx.rundir.checkpoint import Checkpointer
 from rlx.envs.make import EpisodeTracker
 from rlx.errors import RunFault
-from rlx.train.evaluation import Evaluates
+from rlx.rundir.checkpoint import Checkpointer
 from rlx.rundir.logging import Logger, RateMeter
+from rlx.train.evaluation import Evaluates
 
 # Stop reasons that end a run as finished (status "ok", or "pruned" for rlx tune's pruner), unlike signals.
 STOP_CONDITIONS = ("reward_threshold", "patience")

@@ -102,7 +102,7 @@ def test_pixel_resume_is_exact(tmp_path):
     """MinAtar Breakout with the CNN: killed after the checkpoint at 1024, resumed to 2048 == one
     uninterrupted run (CPU, fixed seed), as for CartPole."""
     pytest.importorskip("minatar")
-    from rlx.app.compose import compose_config
+    from rlx.config.compose import compose_config
     from rlx.train.run import resume, train
 
     quiet = ["logger.wandb.mode=disabled", "logger.progress=false", "device=cpu"]

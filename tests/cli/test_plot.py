@@ -38,7 +38,7 @@ def test_plot_a_2x2_sweep_with_its_table(tmp_path):
 
 
 def test_a_resumed_run_is_one_curve(tmp_path):
-    from rlx.app.compose import compose_config
+    from rlx.config.compose import compose_config
     from rlx.train.run import resume, train
 
     run = tmp_path / "run"

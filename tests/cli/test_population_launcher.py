@@ -180,7 +180,7 @@ def test_a_stopped_population_stops_the_sweep(monkeypatch, capsys, tmp_path):
 
 
 def test_a_failure_is_never_recorded_over_another_run(tmp_path):
-    from hydra_plugins.rlx_population_launcher import _Job, _record_failure
+    from rlx.app.launchers.population import _Job, _record_failure
     from rlx.rundir.lock import RunDirLock
 
     def job(name: str, held_run: bool) -> _Job:
@@ -206,7 +206,7 @@ def test_a_failure_is_never_recorded_over_another_run(tmp_path):
 
 
 def test_the_preset_composes_with_rlx_own_launcher():
-    from rlx.app.compose import compose_config
+    from rlx.config.compose import compose_config
 
     launcher = compose_config(["hydra/launcher=population"], return_hydra_config=True).hydra.launcher
     assert launcher._target_ == "hydra_plugins.rlx_population_launcher.PopulationLauncher"
@@ -219,7 +219,7 @@ def test_the_preset_composes_with_rlx_own_launcher():
 def test_ray_settings_are_checked(monkeypatch):
     import importlib.util
 
-    from hydra_plugins.rlx_population_launcher import NO_RAY, check_ray_settings
+    from rlx.app.launchers.population import NO_RAY, check_ray_settings
     from rlx.errors import UserError
 
     assert check_ray_settings(None) is None and check_ray_settings({"address": None, "num_cpus": -1}) is None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlx.app.compose import compose_config
+from rlx.config.compose import compose_config
 from rlx.train.population import train_population
 from tests.learning.helpers import QUIET
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlx.config.compose import compose_config
 from rlx.rundir.checkpoint import load_checkpoint, save_checkpoint
-from rlx.app.compose import compose_config
-from rlx.train.session import NonFiniteError
 from rlx.train.run import resume, train
+from rlx.train.session import NonFiniteError
 from tests.conftest import run_cli
 
 QUIET = ["logger.wandb.mode=disabled", "logger.progress=false"]

@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from rlx.rundir.checkpoint import load_checkpoint
-from rlx.app.compose import compose_config, validate
-from rlx.errors import RunFault, UserError
-from rlx.train.run import override_value, resume, train
-from rlx.rundir.lock import RunDirLock, unique_dir
 from rlx.app.sweep import claim_sweep_dir
+from rlx.app.validate import validate
+from rlx.config.compose import compose_config
+from rlx.errors import RunFault, UserError
+from rlx.rundir.checkpoint import load_checkpoint
+from rlx.rundir.lock import RunDirLock, unique_dir
+from rlx.train.run import override_value, resume, train
 from tests.conftest import run_cli
 
 QUIET = ["logger.wandb.mode=disabled", "logger.progress=false"]
@@ -318,8 +319,8 @@ def test_plain_progress_prints_at_least_every_30_seconds(tmp_path, monkeypatch):
 
     from rich.console import Console
 
-    from rlx.rundir.logging import PLAIN_PROGRESS_MAX_S, Logger
     from rlx.config.schema import WandbConfig
+    from rlx.rundir.logging import PLAIN_PROGRESS_MAX_S, Logger
 
     out = io.StringIO()
     logger = Logger(tmp_path, {}, WandbConfig(mode="disabled"), total_steps=10**14, console=Console(file=out))
@@ -339,8 +340,8 @@ def test_every_default_is_written_once():
     """The YAML config and the dataclasses agree on every run-level default."""
     import dataclasses
 
-    from rlx.train.run import parse_settings
     from rlx.config.schema import CheckpointConfig, EvalConfig, LoggerConfig, RunConfig, WandbConfig
+    from rlx.train.run import parse_settings
 
     cfg = compose_config(["~tuned"])
     s = parse_settings(cfg)

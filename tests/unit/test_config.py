@@ -1,9 +1,9 @@
 import pytest
 
 from rlx.algos.ppo import PPOConfig
+from rlx.config.schema import NetworkConfig
 from rlx.config.typed import build
 from rlx.errors import UserError
-from rlx.config.schema import NetworkConfig
 
 
 def test_build_converts_ints_to_floats_and_keeps_defaults():

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from rlx.algos.registry import ALGOS
+from rlx.config.schema import NetworkConfig
 from rlx.config.typed import build
 from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
 from rlx.networks.encoders import EncoderFactory, check_observation_space
-from rlx.algos.registry import ALGOS
-from rlx.config.schema import NetworkConfig
 
 PIXELS = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
 torch.set_num_threads(1)

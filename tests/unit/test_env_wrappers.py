@@ -133,7 +133,7 @@ def test_normalize_reward_is_checkpointed_and_resumes_exactly(tmp_path):
 
     import torch
 
-    from rlx.app.compose import compose_config
+    from rlx.config.compose import compose_config
     from rlx.train.run import resume, train
 
     args = ["env.normalize_reward=true", "total_steps=2048", "checkpoint.every=1024", "logger.every=256",

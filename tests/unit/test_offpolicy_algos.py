@@ -18,12 +18,12 @@ from rlx.algos.sac_discrete import SACDiscrete
 from rlx.algos.sac_v import SACV
 from rlx.algos.td3 import TD3
 from rlx.buffers.replay import Transitions
+from rlx.config.schema import NetworkConfig
 from rlx.config.typed import build
 from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
 from rlx.networks.ensemble import EnsembleMLP
 from rlx.networks.stacked import MemberMLP
-from rlx.config.schema import NetworkConfig
 
 CPU = torch.device("cpu")
 NET = NetworkConfig([8], "relu")
@@ -244,7 +244,7 @@ def test_detached_critic_params_get_no_gradient() -> None:
 
 
 def small_run(algo: str, steps: int, run_dir, *extra: str) -> dict:
-    from rlx.app.compose import compose_config
+    from rlx.config.compose import compose_config
     from rlx.train.run import train
 
     cfg = compose_config([f"algo={algo}", "env=pendulum", f"total_steps={steps}", "algo.learning_starts=50",

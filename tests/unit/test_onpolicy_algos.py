@@ -17,10 +17,10 @@ from rlx.algos.ac_online import OnlineAC
 from rlx.algos.common import CompleteEpisodes, make_optimizer
 from rlx.algos.reinforce import Reinforce
 from rlx.buffers.rollout import Rollout
+from rlx.config.schema import NetworkConfig
 from rlx.envs.make import EnvSpec, env_spec
 from rlx.networks.stacked import StackedMLP
 from rlx.objectives.returns import episode_returns
-from rlx.config.schema import NetworkConfig
 
 SPEC = EnvSpec("Toy-v0", gym.spaces.Box(-10, 10, (2,)), gym.spaces.Discrete(2))
 LINEAR = NetworkConfig(hidden_sizes=[], activation="tanh")
@@ -296,7 +296,7 @@ def test_reinforce_resume_is_exact_with_held_back_episodes(tmp_path):
     """Cut at the checkpoint, resume: the same run as without the cut (held-back episode steps included)."""
     import shutil
 
-    from rlx.app.compose import compose_config
+    from rlx.config.compose import compose_config
     from rlx.train.run import resume, train
 
     args = ["algo=reinforce", "algo.n_steps=32", "total_steps=2048", "checkpoint.every=1024", "eval.every=0",

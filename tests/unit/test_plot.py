@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import yaml
 
-from rlx.errors import UserError
 from rlx.analysis.plot import config_value, find_runs, read_curve, run_plot
 from rlx.analysis.report import area_under_curve, bootstrap_ci, iqm
+from rlx.errors import UserError
 
 SVG, PNG = b"<svg", b"\x89PNG\r\n\x1a\n"
 

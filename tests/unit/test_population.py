@@ -11,10 +11,10 @@ import torch
 
 from rlx.algos.ppo import PPO, PPOConfig
 from rlx.buffers.rollout import Rollout
+from rlx.config.schema import NetworkConfig
 from rlx.envs.make import env_spec
 from rlx.members import Members, member_state, member_view, stack_states
 from rlx.objectives.returns import gae
-from rlx.config.schema import NetworkConfig
 
 CPU = torch.device("cpu")
 NET = NetworkConfig(hidden_sizes=[16, 16])
@@ -167,7 +167,7 @@ QUIET = ["logger.wandb.mode=disabled", "logger.tensorboard=false", "logger.progr
 
 
 def _cfgs(values, extra=()):
-    from rlx.app.compose import compose_config
+    from rlx.config.compose import compose_config
 
     return [compose_config([*QUIET, *extra, *v]) for v in values]
 
@@ -261,7 +261,7 @@ def test_sigterm_checkpoints_every_member_and_resume_of_one_member_continues_the
 
 def test_an_off_policy_member_whose_loss_goes_nan_fails_alone(tmp_path, monkeypatch):
     from rlx.algos.sac import SAC
-    from rlx.app.compose import compose_config
+    from rlx.config.compose import compose_config
     from rlx.train.population import train_population
 
     original = SAC.update

@@ -12,9 +12,9 @@ import torch
 import rlx.networks.off_policy as off_policy_nets
 from rlx.algos.sac import SAC, SACConfig
 from rlx.buffers.replay import MemberReplayBuffer, ReplayBuffer, Transitions, make_replay_buffer
+from rlx.config.schema import NetworkConfig
 from rlx.envs.make import env_spec
 from rlx.members import member_state
-from rlx.config.schema import NetworkConfig
 
 CPU = torch.device("cpu")
 NET = NetworkConfig(hidden_sizes=[16, 16])
@@ -150,7 +150,7 @@ QUIET = ["logger.wandb.mode=disabled", "logger.tensorboard=false", "logger.progr
 
 
 def test_a_sac_population_writes_one_ordinary_run_dir_per_member(tmp_path):
-    from rlx.app.compose import compose_config
+    from rlx.config.compose import compose_config
     from rlx.train.population import train_population
     from rlx.train.run import evaluate_checkpoint
 
@@ -305,7 +305,7 @@ def test_a_masked_td3_or_ddpg_member_is_untouched_and_the_others_train(algo):
 
 
 def test_a_td3_population_writes_one_ordinary_run_dir_per_member(tmp_path):
-    from rlx.app.compose import compose_config
+    from rlx.config.compose import compose_config
     from rlx.train.population import population_group_key, train_population
     from rlx.train.run import evaluate_checkpoint
 

@@ -3,10 +3,11 @@ import json
 
 import pytest
 
-from rlx.app.compose import compose_config, validate
+from rlx.app.validate import validate
+from rlx.config.compose import compose_config
 from rlx.errors import UserError
-from rlx.train.session import EVAL_HOOKS
 from rlx.train.run import train
+from rlx.train.session import EVAL_HOOKS
 from tests.conftest import FAST
 
 # PPO CartPole (RL-Zoo preset, 8 envs x 32 steps): evals every 512 steps, far below total_steps

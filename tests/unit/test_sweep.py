@@ -8,12 +8,13 @@ import pytest
 import torch
 import yaml
 
-from rlx.app.compose import compose_config, group_options, validate, with_sweeper_params
-from rlx.errors import UserError
 from rlx.algos.registry import ALGOS
-from rlx.train.run import job_device, resolve_device
-from rlx.config.schema import RunConfig
 from rlx.app.sweep import _quote, run_sweep
+from rlx.app.validate import validate
+from rlx.config.compose import compose_config, group_options, with_sweeper_params
+from rlx.config.schema import RunConfig
+from rlx.errors import UserError
+from rlx.train.run import job_device, resolve_device
 
 PRESETS = {"ppo_clip_eps": ("ppo", "algo.clip_eps"), "gae_lambda": ("ppo", "algo.gae_lambda"),
            "soft_tau": ("sac", "algo.tau"), "sac_alpha": ("sac", "algo.alpha")}

@@ -45,7 +45,7 @@ def test_sink_writes_numbers_at_env_steps_and_a_resume_purges_the_redone_steps(t
 
 
 def test_run_event_files_hold_the_metrics_and_a_killed_run_resumes_one_curve(tmp_path):
-    from rlx.app.compose import compose_config
+    from rlx.config.compose import compose_config
     from rlx.train.run import resume, train
 
     run = tmp_path / "run"
@@ -77,7 +77,7 @@ def test_run_event_files_hold_the_metrics_and_a_killed_run_resumes_one_curve(tmp
 
 
 def test_tensorboard_off_writes_no_event_files(tmp_path):
-    from rlx.app.compose import compose_config
+    from rlx.config.compose import compose_config
     from rlx.train.run import train
 
     cfg = compose_config(["total_steps=512", "eval.every=0", "eval.episodes=1", "checkpoint.every=0",

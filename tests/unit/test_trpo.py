@@ -10,10 +10,10 @@ from torch.distributions import kl_divergence
 
 from rlx.algos.trpo import TRPO, TRPOConfig
 from rlx.buffers.rollout import Rollout
-from rlx.app.compose import compose_config
+from rlx.config.compose import compose_config
+from rlx.config.schema import NetworkConfig
 from rlx.envs.make import EnvSpec
 from rlx.train.run import parse_settings, train
-from rlx.config.schema import NetworkConfig
 
 DISCRETE = EnvSpec("Toy-v0", gym.spaces.Box(-10, 10, (2,)), gym.spaces.Discrete(2))
 CONTINUOUS = EnvSpec("ToyC-v0", gym.spaces.Box(-10, 10, (3,)), gym.spaces.Box(-1, 1, (2,)))

@@ -11,8 +11,8 @@ from typing import Any, cast
 import gymnasium as gym
 import torch
 
-from rlx.envs.batched import VecEnv
 from rlx.buffers.replay import frame_stack_size, make_replay_buffer
+from rlx.envs.batched import VecEnv
 from rlx.envs.make import RewardNormalizer
 from rlx.train.evaluation import to_env_actions
 from rlx.train.session import Session, vector_env_state

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from rlx.algos.protocols import OnPolicyAlgorithm
-from rlx.envs.batched import VecEnv
 from rlx.buffers.rollout import RolloutBuffer
+from rlx.envs.batched import VecEnv
 from rlx.envs.make import RewardNormalizer
+from rlx.networks.encoders import stores_as_uint8
 from rlx.train.evaluation import to_env_actions
 from rlx.train.session import LoopSession, vector_env_state
-from rlx.networks.encoders import stores_as_uint8
 
 
 def run(algo: OnPolicyAlgorithm, envs: VecEnv, session: LoopSession, device: torch.device) -> Any:

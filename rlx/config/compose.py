@@ -1,8 +1,8 @@
-"""Hydra composition outside a Hydra app: validate overrides (including every value of a sweep)
-before anything runs, and turn Hydra's multi-line errors into one line naming the key."""
+"""Hydra composition outside a Hydra app (rlx's config tree, the user's ``./conf`` on the search path) with
+Hydra's multi-line errors turned into one line naming the key; the sweep expansions validation needs.
+Validation against the algorithms and launchers is :mod:`rlx.app.validate`."""
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
 from importlib import resources
@@ -19,7 +19,7 @@ from rlx.conf import register_resolvers
 from rlx.errors import UserError
 
 if TYPE_CHECKING:
-    from rlx.envs.make import EnvSpec
+    pass
 
 CONF_MODULE = "rlx.conf"
 # Hydra command-line flags (not overrides); those in the first set take a value.
@@ -189,52 +189,6 @@ def with_sweeper_params(overrides: list[str], hydra_cfg: DictConfig) -> list[str
     return [f"{k}={v}" for k, v in params.items() if k not in on_command_line] + list(overrides)
 
 
-def _chosen_algo(overrides: list[str]) -> str | None:
-    """The algorithm these overrides select, composed without their algo.* keys (one of which is bad)."""
-    keep = [o for o in overrides if not o.lstrip("+~").startswith("algo.")]
-    try:
-        return str(compose_config(keep).algo.name)
-    except Exception:
-        return None
-
-
-def _name_algorithm(error: UserError, overrides: list[str]) -> UserError:
-    """'unknown key algo.X' -> the same, naming the chosen algorithm and the nearest key it does have."""
-    # Hydra's "could not override" reads as a dict-merge hint when the DEFAULT algorithm has the key.
-    m = re.match(r"unknown key '(algo\.([^'.]+))'|(algo\.([^'.:]+)): new keys can't be merged", str(error))
-    if m is None:
-        return error
-    name = _chosen_algo(overrides)
-    from rlx.algos.registry import ALGOS
-
-    if name not in ALGOS:
-        return error
-    key, leaf = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-    fields = [f.name for f in dataclasses.fields(ALGOS[name].Config)]
-    if leaf in fields:
-        return error
-    close = difflib.get_close_matches(leaf, fields, n=1, cutoff=0.6)
-    hint = f"did you mean 'algo.{close[0]}'?" if close else f"its keys: {', '.join(sorted(fields))}"
-    return UserError(f"unknown key '{key}' for algo={name}: {hint}")
-
-
-def _check_sweeper_takes(overrides: list[str], hydra_cfg: DictConfig) -> None:
-    """interval() is for sampling sweepers (Optuna); Hydra's grid sweeper fails on it only after starting."""
-    if not str(OmegaConf.select(hydra_cfg, "hydra.sweeper._target_", default="")).endswith(".BasicSweeper"):
-        return
-    for o in OverridesParser.create().parse_overrides(overrides):
-        if o.is_sweep_override() and isinstance(o.value(), IntervalSweep):
-            raise UserError(f"{o.input_line}: interval() needs a sampling sweeper such as hydra/sweeper=optuna_max; "
-                            "the default grid sweeper takes a,b,c lists, range() and choice()")
-
-
-def _checked(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
-    try:
-        return compose_config(overrides, return_hydra_config)
-    except UserError as e:
-        raise _name_algorithm(e, overrides) from None
-
-
 def tuned_preset_conflict(choices: Mapping[str, Any], env_id: str) -> str | None:
     """The ``tuned/<algo>_<env>`` preset is chosen by env *group*, but belongs to that group's env id only.
     With ``env.id`` changed (``env.id=Acrobot-v1`` on the default cartpole group) it must not apply:
@@ -249,52 +203,3 @@ def tuned_preset_conflict(choices: Mapping[str, Any], env_id: str) -> str | None
         return None
     return (f"tuned preset '{preset}' is for {tuned_for}, not env.id={env_id}: not applied "
             f"(algo={choices.get('algo')} defaults instead; `~tuned` silences this note)")
-
-
-def _check_population_launcher(with_hydra: DictConfig) -> None:
-    """``hydra/launcher=population`` (or ``population_ray``): the algorithm must have population support,
-    and the launcher's settings must be integers >= 1 (its ``ray`` settings valid, Ray installed when
-    used). (A key that cannot vary within a population is no error: it splits them.)"""
-    launcher = with_hydra.hydra.launcher
-    if launcher.get("_target_") != "hydra_plugins.rlx_population_launcher.PopulationLauncher":
-        return
-    from hydra_plugins.rlx_population_launcher import check_ray_settings, check_settings
-    from rlx.train.population import check_population_algo
-
-    check_settings(launcher.get("max_members"), launcher.get("n_jobs"))
-    ray = launcher.get("ray")
-    check_ray_settings(OmegaConf.to_container(ray, resolve=True) if isinstance(ray, DictConfig) else ray)
-    check_population_algo(str(with_hydra.algo.name))
-
-
-def validate(overrides: list[str]) -> DictConfig:
-    """Compose and fully validate every configuration the overrides describe, including every value a
-    ``sweep=`` preset's ``hydra.sweeper.params`` sweeps, each as it will run (a tuned preset that does
-    not fit the env trained dropped, as :func:`rlx.train.run.hydra_job` drops it); returns the first."""
-    from rlx.envs.make import env_spec
-    from rlx.train.run import check_action_space, parse_settings  # run imports torch; keep `rlx --help` fast
-
-    first: DictConfig | None = None
-    specs: dict[str, EnvSpec] = {}
-    combos = expand_for_validation(overrides)
-    hydra_cfg = _checked(combos[0], return_hydra_config=True)
-    swept = with_sweeper_params(overrides, hydra_cfg)
-    if swept != list(overrides):
-        combos = expand_for_validation(swept)
-    _check_sweeper_takes(swept, hydra_cfg)
-    for combo in combos:
-        with_hydra = _checked(combo, return_hydra_config=True)
-        _check_population_launcher(with_hydra)
-        conflict = tuned_preset_conflict(with_hydra.hydra.runtime.choices, with_hydra.env.id)
-        cfg = _checked([*combo, "~tuned"] if conflict else combo)
-        try:
-            s = parse_settings(cfg)
-        except UserError as e:
-            raise _name_algorithm(e, combo) from None
-        key = repr((s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder))
-        if key not in specs:
-            specs[key] = env_spec(s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder)
-        check_action_space(s.algo_name, specs[key])
-        first = first or cfg
-    assert first is not None
-    return first
