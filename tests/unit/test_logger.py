@@ -1,0 +1,205 @@
+"""The run's Logger: W&B starts in the background (records queued, then replayed in order), and every message
+line of the run also lands in RUN_DIR/rlx.log."""
+import re
+import sys
+import threading
+import types
+from io import StringIO
+
+import pytest
+from rich.console import Console
+
+from rlx.config.schema import WandbConfig
+from rlx.errors import RunFault, UserError
+from rlx.rundir import logging as rlx_logging
+from rlx.rundir.logging import RUN_LOG, Logger, record_run_error
+
+
+class FakeRun:
+    """Records what the Logger does to its W&B run, in order."""
+
+    def __init__(self, calls: list, run_id: str, mode: str):
+        self.calls, self.id, self.mode = calls, run_id, mode
+        run = self
+
+        class Summary(dict):
+            def __setitem__(self, k, v):
+                run.calls.append(("summary", k, v))
+
+        self.summary = Summary()
+
+    def define_metric(self, name, **kw):
+        self.calls.append(("define_metric", name))
+
+    def log(self, data):
+        self.calls.append(("log", dict(data)))
+
+    def finish(self, exit_code=0):
+        self.calls.append(("finish", exit_code))
+
+
+@pytest.fixture
+def fake_wandb(monkeypatch):
+    """A stand-in `wandb` module whose init waits on ``gate`` (as a slow W&B start does) and can fail by mode."""
+    w = types.SimpleNamespace(calls=[], inits=[], gate=threading.Event(), fail_modes=set(), active=0, max_active=0)
+
+    def init(**kw):
+        w.inits.append(kw)
+        w.active += 1
+        w.max_active = max(w.max_active, w.active)
+        try:
+            w.gate.wait(timeout=10)
+            if kw["mode"] in w.fail_modes:
+                raise TimeoutError(f"{kw['mode']}: no answer")
+            return FakeRun(w.calls, kw["id"], kw["mode"])
+        finally:
+            w.active -= 1
+
+    module = types.ModuleType("wandb")
+    module.init = init  # type: ignore[attr-defined]
+    module.Settings = lambda **kw: kw  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    return w
+
+
+def _logger(tmp_path, mode="offline", **kw):
+    out = StringIO()
+    logger = Logger(tmp_path, {"logger": {"tensorboard": False}, "seed": 0}, WandbConfig(mode=mode, init_timeout=2),
+                    total_steps=1024, progress=False, console=Console(file=out, width=200), **kw)
+    return logger, out
+
+
+def test_wandb_starts_in_the_background_and_gets_every_record_in_order(tmp_path, fake_wandb):
+    logger, _ = _logger(tmp_path)
+    # W&B is still starting (init waits on the gate): the logger is built, its run id known, logging goes on
+    assert logger.wandb_run is None and re.fullmatch(r"[a-z0-9]{8}", logger.wandb_id)
+    lines = [{"env_steps": 256 * k, "sps": float(k), "loss": float("nan") if k == 2 else 0.5} for k in range(1, 5)]
+    for line in lines:
+        logger.log(line)
+    logger.summary({"status": "ok", "env_steps": 1024, "nested": {"x": 1}})
+    assert logger.wandb_run is None and fake_wandb.calls == []  # nothing waited for W&B
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 4  # metrics.jsonl does not wait either
+    fake_wandb.gate.set()  # W&B comes up
+    logger.close(0)
+    init = fake_wandb.inits[0]
+    assert init["id"] == logger.wandb_id and init["resume"] == "allow" and init["mode"] == "offline"
+    assert init["config"] == {"logger": {"tensorboard": False}, "seed": 0}
+    logged = [c[1] for c in fake_wandb.calls if c[0] == "log"]
+    assert logged == [{k: v for k, v in line.items() if v == v} for line in lines]  # in order, NaN dropped
+    assert [c[0] for c in fake_wandb.calls] == ["define_metric"] * 2 + ["log"] * 4 + ["summary"] * 2 + ["finish"]
+    assert ("summary", "status", "ok") in fake_wandb.calls and fake_wandb.calls[-1] == ("finish", 0)
+
+
+def test_a_resumed_run_continues_its_wandb_run_and_the_exit_code_reaches_it(tmp_path, fake_wandb):
+    fake_wandb.gate.set()
+    logger, _ = _logger(tmp_path, wandb_id="abc12345")
+    assert logger.wandb_id == "abc12345"
+    logger.log({"env_steps": 512})
+    logger.close(1)
+    assert fake_wandb.inits[0]["id"] == "abc12345" and fake_wandb.calls[-1] == ("finish", 1)
+
+
+def test_wandb_online_unreachable_falls_back_offline_without_losing_records(tmp_path, fake_wandb, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    fake_wandb.fail_modes = {"online"}
+    logger, out = _logger(tmp_path, mode="online")
+    logger.log({"env_steps": 256, "sps": 1.0})
+    fake_wandb.gate.set()
+    logger.log({"env_steps": 512, "sps": 2.0})
+    logger.close(0)
+    assert [kw["mode"] for kw in fake_wandb.inits] == ["online", "offline"]
+    # W&B keeps a failed online run's id "in use" in the process: the offline files get a new id, checkpoints follow
+    assert fake_wandb.inits[1]["id"] != fake_wandb.inits[0]["id"] and logger.wandb_id == fake_wandb.inits[1]["id"]
+    assert [c[1]["env_steps"] for c in fake_wandb.calls if c[0] == "log"] == [256, 512]
+    assert "W&B online unreachable within 2s" in out.getvalue()
+    assert "W&B online unreachable within 2s" in (tmp_path / RUN_LOG).read_text()
+
+
+def test_wandb_that_cannot_start_leaves_training_alone(tmp_path, fake_wandb):
+    fake_wandb.fail_modes = {"offline"}
+    fake_wandb.gate.set()
+    logger, out = _logger(tmp_path)
+    logger.log({"env_steps": 256})
+    logger.summary({"status": "ok"})
+    logger.close(0)
+    assert fake_wandb.calls == [] and "W&B could not start" in out.getvalue()
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
+
+
+def test_population_members_start_wandb_one_at_a_time(tmp_path, fake_wandb):
+    loggers = []
+    for k in range(3):
+        (tmp_path / str(k)).mkdir()
+        loggers.append(_logger(tmp_path / str(k))[0])
+    fake_wandb.gate.set()
+    for k, logger in enumerate(loggers):
+        logger.log({"env_steps": 256, "member": k})
+    for logger in loggers:
+        logger.close(0)
+    assert fake_wandb.max_active == 1 and len(fake_wandb.inits) == 3
+    assert len({kw["id"] for kw in fake_wandb.inits}) == 3
+    assert sorted(c[1]["member"] for c in fake_wandb.calls if c[0] == "log") == [0, 1, 2]
+    assert [c for c in fake_wandb.calls if c[0] == "finish"] == [("finish", 0)] * 3
+
+
+def test_a_logger_never_closed_still_finishes_its_wandb_run_at_exit(tmp_path, fake_wandb):
+    fake_wandb.gate.set()
+    logger, _ = _logger(tmp_path)
+    logger.log({"env_steps": 256})
+    rlx_logging._finish_open_runs()  # what atexit runs
+    assert [c[0] for c in fake_wandb.calls][-2:] == ["log", "finish"]
+    logger.close(0)  # a later close is harmless
+    assert [c[0] for c in fake_wandb.calls].count("finish") == 1
+
+
+def test_messages_and_the_error_that_ends_a_run_go_to_rlx_log(tmp_path):
+    logger, out = _logger(tmp_path, mode="disabled")
+    logger.message("rlx: run ppo on CartPole-v1 in somewhere")
+    logger.message("rlx: warning: something odd")
+    with pytest.raises(RunFault):
+        try:
+            raise RunFault("disk full; last good checkpoint: x/last.pt")
+        finally:
+            logger.close(1)
+    text = (tmp_path / RUN_LOG).read_text()
+    lines = text.splitlines()
+    assert re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[rlx\]\[INFO\] - rlx: run ppo on CartPole-v1 in somewhere$",
+                    lines[0])
+    assert lines[1].endswith("[rlx][WARNING] - rlx: warning: something odd")
+    assert lines[2].endswith("[rlx][ERROR] - rlx: error: disk full; last good checkpoint: x/last.pt")
+    assert "rlx: run ppo" in out.getvalue() and "error" not in out.getvalue()  # the CLI prints the error itself
+
+    logger, _ = _logger(tmp_path, mode="disabled")  # an unexpected exception: its traceback too
+    with pytest.raises(ZeroDivisionError) as info:
+        try:
+            raise ZeroDivisionError("division by zero")
+        finally:
+            logger.close(1)
+    record_run_error(tmp_path, info.value)  # what the CLI's error path adds: nothing, it is there already
+    text = (tmp_path / RUN_LOG).read_text()
+    assert text.count("rlx: error: ZeroDivisionError: division by zero") == 1 and "Traceback (most recent call last)" in text
+    record_run_error(tmp_path, UserError("env.id=x: no such env"))  # an error before any Logger existed
+    assert text.count("\n") + 1 == (text := (tmp_path / RUN_LOG).read_text()).count("\n")
+    assert text.endswith("[rlx][ERROR] - rlx: error: env.id=x: no such env\n")
+
+    logger, _ = _logger(tmp_path, mode="disabled")  # a clean end records no error
+    logger.close(0)
+    assert (tmp_path / RUN_LOG).read_text() == text
+
+
+def test_a_wandb_run_that_breaks_mid_run_is_dropped_with_one_warning(tmp_path, fake_wandb):
+    fake_wandb.gate.set()
+    logger, out = _logger(tmp_path)
+    while logger.wandb_run is None:  # W&B up; then its log breaks (a full disk)
+        threading.Event().wait(0.01)
+
+    def broken_log(data):
+        raise OSError(28, "No space left on device")
+
+    logger.wandb_run.log = broken_log
+    for k in range(1, 5):
+        logger.log({"env_steps": 256 * k})
+    logger.close(0)
+    assert out.getvalue().count("W&B stopped logging (OSError") == 1
+    assert fake_wandb.calls[-1] == ("finish", 1)  # its files closed, marked as not a clean end
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 4  # metrics.jsonl has every line
