@@ -222,31 +222,67 @@ def config_diff(run_a: Path, run_b: Path) -> None:
 
 @app.command("list")
 def list_() -> None:
-    """Show the available algorithms, envs and networks."""
-    from importlib import resources
-
+    """Show the available algorithms, envs and networks (and yours, from ./conf or $RLX_CONFIG_DIR)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from rlx.algos.registry import ALGOS, DESCRIPTIONS
-    from rlx.config.compose import group_options
+    from rlx.config.compose import (
+        compose_config,
+        group_file,
+        shipped_group_options,
+        user_config_dir,
+        user_config_label,
+        user_group_options,
+    )
+
+    groups = ("algo", "env", "network")
+    try:
+        user_dir = user_config_dir()
+        user = {group: user_group_options(group) for group in groups}
+    except UserError as e:
+        fail(str(e))
+    shipped = {group: shipped_group_options(group) for group in groups}
+    label = user_config_label()
+
+    def source(group: str, name: str) -> list[str]:  # the "from" cell, in a column shown only with a user dir
+        if user_dir is None:
+            return []
+        if name not in user[group]:
+            return ["rlx"]
+        return [f"{label} (over rlx's)" if name in shipped[group] else label]
+
+    def description(group: str, name: str) -> str:  # a config file's first comment line (yours when you have one)
+        text = group_file(group, name).read_text().splitlines()
+        return next((line.lstrip("# ").strip() for line in text if line.startswith("#")), "")
 
     console = Console()
     table = Table(title="algorithms (algo=NAME)")
-    for col in ("name", "actions", "description"):
+    for col in ("name", "actions", "description", *(["from"] if user_dir else [])):
         table.add_column(col)
     for name, cls in ALGOS.items():
-        table.add_row(name, ", ".join(cls.action_spaces), escape(DESCRIPTIONS.get(name, "")))
+        desc = description("algo", name) if name in user["algo"] else DESCRIPTIONS.get(name, "")
+        table.add_row(name, ", ".join(cls.action_spaces), escape(desc), *source("algo", name))
+    for name in user["algo"]:  # the user's own algo configs, and the algorithm each one configures
+        if name in ALGOS:
+            continue
+        try:
+            algo = str(compose_config([f"algo={name}"]).algo.name)
+        except UserError as e:
+            table.add_row(name, "?", escape(f"does not compose: {e}"), *source("algo", name))
+            continue
+        actions = ", ".join(ALGOS[algo].action_spaces) if algo in ALGOS else "?"
+        desc = description("algo", name)
+        table.add_row(name, actions, escape(f"{desc} (algo {algo})" if desc else f"algo {algo}"), *source("algo", name))
     console.print(table)
     for group in ("env", "network"):
         t = Table(title=f"{group} configs ({group}=NAME)")
-        t.add_column("name")
-        t.add_column("description")
-        for opt in group_options(group):
-            text = (resources.files("rlx.conf") / group / f"{opt}.yaml").read_text().splitlines()
-            desc = next((line.lstrip("# ").strip() for line in text if line.startswith("#")), "")
-            t.add_row(opt, escape(desc))  # descriptions say pip install 'rlx[mujoco]': not rich markup
+        for col in ("name", "description", *(["from"] if user_dir else [])):
+            t.add_column(col)
+        for opt in sorted(set(shipped[group]) | set(user[group])):
+            # descriptions say pip install 'rlx[mujoco]': not rich markup
+            t.add_row(opt, escape(description(group, opt)), *source(group, opt))
         console.print(t)
 
 

@@ -4,8 +4,10 @@ Validation against the algorithms and launchers is :mod:`rlx.app.validate`."""
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, cast
 
 from hydra import compose, initialize_config_module
@@ -19,7 +21,7 @@ from rlx.conf import register_resolvers
 from rlx.errors import UserError
 
 if TYPE_CHECKING:
-    pass
+    from importlib.resources.abc import Traversable  # Python 3.11+; annotations only
 
 CONF_MODULE = "rlx.conf"
 # Hydra command-line flags (not overrides); those in the first set take a value.
@@ -31,10 +33,73 @@ PLUGIN_EXTRAS = {"hydra/launcher/joblib": "joblib", "hydra/launcher/submitit_slu
                  "hydra/launcher/submitit_local": "slurm", "hydra/sweeper/optuna": "optuna"}
 
 
+# The user's config dir, first on Hydra's search path (hydra_plugins/rlx_searchpath): $RLX_CONFIG_DIR, else ./conf.
+USER_CONFIG_ENV = "RLX_CONFIG_DIR"
+USER_CONFIG_DEFAULT = "conf"
+USER_PROVIDER = "rlx-user"
+
+
+def user_search_dir() -> Path | None:
+    """The user's config dir as an absolute path when it exists, else None (never raises: Hydra's search
+    path plugin calls this; :func:`user_config_dir` is the checked version)."""
+    given = os.environ.get(USER_CONFIG_ENV) or USER_CONFIG_DEFAULT
+    path = Path(given).expanduser().absolute()
+    return path if path.is_dir() else None
+
+
+def user_config_label() -> str:
+    """How ``rlx list`` and errors name the user's config dir: ``./conf`` or ``$RLX_CONFIG_DIR``'s value."""
+    given = os.environ.get(USER_CONFIG_ENV)
+    return given if given else f"./{USER_CONFIG_DEFAULT}"
+
+
+def user_config_dir() -> Path | None:
+    """The user's config dir (``$RLX_CONFIG_DIR``, else ``./conf``; None when unset and ./conf is absent).
+    A ``$RLX_CONFIG_DIR`` that is not a directory is a UserError, and so is a ``config.yaml`` at the dir's
+    top: Hydra would take it for rlx's root config (the defaults list and every run-level key)."""
+    given = os.environ.get(USER_CONFIG_ENV)
+    path = user_search_dir()
+    if given and path is None:
+        raise UserError(f"{USER_CONFIG_ENV}={given}: no such directory (it holds your config groups, e.g. "
+                        f"algo/my_ppo.yaml; unset it to use ./{USER_CONFIG_DEFAULT})")
+    if path is not None and (path / "config.yaml").is_file():
+        raise UserError(f"{path / 'config.yaml'}: a user config dir holds config groups (algo/, env/, network/, "
+                        f"...), and a config.yaml at its top would replace rlx's root config; move it, or set "
+                        f"{USER_CONFIG_ENV} to another dir")
+    return path
+
+
+def _yaml_names(root: Traversable) -> set[str]:
+    return {p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml") and p.is_file()} if root.is_dir() else set()
+
+
+def shipped_group_options(group: str) -> list[str]:
+    """The YAML files rlx ships in one config group (``rlx/conf/<group>/``)."""
+    return sorted(_yaml_names(resources.files(CONF_MODULE) / group))
+
+
+def user_group_options(group: str) -> list[str]:
+    """The YAML files of one config group in the user's config dir (see :func:`user_config_dir`)."""
+    user = user_config_dir()
+    return sorted(_yaml_names(user / group)) if user is not None else []
+
+
 def group_options(group: str) -> list[str]:
-    """The YAML files shipped in one config group (``algo``, ``env``, ...)."""
-    root = resources.files(CONF_MODULE) / group
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+    """The options of one config group (``algo``, ``env``, ...): the YAML files rlx ships and those in the
+    user's config dir. FileNotFoundError when neither has the group."""
+    shipped, user = shipped_group_options(group), user_group_options(group)
+    if not shipped and not user and not (resources.files(CONF_MODULE) / group).is_dir():
+        raise FileNotFoundError(f"no config group '{group}'")
+    return sorted(set(shipped) | set(user))
+
+
+def group_file(group: str, option: str) -> Traversable:
+    """The YAML file Hydra reads for ``group=option``: the user's when there is one (it comes first on the
+    search path), else rlx's."""
+    user = user_config_dir()
+    if user is not None and (user / group / f"{option}.yaml").is_file():
+        return user / group / f"{option}.yaml"
+    return resources.files(CONF_MODULE) / group / f"{option}.yaml"
 
 
 def split_args(args: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -56,6 +121,7 @@ def split_args(args: Iterable[str]) -> tuple[list[str], list[str]]:
 def compose_config(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
     """Compose rlx's config as ``rlx train`` would, with friendly errors (``hydra`` node on request)."""
     check_override_syntax(overrides)
+    user_config_dir()  # a missing $RLX_CONFIG_DIR: one line here, not a group Hydra cannot find
     register_resolvers()
     GlobalHydra.instance().clear()
     try:
@@ -197,7 +263,7 @@ def tuned_preset_conflict(choices: Mapping[str, Any], env_id: str) -> str | None
     preset, group = choices.get("tuned"), choices.get("env")
     if not preset or not group or group not in group_options("env"):
         return None
-    env_group = cast(DictConfig, OmegaConf.load(str(resources.files(CONF_MODULE) / "env" / f"{group}.yaml")))  # a mapping
+    env_group = cast(DictConfig, OmegaConf.load(str(group_file("env", group))))  # a mapping (the user's file, if any)
     tuned_for = env_group.get("id")
     if tuned_for is None or tuned_for == env_id:
         return None
