@@ -33,7 +33,8 @@ class TD3Config(DDPGConfig):
 class TD3(DDPG):
     loop = "off_policy"
     # config keys that may differ between the members of one population (hydra/launcher=population)
-    member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.tau", "algo.noise_std", "algo.target_policy_noise", "algo.target_noise_clip")
+    member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.tau", "algo.noise_std",
+                                   "algo.target_policy_noise", "algo.target_noise_clip")
     Config = TD3Config
     hp: TD3Config
     n_critics = 2

@@ -4,7 +4,7 @@ Input: run dirs, sweep dirs, tune study dirs (anything holding run dirs, searche
 curve is ``metric`` against ``x`` from its metrics.jsonl (a resumed run's file is one history: resume
 drops the lines past the checkpoint). Runs are grouped by the values of ``--by`` keys in their resolved
 config.yaml; each group is drawn as the mean (or IQM) over its runs on a common grid with a 95% bootstrap
-band (rlx.analysis.report's ``_mean_curve``); runs that failed, were pruned or did not finish are drawn dashed and
+band (rlx.analysis.report's ``mean_curve``); runs that failed, were pruned or did not finish are drawn dashed and
 marked, and counted in the table. The table (final value, IQM with its bootstrap CI, AUC) is rlx.analysis.report's
 ``aggregate``: the same statistics as the sweep report, not a second implementation.
 """
@@ -23,14 +23,14 @@ import yaml
 from rlx.analysis.report import (
     ConfigRow,
     RunRecord,
-    _config_key,
-    _finite,
-    _fmt,
-    _mean_curve,
-    _read_overrides,
     aggregate,
+    config_key,
+    finite_or_none,
+    fmt_number,
     iqm,
+    mean_curve,
     parse_override,
+    read_overrides,
 )
 from rlx.errors import UserError
 
@@ -102,7 +102,7 @@ def read_curve(path: Path, metric: str, x: str) -> tuple[np.ndarray, np.ndarray]
                     continue  # a killed run's half-written last line
                 if not isinstance(rec, dict):
                     continue
-                xv, yv = _finite(rec.get(x)), _finite(rec.get(metric))
+                xv, yv = finite_or_none(rec.get(x)), finite_or_none(rec.get(metric))
                 if xv is not None and yv is not None:
                     points[xv] = yv
     xs = np.array(sorted(points), dtype=float)
@@ -122,7 +122,7 @@ def load_run(run_dir: Path, by: Sequence[str], metric: str, x: str) -> PlotRun:
                         else "give a key of the runs' config.yaml (algo, env.id, algo.clip_eps, ...)")
                 raise UserError(f"--by {key}: not a config key of {run_dir}; {hint}") from None
     else:  # the sweep's own overrides, seed aside (as the sweep report groups)
-        group = {k: v for k, v in map(parse_override, _read_overrides(run_dir))
+        group = {k: v for k, v in map(parse_override, read_overrides(run_dir))
                  if k not in NOT_CONFIG and not k.startswith(("hydra.", "hydra/"))}
         if not group:
             group = {"algo": config_value(config, "algo"), "env.id": config_value(config, "env.id")}
@@ -136,10 +136,10 @@ def load_run(run_dir: Path, by: Sequence[str], metric: str, x: str) -> PlotRun:
     state = str(summary.get("status", "unfinished")) if summary else "unfinished"
     ok = state == "ok" and values.size > 0
     error = None if ok else (summary.get("error") or (f"no {metric} in metrics.jsonl" if state == "ok" else state))
-    record = RunRecord(run_dir=run_dir, overrides=group, config_key=_config_key(group), seed=config.get("seed"),
+    record = RunRecord(run_dir=run_dir, overrides=group, config_key=config_key(group), seed=config.get("seed"),
                        status="ok" if ok else "failed", error=error,
                        final_return=float(values[-1]) if values.size else None, curve=(steps, values),
-                       sps=_finite(summary.get("sps")))
+                       sps=finite_or_none(summary.get("sps")))
     return PlotRun(record, state if state != "ok" or ok else "no data")
 
 
@@ -182,7 +182,7 @@ def plot(runs: Sequence[PlotRun], rows: Sequence[ConfigRow], out: Path, metric: 
         ok = [r.record for r in members if r.record.ok]
         marked = [r for r in members if not r.record.ok]
         note = f" (+{len(marked)} {'/'.join(sorted({r.state for r in marked}))})" if marked else ""
-        curve = _mean_curve(ok, stat=stat) if ok else None
+        curve = mean_curve(ok, stat=stat) if ok else None
         if curve is not None:
             xs, center, lo, hi = curve
             ax.plot(xs, center, color=color, lw=1.8, marker="o" if xs.size == 1 else None,
@@ -230,9 +230,9 @@ def print_table(table: list[dict[str, Any]], keys: Sequence[str], metric: str) -
     for name in ("runs", "ok", "marked", "final (mean)", "IQM", "95% CI (IQM)", "AUC"):
         t.add_column(name, justify="left" if name == "marked" else "right")
     for r in table:
-        ci = "—" if not r["ok"] else f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+        ci = "—" if not r["ok"] else f"[{fmt_number(r['ci_low'])}, {fmt_number(r['ci_high'])}]"
         t.add_row(*(escape(str(r.get(k, ""))) for k in keys), str(r["runs"]), str(r["ok"]), r["marked"],
-                  _fmt(r["final"]), _fmt(r["iqm"]), escape(ci), _fmt(r["auc"]))
+                  fmt_number(r["final"]), fmt_number(r["iqm"]), escape(ci), fmt_number(r["auc"]))
     Console(width=max(100, Console().width)).print(t)
 
 

@@ -189,11 +189,11 @@ def _config_sort_key(overrides: dict[str, str]) -> tuple:
     return tuple((k, _natural(v)) for k, v in sorted(overrides.items()))
 
 
-def _config_key(overrides: dict[str, str]) -> str:
+def config_key(overrides: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
 
 
-def _finite(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
     """``value`` as a finite float, or None (json NaN, null, strings and missing all map to None)."""
     if isinstance(value, bool) or value is None:
         return None
@@ -224,10 +224,10 @@ def _read_metrics(path: Path) -> tuple[np.ndarray, np.ndarray, list[float]]:
                     continue
                 if not isinstance(rec, dict):
                     continue
-                s = _finite(rec.get("sps"))
+                s = finite_or_none(rec.get("sps"))
                 if s is not None:
                     sps.append(s)
-                step, ret = _finite(rec.get("env_steps")), _finite(rec.get("eval_return_mean"))
+                step, ret = finite_or_none(rec.get("env_steps")), finite_or_none(rec.get("eval_return_mean"))
                 if step is not None and ret is not None:
                     steps.append(step)
                     rets.append(ret)
@@ -236,7 +236,7 @@ def _read_metrics(path: Path) -> tuple[np.ndarray, np.ndarray, list[float]]:
     return s_arr[order], r_arr[order], sps
 
 
-def _read_overrides(run_dir: Path) -> list[str]:
+def read_overrides(run_dir: Path) -> list[str]:
     path = run_dir / ".hydra" / "overrides.yaml"
     if not path.is_file():
         return []
@@ -261,7 +261,7 @@ def _run_dir_sort_key(path: Path) -> tuple:
 def _load_run(run_dir: Path) -> RunRecord:
     overrides: dict[str, str] = {}
     seed: int | None = None
-    for text in _read_overrides(run_dir):
+    for text in read_overrides(run_dir):
         key, value = parse_override(text)
         if _is_hydra_internal(key):
             continue
@@ -287,8 +287,8 @@ def _load_run(run_dir: Path) -> RunRecord:
             summary = None
             error = f"unreadable summary.json: {exc}"
         if summary is not None:
-            final = _finite(summary.get("eval_return_mean"))
-            sps = _finite(summary.get("sps"))
+            final = finite_or_none(summary.get("eval_return_mean"))
+            sps = finite_or_none(summary.get("sps"))
             if summary.get("status") == "ok":
                 status, error = "ok", None
                 if final is None and rets.size:
@@ -304,7 +304,7 @@ def _load_run(run_dir: Path) -> RunRecord:
     return RunRecord(
         run_dir=run_dir,
         overrides=overrides,
-        config_key=_config_key(overrides),
+        config_key=config_key(overrides),
         seed=seed,
         status=status,
         error=error,
@@ -434,7 +434,7 @@ def _ranked(rows: Sequence[ConfigRow]) -> list[ConfigRow]:
     return sorted(candidates, key=lambda r: (-r.iqm, -r.mean, -auc(r)))
 
 
-def _fmt(x: float | None) -> str:
+def fmt_number(x: float | None) -> str:
     """Compact number for humans: 487.1, 12.35, 0.0123, 12,345."""
     if x is None or not math.isfinite(x):
         return "—"
@@ -451,7 +451,7 @@ def _fmt(x: float | None) -> str:
 def _describe(row: ConfigRow, keys: Sequence[str] = ()) -> str:
     seeds = f"{row.n_seeds} seed{'s' if row.n_seeds != 1 else ''}"
     label = _short_label(row, keys) if keys else row.label
-    return f"{label} (IQM {_fmt(row.iqm)}, 95% CI [{_fmt(row.ci_low)}, {_fmt(row.ci_high)}], {seeds})"
+    return f"{label} (IQM {fmt_number(row.iqm)}, 95% CI [{fmt_number(row.ci_low)}, {fmt_number(row.ci_high)}], {seeds})"
 
 
 def compare_top(rows: Sequence[ConfigRow]) -> Verdict:
@@ -558,13 +558,13 @@ def render_markdown(rows: Sequence[ConfigRow], runs: Sequence[RunRecord], title:
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for r in rows:
-        ci = "—" if r.n_seeds == 0 else f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+        ci = "—" if r.n_seeds == 0 else f"[{fmt_number(r.ci_low)}, {fmt_number(r.ci_high)}]"
         first_error = r.errors[0].split(": ", 1)[-1] if r.errors else ""
         cells = [
             *([_md_cell(r.config.get(k, "")) for k in keys] if keys else [r.label]),
             r.status + (" (best)" if r.is_best else ""),
-            str(r.n_seeds), str(r.n_failed), _fmt(r.mean), _fmt(r.iqm), ci,
-            _fmt(r.auc_mean), _fmt(r.sps_mean), _md_cell(first_error, 60),
+            str(r.n_seeds), str(r.n_failed), fmt_number(r.mean), fmt_number(r.iqm), ci,
+            fmt_number(r.auc_mean), fmt_number(r.sps_mean), _md_cell(first_error, 60),
         ]
         if r.is_best:
             cells = [f"**{c}**" if c else c for c in cells]
@@ -584,7 +584,7 @@ def render_markdown(rows: Sequence[ConfigRow], runs: Sequence[RunRecord], title:
     return "\n".join(lines) + "\n"
 
 
-def _mean_curve(
+def mean_curve(
     runs: Sequence[RunRecord], max_points: int = 200, stat: Callable[..., Any] = np.mean
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """Mean (or ``stat``: iqm) eval curve over seeds on a common grid, with a 95% bootstrap band of it.
@@ -636,7 +636,7 @@ def plot_curves(rows: Sequence[ConfigRow], runs: Sequence[RunRecord], path: str 
 
     drawn = 0
     for i, row in enumerate(rows):
-        curve = _mean_curve(by_key.get(row.config_key, []))
+        curve = mean_curve(by_key.get(row.config_key, []))
         if curve is None:
             continue
         x, m, lo, hi = curve
@@ -693,14 +693,14 @@ def print_report(rows: Sequence[ConfigRow], console: Any | None = None) -> None:
         table.add_column(name, justify="left" if name == "status" else "right")
     table.add_column("error", overflow="fold", max_width=40)
     for r in rows:
-        ci = "—" if r.n_seeds == 0 else f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+        ci = "—" if r.n_seeds == 0 else f"[{fmt_number(r.ci_low)}, {fmt_number(r.ci_high)}]"
         err = r.errors[0].split(": ", 1)[-1].strip().splitlines()[0] if r.errors else ""
         style = "bold green" if r.is_best else ("red" if r.status == "failed" else None)
         # escape(): override values like [64,64] and error texts would otherwise parse as markup.
         table.add_row(
             *(escape(c) for c in ([r.config.get(k, "") for k in keys] if keys else [r.label])),
             r.status + (" ★" if r.is_best else ""), str(r.n_seeds), str(r.n_failed),
-            _fmt(r.mean), _fmt(r.iqm), escape(ci), _fmt(r.auc_mean), _fmt(r.sps_mean), escape(err),
+            fmt_number(r.mean), fmt_number(r.iqm), escape(ci), fmt_number(r.auc_mean), fmt_number(r.sps_mean), escape(err),
             style=style,
         )
     console.print(escape(compare_top(rows).text))

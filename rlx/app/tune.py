@@ -434,7 +434,7 @@ def write_best(plan: Plan, params: dict[str, str], header: list[str]) -> Path:
 
 
 def _trials_table(plan: Plan, study: Any) -> list[str]:
-    from rlx.analysis.report import _fmt
+    from rlx.analysis.report import fmt_number
 
     keys = [d.key for d in plan.space]
     lines = ["| trial | state | " + " | ".join(keys) + " | eval return | evals | env steps |",
@@ -447,7 +447,7 @@ def _trials_table(plan: Plan, study: Any) -> list[str]:
         value = t.value if t.value is not None else (t.intermediate_values[max(t.intermediate_values)]
                                                       if t.intermediate_values else None)
         lines.append(f"| {t.number} | {t.state.name.lower()} | " + " | ".join(str(t.params.get(k, "")) for k in keys)
-                     + f" | {_fmt(value)} | {len(t.intermediate_values)} | {summary.get('env_steps', '')} |")
+                     + f" | {fmt_number(value)} | {len(t.intermediate_values)} | {summary.get('env_steps', '')} |")
     return lines
 
 

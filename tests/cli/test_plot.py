@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 
 from rlx.analysis.plot import load_runs, run_plot
-from rlx.analysis.report import _fmt
+from rlx.analysis.report import fmt_number
 from tests.conftest import FAST, run_cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -34,7 +34,7 @@ def test_plot_a_2x2_sweep_with_its_table(tmp_path):
         assert len(finals) == 2
         row = next(line for line in r.stdout.splitlines() if line.strip("│ ").startswith(clip))
         cells = [c.strip() for c in row.split("│") if c.strip()]
-        assert cells[:3] == [clip, "2", "2"] and cells[4] == _fmt(float(np.mean(finals))), row  # runs, ok, final mean
+        assert cells[:3] == [clip, "2", "2"] and cells[4] == fmt_number(float(np.mean(finals))), row  # runs, ok, final mean
 
 
 def test_a_resumed_run_is_one_curve(tmp_path):
