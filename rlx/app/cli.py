@@ -77,6 +77,10 @@ def _validate_or_fail(args: list[str], plain_run: bool = False) -> None:
             from rlx.app.entry import check_run_dir
 
             check_run_dir(overrides)
+        elif plain_run and {"-m", "--multirun"}.intersection(flags):  # `rlx sweep` claims its own sweep dir
+            from rlx.app.entry import check_sweep_dir
+
+            check_sweep_dir(overrides)
     except UserError as e:
         fail(str(e))
 

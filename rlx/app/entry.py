@@ -13,23 +13,42 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 
-from rlx.config.compose import compose_config, tuned_preset_conflict
+from rlx.config.compose import compose_config, expand_for_validation, tuned_preset_conflict
 from rlx.errors import RunFault, UserError
-from rlx.rundir.lock import RunDirLock, RunDirTaken, claim_fresh, holds_run
+from rlx.rundir.lock import RunDirTaken, check_creatable_dir, check_dir_path, check_not_in_use, claim_fresh, holds_run
 from rlx.train.run import exit_status, job_device, train, write_summary
 
 
-def check_run_dir(overrides: list[str]) -> None:
-    """Before Hydra writes anything: the run dir these overrides name must not hold a run (unless
-    overwrite=true), must be writable, and must not be in use by another process."""
-    cfg = compose_config(overrides, return_hydra_config=True)
+def _hydra_dirs(overrides: list[str]) -> tuple[DictConfig, Path, Path, Path]:
+    """(config, hydra.run.dir, hydra.sweep.dir, the first job's dir in it) as these overrides resolve them
+    (``${now:...}`` at this moment: Hydra resolves it anew, so a timestamped dir is only checked, never created).
+    A multirun's: those of its first job."""
+    cfg = compose_config(expand_for_validation(overrides)[0], return_hydra_config=True)
     with read_write(cfg.hydra.job):
         cfg.hydra.job.num = 0  # only a multirun sets it; set_config resolves the sweep dir's subdir with it
     HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the dir's pattern
-    run_dir = Path(str(cfg.hydra.run.dir))
+    sweep_dir = Path(str(cfg.hydra.sweep.dir))
+    return cfg, Path(str(cfg.hydra.run.dir)), sweep_dir, sweep_dir / str(cfg.hydra.sweep.subdir)
+
+
+def check_run_dir(overrides: list[str]) -> None:
+    """Before Hydra writes anything: the run dir these overrides name must be a path a dir can be created at
+    and written, must not hold a run (unless overwrite=true), and must not be in use by another process.
+    Writes nothing: Hydra creates the dir (checking by creating it left an empty twin of every timestamped
+    run dir, ``${now:%f}`` being resolved again by Hydra)."""
+    cfg, run_dir, _, _ = _hydra_dirs(overrides)
+    check_creatable_dir(run_dir, f"hydra.run.dir={run_dir}")
     if holds_run(run_dir) and not cfg.overwrite:
         claim_fresh(run_dir, False)  # raises, naming `rlx resume`
-    RunDirLock(run_dir).acquire().release()  # not writable, or in use elsewhere: one line now, not in Hydra
+    check_not_in_use(run_dir)
+
+
+def check_sweep_dir(overrides: list[str]) -> None:
+    """Before a multirun starts any job: its sweep dir (and the first job's dir in it) must be a path a dir
+    can be created at and written. Writes nothing."""
+    _, _, sweep_dir, job_dir = _hydra_dirs(overrides)
+    check_creatable_dir(sweep_dir, f"hydra.sweep.dir={sweep_dir}")
+    check_dir_path(job_dir, f"hydra.sweep.subdir: the job dir {job_dir}")
 
 
 def hydra_job(cfg: DictConfig) -> float | None:

@@ -81,9 +81,10 @@ def claim_sweep_dir(overrides: list[str]) -> Path:
     A timestamped dir (the default ``multirun/${now:...}``) that another sweep started in the same second
     already took gets a ``-1``, ``-2``... suffix. A dir named explicitly (``hydra.sweep.dir=...``) that
     already holds runs is refused, unless ``overwrite=true``, which deletes those runs and reports first."""
-    from rlx.rundir.lock import claim_fresh, ensure_writable_dir, holds_run, unique_dir
+    from rlx.rundir.lock import check_dir_path, claim_fresh, ensure_writable_dir, holds_run, unique_dir
 
     path, timestamped, overwrite = _sweep_dir_setting(overrides)
+    check_dir_path(path, f"{SWEEP_DIR_KEY}={path}")  # a file, or a name too long: before any dir is created
     if timestamped:
         return unique_dir(path)
     runs = [p for p in path.iterdir() if p.is_dir() and holds_run(p)] if path.is_dir() else []

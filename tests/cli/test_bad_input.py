@@ -45,3 +45,42 @@ def test_eval_corrupt_checkpoint(tmp_path):
 def test_eval_empty_run_dir(tmp_path):
     r = run_cli("eval", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 2 and "no checkpoints" in r.stderr
+
+
+QUIET = ["logger.progress=false", "logger.wandb.mode=disabled", "logger.tensorboard=false", "torch_threads=1"]
+TINY = ["total_steps=64", "algo.n_steps=16", "algo.batch_size=64", "env.num_envs=4", "eval.every=0", "eval.episodes=1", *QUIET]
+
+
+def test_a_run_into_the_default_outputs_leaves_exactly_one_run_dir(tmp_path):
+    """The run dir is checked before Hydra creates it, and checking writes nothing: no empty twin holding
+    only .rlx.lock (``${now:%f}`` resolves to another microsecond in Hydra)."""
+    r = run_cli("train", *TINY, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (run,) = (tmp_path / "outputs").glob("*/*")
+    assert (run / "summary.json").is_file()
+
+
+LONG = "x" * 300
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "hydra.run.dir=FILE"], "hydra.run.dir=FILE: exists and is not a directory"),
+    (["train", "hydra.run.dir=FILE/run"], "FILE exists and is not a directory"),
+    (["train", f"hydra.run.dir=runs/{LONG}/run"], "is 300 bytes long; a file or directory name may have at most 255"),
+    (["train", "-m", "hydra.sweep.dir=FILE", "seed=0,1"], "hydra.sweep.dir=FILE: exists and is not a directory"),
+    (["train", "-m", "hydra.sweep.dir=FILE/sweep", "seed=0,1"], "FILE exists and is not a directory"),
+    (["train", "-m", f"hydra.sweep.dir=sweeps/{LONG}", "seed=0,1"], "is 300 bytes long"),
+    (["train", "-m", "hydra.sweep.dir=sweeps/s", f"hydra.sweep.subdir={LONG}", "seed=0,1"], "is 300 bytes long"),
+    (["sweep", "hydra.sweep.dir=FILE", "seed=0,1"], "hydra.sweep.dir=FILE: exists and is not a directory"),
+    (["sweep", f"hydra.sweep.dir=sweeps/{LONG}", "seed=0,1"], "is 300 bytes long"),
+], ids=["run-dir-file", "run-dir-under-file", "run-dir-long-name", "train-m-sweep-dir-file",
+        "train-m-sweep-dir-under-file", "train-m-sweep-dir-long-name", "train-m-subdir-long-name", "sweep-dir-file",
+        "sweep-dir-long-name"])
+def test_a_run_or_sweep_dir_that_cannot_be_created_is_one_line_before_anything_runs(tmp_path, args, fragment):
+    file = tmp_path / "taken.txt"
+    file.write_text("not a dir")
+    r = run_cli(*[a.replace("FILE", str(file)) for a in args], *TINY, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("rlx: error: ") and fragment.replace("FILE", str(file)) in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.txt"]  # no run dir, no sweep dir, no parent
