@@ -3,16 +3,19 @@
 Input: run dirs, sweep dirs, tune study dirs (anything holding run dirs, searched recursively). Each run's
 curve is ``metric`` against ``x`` from its metrics.jsonl (a resumed run's file is one history: resume
 drops the lines past the checkpoint). Runs are grouped by the values of ``--by`` keys in their resolved
-config.yaml; each group is drawn as the mean (or IQM) over its runs on a common grid with a 95% bootstrap
-band (rlx.analysis.report's ``mean_curve``); runs that failed, were pruned or did not finish are drawn dashed and
-marked, and counted in the table. The table (final value, IQM with its bootstrap CI, AUC) is rlx.analysis.report's
-``aggregate``: the same statistics as the sweep report, not a second implementation.
+config.yaml, without ``--by`` exactly as the sweep report groups them (rlx.analysis.report's
+``config_groups``); each group is drawn as the mean (or IQM) over its runs on a common grid with a 95%
+bootstrap band (rlx.analysis.report's ``mean_curve``); runs that failed, were pruned, were stopped or did
+not finish are drawn dashed and marked, and counted in the table. The table (final value, IQM with its
+bootstrap CI, AUC) is rlx.analysis.report's ``aggregate``: the same statistics as the sweep report, not a
+second implementation. ``--out`` is checked before anything is read.
 """
 from __future__ import annotations
 
 import difflib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,20 +27,19 @@ from rlx.analysis.report import (
     ConfigRow,
     RunRecord,
     aggregate,
+    config_groups,
     config_key,
+    config_value,
     finite_or_none,
     fmt_number,
     iqm,
     mean_curve,
-    parse_override,
-    read_overrides,
 )
 from rlx.errors import UserError
 
 X_KEYS = ("env_steps", "wall_s")
 FORMATS = (".png", ".svg", ".pdf")
 SKIP_DIRS = {"checkpoints", "wandb", "tb", ".hydra", "__pycache__"}
-NOT_CONFIG = ("seed", "hydra")
 
 
 @dataclass
@@ -64,21 +66,6 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
             raise UserError(f"{p}: no runs found (a run dir has config.yaml and metrics.jsonl)")
     unique = list(dict.fromkeys(r.resolve() for r in found))
     return unique
-
-
-def config_value(config: dict, key: str) -> str:
-    """A config value for grouping: ``algo`` -> algo.name, ``env`` -> env.id, ``algo.clip_eps`` -> 0.2."""
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(key)
-        node = node[part]
-    if isinstance(node, dict):
-        for name in ("name", "id"):
-            if name in node:
-                return str(node[name])
-        return json.dumps(node, sort_keys=True)
-    return yaml.safe_dump(node, default_flow_style=True).strip().removesuffix("...").strip() if not isinstance(node, str) else node
 
 
 def _flat_keys(node: Any, prefix: str = "") -> list[str]:
@@ -109,23 +96,24 @@ def read_curve(path: Path, metric: str, x: str) -> tuple[np.ndarray, np.ndarray]
     return xs, np.array([points[v] for v in xs], dtype=float)
 
 
-def load_run(run_dir: Path, by: Sequence[str], metric: str, x: str) -> PlotRun:
+def by_group(run_dir: Path, by: Sequence[str]) -> dict[str, str]:
+    """A run's values of the ``--by`` keys, from its resolved config.yaml."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    if by:
-        group = {}
-        for key in by:
-            try:
-                group[key] = config_value(config, key)
-            except KeyError:
-                close = difflib.get_close_matches(key, _flat_keys(config), n=1, cutoff=0.6)
-                hint = (f"did you mean '{close[0]}'?" if close
-                        else "give a key of the runs' config.yaml (algo, env.id, algo.clip_eps, ...)")
-                raise UserError(f"--by {key}: not a config key of {run_dir}; {hint}") from None
-    else:  # the sweep's own overrides, seed aside (as the sweep report groups)
-        group = {k: v for k, v in map(parse_override, read_overrides(run_dir))
-                 if k not in NOT_CONFIG and not k.startswith(("hydra.", "hydra/"))}
-        if not group:
-            group = {"algo": config_value(config, "algo"), "env.id": config_value(config, "env.id")}
+    group = {}
+    for key in by:
+        try:
+            group[key] = config_value(config, key)
+        except KeyError:
+            close = difflib.get_close_matches(key, _flat_keys(config), n=1, cutoff=0.6)
+            hint = (f"did you mean '{close[0]}'?" if close
+                    else "give a key of the runs' config.yaml (algo, env.id, algo.clip_eps, ...)")
+            raise UserError(f"--by {key}: not a config key of {run_dir}; {hint}") from None
+    return group
+
+
+def load_run(run_dir: Path, group: dict[str, str], metric: str, x: str) -> PlotRun:
+    """One run's curve of ``metric`` against ``x`` and its state, in the group ``group``."""
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     steps, values = read_curve(run_dir / "metrics.jsonl", metric, x)
     summary: dict[str, Any] = {}
     if (run_dir / "summary.json").is_file():
@@ -136,21 +124,56 @@ def load_run(run_dir: Path, by: Sequence[str], metric: str, x: str) -> PlotRun:
     state = str(summary.get("status", "unfinished")) if summary else "unfinished"
     ok = state == "ok" and values.size > 0
     error = None if ok else (summary.get("error") or (f"no {metric} in metrics.jsonl" if state == "ok" else state))
+    status = "ok" if ok else "stopped" if state == "stopped" else "failed"  # as rlx.analysis.report counts them
     record = RunRecord(run_dir=run_dir, overrides=group, config_key=config_key(group), seed=config.get("seed"),
-                       status="ok" if ok else "failed", error=error,
+                       status=status, error=error,
                        final_return=float(values[-1]) if values.size else None, curve=(steps, values),
                        sps=finite_or_none(summary.get("sps")))
     return PlotRun(record, state if state != "ok" or ok else "no data")
 
 
+def logged_keys(run_dirs: Sequence[Path], x: str) -> list[str]:
+    """The numeric metrics.jsonl keys logged on a line with ``x``, over all runs (for the message when
+    ``--metric`` is none of them)."""
+    keys: set[str] = set()
+    for d in run_dirs:
+        path = d / "metrics.jsonl"
+        if not path.is_file():
+            continue
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict) and finite_or_none(rec.get(x)) is not None:
+                    keys.update(k for k, v in rec.items() if k not in X_KEYS and finite_or_none(v) is not None)
+    return sorted(keys)
+
+
 def load_runs(paths: Sequence[str | Path], by: Sequence[str], metric: str, x: str) -> list[PlotRun]:
+    """Every run under ``paths``, grouped by the ``--by`` keys, else as `rlx report` groups the runs of a sweep
+    (rlx.analysis.report's ``config_groups``)."""
     if x not in X_KEYS:
         raise UserError(f"--x {x}: expected one of {', '.join(X_KEYS)}")
-    runs = [load_run(d, by, metric, x) for d in find_runs(paths)]
+    dirs = find_runs(paths)
+    groups = [by_group(d, by) for d in dirs] if by else config_groups(dirs)
+    runs = [load_run(d, g, metric, x) for d, g in zip(dirs, groups, strict=True)]
     if not any(r.record.curve[0].size for r in runs):
-        raise UserError(f"--metric {metric}: no run logged it against {x} (metrics.jsonl keys: eval_return_mean, "
-                        "episode_return_mean, policy_loss, ...)")
+        raise UserError(_no_curve_message(dirs, runs, metric, x))
     return runs
+
+
+def _no_curve_message(dirs: Sequence[Path], runs: Sequence[PlotRun], metric: str, x: str) -> str:
+    keys = logged_keys(dirs, x)
+    n = len(runs)
+    unfinished = sum(r.state in ("unfinished", "stopped") for r in runs)
+    if metric == "eval_return_mean" and unfinished:  # a sweep that has not reached its first eval
+        return (f"--metric {metric}: none of the {n} run(s) has logged an evaluation yet ({unfinished} not finished; "
+                f"the first comes after eval.every env steps)" + (f"; logged so far: {', '.join(keys)}" if keys else ""))
+    if not keys:
+        return f"--metric {metric}: the {n} run(s) have logged nothing against {x} yet"
+    return f"--metric {metric}: no run logged it against {x}; their metrics.jsonl keys: {', '.join(keys)}"
 
 
 def _short(value: str) -> str:
@@ -188,12 +211,13 @@ def plot(runs: Sequence[PlotRun], rows: Sequence[ConfigRow], out: Path, metric: 
             ax.plot(xs, center, color=color, lw=1.8, marker="o" if xs.size == 1 else None,
                     label=f"{_label(row)} (n={len(ok)}){note}")
             ax.fill_between(xs, lo, hi, color=color, alpha=0.2, lw=0)
-        for j, r in enumerate(marked):
+        labelled = curve is not None
+        for r in marked:  # failed, pruned, stopped, unfinished: dashed, the last point marked with the state
             xs, ys = r.record.curve
             if not xs.size:
-                continue
-            label = None if curve is not None or j else f"{_label(row)}{note}"
-            ax.plot(xs, ys, color=color, lw=1.0, ls="--", alpha=0.8, label=label)
+                continue  # nothing logged yet: counted in the legend and the table only
+            ax.plot(xs, ys, color=color, lw=1.0, ls="--", alpha=0.8, label=None if labelled else f"{_label(row)}{note}")
+            labelled = True
             ax.plot(xs[-1:], ys[-1:], color=color, marker="x", ms=8, mew=2)
             ax.annotate(r.state, (xs[-1], ys[-1]), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
     ax.legend(loc="best", fontsize=8)
@@ -202,9 +226,38 @@ def plot(runs: Sequence[PlotRun], rows: Sequence[ConfigRow], out: Path, metric: 
     ax.grid(True, alpha=0.3)
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out)
+    except OSError as e:  # check_out said yes, and then the disk said no (full, or changed since)
+        raise UserError(f"--out {out}: cannot be written ({e.strerror or e})") from None
     return out
+
+
+def check_out(out: Path) -> None:
+    """``--out`` names a file that can be written: a one-line UserError otherwise, before anything is read
+    or computed. Writes nothing that stays (a probe file, deleted at once, in the nearest existing parent)."""
+    if out.suffix.lower() not in FORMATS:
+        raise UserError(f"--out {out}: expected a {', '.join(FORMATS)} file")
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a directory; give a file name, e.g. {out / 'plot.png'}")
+    base = out.parent
+    while not os.path.lexists(base) and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise UserError(f"--out {out}: {base} exists and is not a directory")
+    try:
+        if out.exists():
+            with open(out, "r+b"):  # writable, and left as it is
+                pass
+        else:
+            fd, probe = tempfile.mkstemp(prefix=".rlx-plot-", dir=base)
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as e:
+        where = out if out.exists() else base
+        raise UserError(f"--out {out}: cannot write {'it' if where == out else f'a file in {base}'} "
+                        f"({e.strerror or e}); choose another path") from None
 
 
 def table_rows(runs: Sequence[PlotRun], rows: Sequence[ConfigRow]) -> list[dict[str, Any]]:
@@ -219,28 +272,27 @@ def table_rows(runs: Sequence[PlotRun], rows: Sequence[ConfigRow]) -> list[dict[
     return out
 
 
-def print_table(table: list[dict[str, Any]], keys: Sequence[str], metric: str) -> None:
+def print_table(table: list[dict[str, Any]], keys: Sequence[str], metric: str, console: Any | None = None) -> None:
+    """The --table table, fitted to the console (rlx.analysis.tables: no cell wraps, long ones end in "…")."""
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
-    t = Table(title=f"{metric}: final value over runs (ok runs only)")
-    for k in keys:
-        t.add_column(k)
-    for name in ("runs", "ok", "marked", "final (mean)", "IQM", "95% CI (IQM)", "AUC"):
-        t.add_column(name, justify="left" if name == "marked" else "right")
+    from rlx.analysis.tables import Col, fit_table
+
+    console = console or Console()
+    cols = [*(Col(k, "left", "key") for k in keys), Col("runs"), Col("ok"), Col("marked", "left", "text"),
+            Col("final (mean)"), Col("IQM"), Col("95% CI (IQM)"), Col("AUC", drop=1)]
+    rows = []
     for r in table:
         ci = "—" if not r["ok"] else f"[{fmt_number(r['ci_low'])}, {fmt_number(r['ci_high'])}]"
-        t.add_row(*(escape(str(r.get(k, ""))) for k in keys), str(r["runs"]), str(r["ok"]), r["marked"],
-                  fmt_number(r["final"]), fmt_number(r["iqm"]), escape(ci), fmt_number(r["auc"]))
-    Console(width=max(100, Console().width)).print(t)
+        rows.append([*(str(r.get(k, "")) for k in keys), str(r["runs"]), str(r["ok"]), r["marked"],
+                     fmt_number(r["final"]), fmt_number(r["iqm"]), ci, fmt_number(r["auc"])])
+    console.print(fit_table(cols, rows, console.width, f"{metric}: final value over runs (ok runs only)")[0])
 
 
 def run_plot(paths: Sequence[str | Path], by: str | None, metric: str, x: str, out: Path, table: bool,
              stat: str = "mean") -> tuple[Path, list[dict[str, Any]]]:
     """`rlx plot`: load, group, aggregate (rlx.analysis.report), draw, optionally print the table."""
-    if out.suffix.lower() not in FORMATS:
-        raise UserError(f"--out {out}: expected a {', '.join(FORMATS)} file")
+    check_out(out)
     if stat not in ("mean", "iqm"):
         raise UserError(f"--stat {stat}: expected mean or iqm")
     keys = [k.strip() for k in (by or "").split(",") if k.strip()]

@@ -33,6 +33,11 @@ __all__ = [
     "area_under_curve",
     "probability_of_improvement",
     "parse_override",
+    "config_value",
+    "config_groups",
+    "run_overrides",
+    "stopped_text",
+    "resume_commands",
     "load_sweep",
     "aggregate",
     "compare_top",
@@ -44,6 +49,7 @@ __all__ = [
 ]
 
 NO_SUMMARY_ERROR = "no summary.json (run killed or still running)"
+NOT_GROUPED = ("seed",)  # what differs between the seeds of one configuration
 CONFIDENCE = 0.95
 
 
@@ -153,8 +159,8 @@ class RunRecord:
     overrides: dict[str, str]  # the configuration's overrides (no seed, no hydra.*)
     config_key: str  # canonical, sortable string of ``overrides``
     seed: int | None
-    status: str  # "ok" or "failed"
-    error: str | None
+    status: str  # "ok", "failed" or "stopped" (SIGTERM/Ctrl-C: checkpointed, `rlx resume` continues it)
+    error: str | None  # why it failed; for a stopped run, by what and where
     final_return: float | None  # summary.json eval_return_mean
     curve: tuple[np.ndarray, np.ndarray]  # (env_steps, eval_return_mean) from EVAL lines
     sps: float | None
@@ -258,21 +264,112 @@ def _run_dir_sort_key(path: Path) -> tuple:
     return (0, int(path.name), "") if path.name.isdigit() else (1, 0, path.name)
 
 
-def _load_run(run_dir: Path) -> RunRecord:
-    overrides: dict[str, str] = {}
-    seed: int | None = None
+def run_overrides(run_dir: Path) -> dict[str, str]:
+    """A run's command-line overrides that make its configuration (seed and hydra.* aside)."""
+    out: dict[str, str] = {}
     for text in read_overrides(run_dir):
         key, value = parse_override(text)
-        if _is_hydra_internal(key):
-            continue
+        if not (_is_hydra_internal(key) or key in NOT_GROUPED):
+            out[key] = value
+    return out
+
+
+def _seed_override(run_dir: Path) -> int | None:
+    for text in read_overrides(run_dir):
+        key, value = parse_override(text)
         if key == "seed":
             try:
-                seed = int(value)
+                return int(value)
             except ValueError:
-                seed = None
-            continue
-        overrides[key] = value
+                return None
+    return None
 
+
+def _config_node(config: Any, key: str) -> Any:
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def config_value(config: dict, key: str) -> str:
+    """A config value for grouping: ``algo`` -> algo.name, ``env`` -> env.id, ``algo.clip_eps`` -> 0.2."""
+    node = _config_node(config, key)
+    if isinstance(node, dict):
+        for name in ("name", "id"):
+            if name in node:
+                return str(node[name])
+        return json.dumps(node, sort_keys=True)
+    if isinstance(node, str):
+        return node
+    return yaml.safe_dump(node, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
+def _group_choices(run_dir: Path) -> dict[str, Any]:
+    """Hydra's config group choices of a run (``algo: ppo``, ``env: cartpole``), from .hydra/hydra.yaml."""
+    data = _read_yaml(run_dir / ".hydra" / "hydra.yaml")
+    try:
+        choices = data["hydra"]["runtime"]["choices"]
+    except (TypeError, KeyError):
+        return {}
+    return choices if isinstance(choices, dict) else {}
+
+
+def _group_value(key: str, overrides: dict[str, str], config: Any, choices: dict[str, Any]) -> str | None:
+    if choices.get(key) is not None:  # a config group: the option chosen (env=pendulum), given or default
+        return str(choices[key])
+    try:
+        node: Any = _config_node(config, key)
+    except KeyError:
+        node = KeyError
+    if node is not KeyError and not isinstance(node, dict):  # what the run trained with: 1e-3 and 0.001 agree
+        return config_value(config, key)
+    if key in overrides:
+        return overrides[key]
+    return config_value(config, key) if node is not KeyError else None
+
+
+def config_groups(run_dirs: Sequence[Path]) -> list[dict[str, str]]:
+    """What tells runs apart, one dict per run: the same grouping for `rlx report` and `rlx plot`.
+
+    The keys are every key any of the runs overrode on its command line (seed and hydra.* aside), or
+    ``algo, env.id`` when none did. Each run's value of a key is what it ran with: its config group
+    choice (``env``: ``cartpole``, whether given or the default), else its resolved config.yaml value,
+    else its override text (run dirs without config.yaml); a key none of these has is left out. So plain
+    `rlx train` runs side by side are grouped by what differs between them, with no blank cells."""
+    overrides = [run_overrides(d) for d in run_dirs]
+    configs = [_read_yaml(d / "config.yaml") for d in run_dirs]
+    keys = sorted({k for o in overrides for k in o})
+    if not keys:
+        if not any(isinstance(c, dict) for c in configs):
+            return [{} for _ in run_dirs]
+        keys = ["algo", "env.id"]
+    groups = []
+    for d, o, c in zip(run_dirs, overrides, configs, strict=True):
+        choices = _group_choices(d)
+        values = {k: _group_value(k, o, c if isinstance(c, dict) else None, choices) for k in keys}
+        groups.append({k: v for k, v in values.items() if v is not None})
+    return groups
+
+
+def stopped_text(summary: dict[str, Any]) -> str:
+    """'stopped by SIGTERM at env step 2,048': what a stopped run's summary.json says about it."""
+    steps = summary.get("env_steps")
+    at = f" at env step {steps:,}" if isinstance(steps, int) and not isinstance(steps, bool) else ""
+    return f"stopped by {summary.get('stopped_by') or 'a signal'}{at}"
+
+
+def _load_run(run_dir: Path, overrides: dict[str, str]) -> RunRecord:
+    seed = _seed_override(run_dir)
     steps, rets, sps_values = _read_metrics(run_dir / "metrics.jsonl")
 
     error: str | None
@@ -296,6 +393,8 @@ def _load_run(run_dir: Path) -> RunRecord:
                     final = float(rets[-1])
                 if final is None:
                     status, error = "failed", "finished but recorded no eval return"
+            elif summary.get("status") == "stopped":  # preempted, checkpointed: not a failure
+                status, error = "stopped", stopped_text(summary)
             else:
                 error = str(summary.get("error") or f"status={summary.get('status')!r}")
     if sps is None and sps_values:
@@ -327,7 +426,7 @@ def load_sweep(sweep_dir: str | Path) -> list[RunRecord]:
         run_dirs = [root]  # pointed at one job of the sweep, or a single `rlx train` run
     if not run_dirs:
         raise ReportError(f"no runs found in {root} (expected job dirs like 0/, 1/ with summary.json)")
-    return [_load_run(d) for d in run_dirs]
+    return [_load_run(d, g) for d, g in zip(run_dirs, config_groups(run_dirs), strict=True)]
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -339,7 +438,7 @@ class ConfigRow:
 
     config: dict[str, str]
     n_seeds: int  # ok runs that contribute to the statistics
-    n_failed: int
+    n_failed: int  # failed or never finished (no summary.json); stopped runs are not failed
     errors: list[str]  # "<job dir>: <error>" per failed run
     mean: float
     iqm: float
@@ -351,6 +450,8 @@ class ConfigRow:
     config_key: str = ""
     finals: list[float] = field(default_factory=list)  # per-seed final eval returns
     seeds: list[int | None] = field(default_factory=list)
+    n_stopped: int = 0  # stopped by SIGTERM/Ctrl-C with a checkpoint: `rlx resume` continues them
+    stopped: list[str] = field(default_factory=list)  # "<job dir>: stopped by SIGTERM at env step N" per stopped run
 
     @property
     def label(self) -> str:
@@ -359,8 +460,8 @@ class ConfigRow:
     @property
     def status(self) -> str:
         if self.n_seeds == 0:
-            return "failed"
-        return "partial" if self.n_failed else "ok"
+            return "stopped" if self.n_stopped and not self.n_failed else "failed"
+        return "partial" if self.n_failed or self.n_stopped else "ok"
 
 
 @dataclass
@@ -389,7 +490,8 @@ def aggregate(runs: Sequence[RunRecord]) -> list[ConfigRow]:
         members = groups[key]
         # load_sweep guarantees ok runs have a final return; the check guards hand-built records.
         ok = [r for r in members if r.ok and r.final_return is not None]
-        failed = [r for r in members if not (r.ok and r.final_return is not None)]
+        stopped = [r for r in members if r.status == "stopped"]
+        failed = [r for r in members if not (r.ok and r.final_return is not None) and r.status != "stopped"]
         finals = np.array([r.final_return for r in ok], dtype=float)
         nan = float("nan")
         if finals.size:
@@ -414,6 +516,8 @@ def aggregate(runs: Sequence[RunRecord]) -> list[ConfigRow]:
                 config_key=key,
                 finals=finals.tolist(),
                 seeds=[r.seed for r in ok],
+                n_stopped=len(stopped),
+                stopped=[f"{r.run_dir.name}: {r.error or 'stopped'}" for r in stopped],
             )
         )
 
@@ -521,7 +625,7 @@ def write_csv(rows: Sequence[ConfigRow], path: str | Path) -> Path:
     """One row per configuration; swept keys first, blanks for missing numbers."""
     path = Path(path)
     keys = _swept_keys(rows)
-    header = [*keys, "status", "n_seeds", "n_failed", "mean", "iqm", "ci_low", "ci_high",
+    header = [*keys, "status", "n_seeds", "n_failed", "n_stopped", "mean", "iqm", "ci_low", "ci_high",
               "auc", "sps", "best", "errors"]
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -529,7 +633,7 @@ def write_csv(rows: Sequence[ConfigRow], path: str | Path) -> Path:
         for r in rows:
             w.writerow([
                 *(r.config.get(k, "") for k in keys),
-                r.status, r.n_seeds, r.n_failed,
+                r.status, r.n_seeds, r.n_failed, r.n_stopped,
                 _csv_num(r.mean), _csv_num(r.iqm), _csv_num(r.ci_low), _csv_num(r.ci_high),
                 _csv_num(r.auc_mean), _csv_num(r.sps_mean),
                 "True" if r.is_best else "False",
@@ -546,25 +650,38 @@ def _md_cell(text: str, limit: int = 80) -> str:
     return line.replace("|", "\\|")
 
 
+def resume_commands(runs: Sequence[RunRecord]) -> list[str]:
+    """One `rlx resume RUN_DIR` per stopped run: each continues from its checkpoints/last.pt."""
+    return [f"rlx resume {r.run_dir}" for r in runs if r.status == "stopped"]
+
+
+def _first_note(row: ConfigRow) -> str:
+    """The error cell: the first failed run's error, else what stopped the first stopped run."""
+    notes = row.errors or row.stopped
+    return notes[0].split(": ", 1)[-1].strip().splitlines()[0] if notes and notes[0].strip() else ""
+
+
 def render_markdown(rows: Sequence[ConfigRow], runs: Sequence[RunRecord], title: str) -> str:
-    """The report.md text: verdict sentence, table (best row bold), failed runs with errors."""
+    """The report.md text: verdict sentence, table (best row bold), failed runs with errors, stopped runs
+    with the commands that continue them."""
     verdict = compare_top(rows)
     keys = _varying_keys(rows)
+    any_stopped = any(r.n_stopped for r in rows)
     lines = [f"# Sweep report: {title}", "", verdict.text, ""]
     if _fixed_text(rows):
         lines += [f"Same in every run: {_md_cell(_fixed_text(rows), 1000)}", ""]
-    header = [*(keys or ["config"]), "status", "seeds", "failed", "mean", "IQM", "95% CI (IQM)",
-              "AUC", "SPS", "error"]
+    header = [*(keys or ["config"]), "status", "seeds", "failed", *(["stopped"] if any_stopped else []),
+              "mean", "IQM", "95% CI (IQM)", "AUC", "SPS", "error"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for r in rows:
         ci = "—" if r.n_seeds == 0 else f"[{fmt_number(r.ci_low)}, {fmt_number(r.ci_high)}]"
-        first_error = r.errors[0].split(": ", 1)[-1] if r.errors else ""
         cells = [
             *([_md_cell(r.config.get(k, "")) for k in keys] if keys else [r.label]),
             r.status + (" (best)" if r.is_best else ""),
-            str(r.n_seeds), str(r.n_failed), fmt_number(r.mean), fmt_number(r.iqm), ci,
-            fmt_number(r.auc_mean), fmt_number(r.sps_mean), _md_cell(first_error, 60),
+            str(r.n_seeds), str(r.n_failed), *([str(r.n_stopped)] if any_stopped else []),
+            fmt_number(r.mean), fmt_number(r.iqm), ci,
+            fmt_number(r.auc_mean), fmt_number(r.sps_mean), _md_cell(_first_note(r), 60),
         ]
         if r.is_best:
             cells = [f"**{c}**" if c else c for c in cells]
@@ -573,14 +690,20 @@ def render_markdown(rows: Sequence[ConfigRow], runs: Sequence[RunRecord], title:
     lines.append("Statistics use final eval returns of ok runs; IQM = interquartile mean over seeds, "
                  "CI = 95% percentile bootstrap; AUC = mean eval return over training (normalised).")
 
-    failed = [r for r in runs if not r.ok]
+    def listed(rec: RunRecord) -> str:
+        desc = ", ".join(f"{k}={v}" for k, v in sorted(rec.overrides.items())) or "(defaults)"
+        seed = f", seed={rec.seed}" if rec.seed is not None else ""
+        return f"- `{rec.run_dir.name}/` ({desc}{seed}): {' '.join((rec.error or rec.status).split())}"  # one line per run
+
+    failed = [r for r in runs if not r.ok and r.status != "stopped"]
     if failed:
-        lines += ["", "## Failed runs", ""]
-        for rec in failed:
-            desc = ", ".join(f"{k}={v}" for k, v in sorted(rec.overrides.items())) or "(defaults)"
-            seed = f", seed={rec.seed}" if rec.seed is not None else ""
-            err = " ".join((rec.error or "failed").split())  # one line per run
-            lines.append(f"- `{rec.run_dir.name}/` ({desc}{seed}): {err}")
+        lines += ["", "## Failed runs", ""] + [listed(rec) for rec in failed]
+    stopped = [r for r in runs if r.status == "stopped"]
+    if stopped:
+        lines += ["", "## Stopped runs", "",
+                  "Stopped by SIGTERM or Ctrl-C with a checkpoint, not failed: not in the statistics until they "
+                  "finish. Continue each, then `rlx report` again:", ""]
+        lines += [listed(rec) for rec in stopped] + ["", "```bash", *resume_commands(stopped), "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -679,31 +802,39 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
 
 
 def print_report(rows: Sequence[ConfigRow], console: Any | None = None) -> None:
-    """Print the verdict and a rich table of ``rows`` (best row bold green, failed red)."""
+    """Print the verdict and a table of ``rows`` (best row bold green, failed red, stopped yellow) that fits
+    the console: no cell wraps, long ones end in "…", and errors that do not fit go below the table, one
+    line each (rlx.analysis.tables)."""
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
+    from rich.text import Text
+
+    from rlx.analysis.tables import Col, fit_table
 
     console = console or Console()
     keys = _varying_keys(rows)
-    table = Table(title="Sweep report", show_lines=False)
-    for k in keys or ["config"]:
-        table.add_column(k)
-    for name in ("status", "seeds", "failed", "mean", "IQM", "95% CI", "AUC", "SPS"):
-        table.add_column(name, justify="left" if name == "status" else "right")
-    table.add_column("error", overflow="fold", max_width=40)
+    any_failed, any_stopped = any(r.n_failed for r in rows), any(r.n_stopped for r in rows)
+    cols = [*(Col(k, "left", "key") for k in keys or ["config"]), Col("status", "left"), Col("seeds"),
+            *([Col("failed")] if any_failed else []), *([Col("stopped")] if any_stopped else []),
+            Col("mean", drop=2), Col("IQM"), Col("95% CI"), Col("AUC", drop=3), Col("SPS", drop=1),
+            Col("error", "left", "text")]
+    table_rows = []
     for r in rows:
         ci = "—" if r.n_seeds == 0 else f"[{fmt_number(r.ci_low)}, {fmt_number(r.ci_high)}]"
-        err = r.errors[0].split(": ", 1)[-1].strip().splitlines()[0] if r.errors else ""
-        style = "bold green" if r.is_best else ("red" if r.status == "failed" else None)
-        # escape(): override values like [64,64] and error texts would otherwise parse as markup.
-        table.add_row(
-            *(escape(c) for c in ([r.config.get(k, "") for k in keys] if keys else [r.label])),
-            r.status + (" ★" if r.is_best else ""), str(r.n_seeds), str(r.n_failed),
-            fmt_number(r.mean), fmt_number(r.iqm), escape(ci), fmt_number(r.auc_mean), fmt_number(r.sps_mean), escape(err),
-            style=style,
-        )
+        table_rows.append([
+            *([r.config.get(k, "") for k in keys] if keys else [r.label]),
+            r.status + (" ★" if r.is_best else ""), str(r.n_seeds),
+            *([str(r.n_failed)] if any_failed else []), *([str(r.n_stopped)] if any_stopped else []),
+            fmt_number(r.mean), fmt_number(r.iqm), ci, fmt_number(r.auc_mean), fmt_number(r.sps_mean), _first_note(r),
+        ])
+    styles = ["bold green" if r.is_best else "red" if r.status == "failed" else "yellow" if r.n_seeds == 0 else None
+              for r in rows]
     console.print(escape(compare_top(rows).text))
     if _fixed_text(rows):
         console.print(escape(f"Same in every run: {_fixed_text(rows)}"))
+    table, shown = fit_table(cols, table_rows, console.width, "Sweep report", styles)
     console.print(table)
+    if cols[-1] not in shown:  # no room for the error column: one line per configuration below the table
+        for r in rows:
+            if _first_note(r):
+                console.print(Text(f"{_short_label(r, keys)}: {_first_note(r)}"), no_wrap=True, overflow="ellipsis")

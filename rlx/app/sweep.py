@@ -119,21 +119,53 @@ def _report_after_sweep(sweep_dir: Path) -> bool:
 
 def report_sweep(sweep_dir: Path) -> list:
     """(Re)write report.md / report.csv / report.png into ``sweep_dir``, print the table, return the rows."""
-    from rlx.analysis.report import ReportError, aggregate, load_sweep, print_report, write_report
+    from rlx.analysis.report import ReportError, aggregate, load_sweep, print_report, resume_commands, write_report
     from rlx.rundir.lock import holds_run
 
     sweep_dir = Path(sweep_dir)
     if holds_run(sweep_dir):
         raise UserError(f"{sweep_dir} is one run, not a sweep dir: `rlx report` compares the runs of a sweep "
                         "(for one run: `rlx eval` it, or read its summary.json / metrics.jsonl)")
+    check_not_a_study(sweep_dir)
     try:
         paths = write_report(sweep_dir)
-        rows = aggregate(load_sweep(sweep_dir))
+        runs = load_sweep(sweep_dir)
+        rows = aggregate(runs)
     except ReportError as e:
         raise UserError(str(e)) from None
     print_report(rows)
-    failed = sum(r.n_failed for r in rows)
+    failed, stopped = sum(r.n_failed for r in rows), sum(r.n_stopped for r in rows)
+    total = failed + stopped + sum(r.n_seeds for r in rows)
     if failed:
-        print(f"{failed} of {failed + sum(r.n_seeds for r in rows)} runs failed (see the error column / report.md)")
+        print(f"{failed} of {total} runs failed (see the error column / report.md)")
+    if stopped:
+        commands = resume_commands(runs)
+        shown = commands if len(commands) <= 3 else [*commands[:2], f"... ({len(commands) - 2} more in report.md)"]
+        print(f"{stopped} of {total} runs stopped by SIGTERM/Ctrl-C (checkpointed, not failed; not in the statistics "
+              f"yet): continue {'it' if stopped == 1 else 'each'}, then `rlx report {sweep_dir}` again:")
+        for line in shown:
+            print(f"  {line}")
     print(f"report: {paths.markdown}, {paths.csv.name}, {paths.png.name}")
     return rows
+
+
+def check_not_a_study(path: Path) -> None:
+    """An `rlx tune` study dir (or its trials/ dir) has its own report, tune.md: say where, instead of a
+    sweep table of one-seed trials."""
+    import yaml
+
+    from rlx.app.tune import STUDY_FILE
+
+    study = path if (path / STUDY_FILE).is_file() else path.parent if (path.parent / STUDY_FILE).is_file() else None
+    if study is None or path == study / "confirm":  # confirm/ is a sweep (top trials x fresh seeds): reported
+        return
+    tune_md = study / "tune.md"
+    where = (f"its report is {tune_md} (trials, verdict, winner -> best.yaml)" if tune_md.is_file()
+             else f"its report, {tune_md}, is written when the study ends (`rlx tune --resume {study}` continues it)")
+    confirm = f"; its confirmation runs: rlx report {study / 'confirm'}" if (study / "confirm").is_dir() else ""
+    try:  # a searched key to group the trials' curves by
+        by = str(yaml.safe_load((study / STUDY_FILE).read_text())["space"][0]["key"])
+    except (OSError, yaml.YAMLError, TypeError, KeyError, IndexError):
+        by = "KEY"
+    raise UserError(f"{path} is {'an rlx tune study' if path == study else 'the trials of an rlx tune study'}, "
+                    f"not a sweep dir: {where}{confirm}; its trials' curves: rlx plot {study / 'trials'} --by {by}")

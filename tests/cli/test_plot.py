@@ -53,3 +53,10 @@ def test_a_resumed_run_is_one_curve(tmp_path):
     assert plotted.state == "ok"
     out, table = run_plot([run], "algo", "eval_return_mean", "env_steps", tmp_path / "r.png", table=True)
     assert table[0]["final"] == _evals(run)[-1][1] and out.read_bytes().startswith(PNG)
+
+
+def test_an_unwritable_out_is_one_line_before_anything_is_computed(tmp_path):
+    r = run_cli("plot", str(tmp_path / "no-runs-here"), "--out", "/proc/x.png", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    (line,) = r.stderr.splitlines()  # about --out, not about the missing runs: checked first
+    assert line.startswith("rlx: error: --out /proc/x.png: cannot write a file in /proc")

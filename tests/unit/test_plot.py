@@ -1,6 +1,7 @@
 """rlx plot on hand-written run dirs: grouping by config keys, numbers from rlx.analysis.report's statistics,
 failed/pruned/unfinished runs marked (not dropped), bad input as one-line errors."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,58 @@ def test_bad_input(runs, kwargs, fragment):
     args["paths"] = [runs / p if isinstance(p, str) else p for p in args["paths"]]
     with pytest.raises(UserError, match=fragment):
         run_plot(**args)
+
+
+def test_a_sweep_with_no_eval_yet_says_so_and_lists_only_what_was_logged(tmp_path):
+    for job in ("0", "1"):  # running: training lines only, no eval yet, no summary
+        d = tmp_path / "sweep" / job
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(yaml.safe_dump({"seed": int(job), "algo": {"name": "ppo"}, "env": {"id": "CartPole-v1"}}))
+        (d / "metrics.jsonl").write_text(json.dumps({"env_steps": 256, "wall_s": 1.0, "episode_return_mean": 20.0,
+                                                     "policy_loss": 0.1, "note": "text"}) + "\n")
+    with pytest.raises(UserError) as e:
+        run_plot([tmp_path / "sweep"], None, "eval_return_mean", "env_steps", tmp_path / "f.png", False)
+    message = str(e.value)
+    assert "none of the 2 run(s) has logged an evaluation yet (2 not finished" in message
+    assert message.endswith("logged so far: episode_return_mean, policy_loss")  # eval_return_mean is not offered
+    with pytest.raises(UserError, match="--metric nope: no run logged it against env_steps; their metrics.jsonl "
+                                        "keys: episode_return_mean, policy_loss$"):
+        run_plot([tmp_path / "sweep"], None, "nope", "env_steps", tmp_path / "f.png", False)
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_runs_that_did_not_finish_are_drawn_dashed(tmp_path):
+    _run(tmp_path / "ok", "ppo", 0.1, 0, [(100, 10.0), (200, 50.0)])
+    out, _ = run_plot([tmp_path / "ok"], None, "eval_return_mean", "env_steps", tmp_path / "ok.svg", False)
+    assert b"stroke-dasharray" not in out.read_bytes()  # finished runs: solid lines only
+    for state in (None, "stopped"):  # unfinished (no summary yet), stopped by SIGTERM
+        d = tmp_path / f"run-{state}"
+        _run(d, "ppo", 0.1, 0, [(100, 10.0), (200, 50.0)], status=state)
+        out, table = run_plot([d], None, "eval_return_mean", "env_steps", tmp_path / f"{state}.svg", False)
+        assert b"stroke-dasharray" in out.read_bytes()
+        assert (table[0]["ok"], table[0]["marked"]) == (0, f"1 {state or 'unfinished'}")
+
+
+@pytest.mark.parametrize("out, fragment", [
+    ("/proc/rlx-test/x.png", "cannot write a file in /proc"),
+    ("afile/x.png", "afile exists and is not a directory"),
+    ("adir", "expected a .png"),
+    ("adir.png", "adir.png: is a directory"),
+])
+def test_an_unwritable_out_is_refused_before_anything_is_read(tmp_path, monkeypatch, out, fragment):
+    import rlx.analysis.plot as plot_module
+
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "adir.png").mkdir()
+    monkeypatch.setattr(plot_module, "load_runs", lambda *a: pytest.fail("runs were read before --out was checked"))
+    target = tmp_path / out if not out.startswith("/") else Path(out)
+    with pytest.raises(UserError, match=f"--out .*{fragment}"):
+        run_plot([tmp_path / "missing"], None, "eval_return_mean", "env_steps", target, False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "adir.png", "afile"]  # the probe left nothing
+
+
+def test_an_existing_out_file_is_replaced(runs, tmp_path):
+    (tmp_path / "old.png").write_bytes(b"old")
+    out, _ = run_plot([runs / "sweep"], "algo", "eval_return_mean", "env_steps", tmp_path / "old.png", False)
+    assert out.read_bytes().startswith(PNG)

@@ -266,3 +266,159 @@ def test_print_report_renders(tmp_path: Path):
     print_report(aggregate(load_sweep(sweep)), console)
     out = console.file.getvalue()
     assert "algo.clip_eps" in out and "490.0" in out and "NaN in policy loss" in out
+
+
+# --------------------------------------------------------------------------- odd input (issue 24)
+
+
+def _stopped_summary(steps: int = 512) -> dict:
+    return {"status": "stopped", "stopped_by": "SIGTERM", "env_steps": steps, "eval_return_mean": 50.0, "sps": 900.0}
+
+
+def _sweep_with_a_stopped_and_a_failed_run(sweep: Path, error: str = "ValueError: NaN in policy loss") -> None:
+    sweep.mkdir()
+    job = 0
+    for clip, finals in (("0.1", [100.0, 110.0]), ("0.2", [480.0, 490.0])):
+        for seed, final in enumerate(finals):
+            _make_run(sweep, job, [f"algo.clip_eps={clip}", f"seed={seed}"], [(0, 0.0), (1000, final)], _ok_summary(final))
+            job += 1
+    _make_run(sweep, job, ["algo.clip_eps=0.2", "seed=2"], [(0, 0.0), (500, 50.0)], _stopped_summary())
+    _make_run(sweep, job + 1, ["algo.clip_eps=0.3", "seed=0"], [(0, 1.0)], {"status": "failed", "error": error})
+
+
+def test_a_stopped_run_is_counted_as_stopped_with_how_to_resume_not_as_failed(tmp_path: Path, capsys):
+    from rlx.app.sweep import report_sweep
+
+    sweep = tmp_path / "sweep"
+    _sweep_with_a_stopped_and_a_failed_run(sweep)
+    runs = load_sweep(sweep)
+    stopped = next(r for r in runs if r.run_dir.name == "4")
+    assert stopped.status == "stopped" and not stopped.ok and stopped.error == "stopped by SIGTERM at env step 512"
+    rows = {r.config["algo.clip_eps"]: r for r in aggregate(runs)}
+    assert (rows["0.2"].n_seeds, rows["0.2"].n_failed, rows["0.2"].n_stopped, rows["0.2"].status) == (2, 0, 1, "partial")
+    assert rows["0.2"].finals == [480.0, 490.0]  # the stopped run's last eval is not a final return
+    assert (rows["0.3"].n_failed, rows["0.3"].n_stopped, rows["0.3"].status) == (1, 0, "failed")
+
+    report_sweep(sweep)
+    out = capsys.readouterr().out
+    assert "1 of 6 runs failed" in out and "1 of 6 runs stopped by SIGTERM/Ctrl-C" in out
+    assert f"rlx resume {sweep / '4'}" in out
+    with open(sweep / "report.csv", newline="") as fh:
+        csv_rows = {r["algo.clip_eps"]: r for r in csv.DictReader(fh)}
+    assert (csv_rows["0.2"]["n_failed"], csv_rows["0.2"]["n_stopped"]) == ("0", "1")
+    md = (sweep / "report.md").read_text()
+    failed_part, stopped_part = md.split("## Failed runs")[1].split("## Stopped runs")
+    assert "`5/`" in failed_part and "`4/`" not in failed_part
+    assert "`4/`" in stopped_part and f"rlx resume {sweep / '4'}" in stopped_part
+    assert "| status | seeds | failed | stopped |" in md
+
+
+def test_a_sweep_of_only_stopped_runs_is_stopped_not_failed(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    _make_run(sweep, 0, ["algo.lr=1e-3", "seed=0"], [(0, 1.0)], _stopped_summary(256))
+    (row,) = aggregate(load_sweep(sweep))
+    assert (row.status, row.n_failed, row.n_stopped) == ("stopped", 0, 1)
+    assert row.stopped == ["0: stopped by SIGTERM at env step 256"]
+
+
+LONG_ERROR = ("RuntimeError: deliberate crash in step() of the environment CrashingCartPole after twenty steps; "
+              "last good checkpoint: /tmp/somewhere/checkpoints/last.pt")
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_the_report_table_fits_the_console_and_never_wraps_a_cell(tmp_path: Path, width: int):
+    from rich.console import Console
+
+    sweep = tmp_path / "sweep"
+    _sweep_with_a_stopped_and_a_failed_run(sweep, LONG_ERROR)
+    console = Console(file=io.StringIO(), width=width)
+    print_report(aggregate(load_sweep(sweep)), console)
+    lines = console.file.getvalue().splitlines()
+    table = [line for line in lines if "│" in line or "┃" in line]
+    assert table and all(len(line) <= width for line in table), "\n".join(lines)
+    assert len([line for line in table if "│" in line]) == 3  # one line per configuration: nothing wrapped
+    for number in ("485.0", "[480.0, 490.0]"):  # numbers are never cut
+        assert any(number in line for line in table), number
+    # the error: in the table cut with "…" or, with no room for it there, one line below the table
+    (error_line,) = [line for line in lines if "RuntimeError: de" in line]
+    assert len(error_line) <= width and (error_line.rstrip().endswith("…") or width >= 200)
+
+
+def test_fit_table_cuts_text_then_optional_columns_then_config_values():
+    from rlx.analysis.tables import Col, column_widths
+
+    cols = [Col("algo.clip_eps", "left", "key"), Col("IQM"), Col("SPS", drop=1), Col("error", "left", "text")]
+    rows = [["0.123456789", "485.0", "1234.5", "x" * 60]]
+    assert column_widths(cols, rows, 200) == [11, 5, 6, 60]  # fits: natural widths (the header breaks after dots)
+    assert column_widths(cols, rows, 50) == [11, 5, 6, 50 - 11 - 5 - 6 - 9]  # the text takes what is left
+    assert column_widths(cols, rows, 40) == [11, 5, None, 40 - 11 - 5 - 6]  # SPS left out before text goes below 16
+    assert column_widths(cols, rows, 30) == [11, 5, 6, None]  # then values cut, text out: SPS and the values come back
+    assert column_widths(cols, rows, 16) == [8, 5, None, None]
+
+
+def _plain_run(d: Path, overrides: list[str], choices: dict, config: dict, final: float) -> Path:
+    """A plain `rlx train` run dir: Hydra's overrides.yaml and hydra.yaml (group choices), config.yaml, summary."""
+    (d / ".hydra").mkdir(parents=True)
+    (d / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (d / ".hydra" / "hydra.yaml").write_text(json.dumps({"hydra": {"runtime": {"choices": choices}}}))
+    (d / "config.yaml").write_text(json.dumps(config))
+    (d / "metrics.jsonl").write_text(json.dumps({"env_steps": 100, "eval_return_mean": final}) + "\n")
+    (d / "summary.json").write_text(json.dumps(_ok_summary(final)))
+    return d
+
+
+def test_plain_runs_side_by_side_are_grouped_by_what_they_ran_with_and_plot_groups_the_same(tmp_path: Path):
+    from rlx.analysis.plot import load_runs
+    from rlx.analysis.report import config_groups
+
+    outputs = tmp_path / "outputs"
+    cfg = {"seed": 0, "total_steps": 50000, "algo": {"name": "ppo", "lr": 0.001}, "env": {"id": "CartPole-v1"}}
+    choices = {"algo": "ppo", "env": "cartpole", "network": "mlp", "sweep": None}
+    a = _plain_run(outputs / "a", ["algo=sac", "env=pendulum"], {**choices, "algo": "sac", "env": "pendulum"},
+                   {**cfg, "algo": {"name": "sac", "lr": 0.001}, "env": {"id": "Pendulum-v1"}}, -200.0)
+    b = _plain_run(outputs / "b", ["total_steps=1000", "seed=3"], choices, {**cfg, "total_steps": 1000}, 20.0)
+    c = _plain_run(outputs / "c", ["algo.lr=1e-3"], choices, cfg, 30.0)  # 1e-3 is b's default 0.001: same value
+    d = _plain_run(outputs / "d", [], choices, cfg, 40.0)
+    groups = config_groups([a, b, c, d])
+    assert groups[0] == {"algo": "sac", "algo.lr": "0.001", "env": "pendulum", "total_steps": "50000"}  # no blank cells
+    assert groups[1] == {"algo": "ppo", "algo.lr": "0.001", "env": "cartpole", "total_steps": "1000"}
+    assert groups[2] == groups[3] == {"algo": "ppo", "algo.lr": "0.001", "env": "cartpole", "total_steps": "50000"}
+    report_groups = {r.run_dir.name: r.overrides for r in load_sweep(outputs)}
+    plot_groups = {r.record.run_dir.name: r.record.overrides for r in load_runs([outputs], [], "eval_return_mean", "env_steps")}
+    assert report_groups == plot_groups == dict(zip("abcd", groups, strict=True))
+    assert config_groups([d]) == [{"algo": "ppo", "env.id": "CartPole-v1"}]  # no overrides at all: algo, env.id
+
+
+def _study(tmp_path: Path, finished: bool) -> Path:
+    """What `rlx tune` writes in its study dir: tune.yaml, trials/<n>/ (runs), confirm/ and tune.md when done."""
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "tune.yaml").write_text("fixed: [algo=ppo]\nspace:\n- {key: algo.lr, kind: float}\ntune: {}\n")
+    for n, lr in enumerate(("1e-4", "1e-3")):
+        _make_run(study / "trials", n, [f"algo.lr={lr}", "seed=0"], [(0, 1.0), (100, 5.0 + n)], _ok_summary(5.0 + n))
+    if finished:
+        for seed in (1, 2):
+            _make_run(study / "confirm", f"trial1-seed{seed}", ["algo.lr=1e-3", f"seed={seed}"], [(0, 1.0)], _ok_summary(6.0))
+        (study / "tune.md").write_text("# Tuning report: study\n")
+    return study
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_report_of_a_tune_study_points_at_the_study_report(tmp_path: Path, finished: bool):
+    from rlx.app.sweep import report_sweep
+    from rlx.errors import UserError
+
+    study = _study(tmp_path, finished)
+    for path in (study, study / "trials"):
+        with pytest.raises(UserError) as e:
+            report_sweep(path)
+        message = str(e.value)
+        assert "rlx tune study" in message and str(study / "tune.md") in message and "\n" not in message
+        assert f"rlx plot {study / 'trials'} --by algo.lr" in message
+        assert ("rlx tune --resume" in message) != finished
+        assert (f"rlx report {study / 'confirm'}" in message) == finished
+    assert not (study / "report.md").exists() and not (study / "trials" / "report.md").exists()
+    if finished:  # the confirmation runs are a sweep: reported as one
+        rows = report_sweep(study / "confirm")
+        assert [r.n_seeds for r in rows] == [2]
