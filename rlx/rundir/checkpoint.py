@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,47 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
+def shorten(text: str, limit: int = 120) -> str:
+    """The first line of ``text`` in at most ``limit`` characters, never cut mid-word: whole sentences when
+    the first one fits, else whole words and "…"."""
+    line = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 1]
+    if ". " in cut:
+        return cut.rsplit(". ", 1)[0] + "."
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:") + "…"
+
+
+def step_checkpoints(directory: Path) -> list[Path]:
+    """The periodic ``step_N.pt`` files in a checkpoints dir, the newest (largest N) first."""
+    found = [(int(m.group(1)), p) for p in Path(directory).glob("step_*.pt") if (m := re.fullmatch(r"step_(\d+)\.pt", p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def step_checkpoint_hint(directory: Path) -> str:
+    """For a missing or unusable ``last.pt`` in ``directory`` (RUN_DIR/checkpoints): the periodic checkpoints beside
+    it and how ``rlx resume`` continues from one ("" when there are none). Copying a ``step_N.pt`` over ``last.pt``
+    is all it takes: resume reads ``last.pt`` and drops the metrics logged after its step; a step file has no
+    replay buffer, so an off-policy run refills its buffer first."""
+    steps = step_checkpoints(directory)
+    if not steps:
+        return ""
+    names = ", ".join(p.name for p in steps[:3]) + (f" (+{len(steps) - 3} more)" if len(steps) > 3 else "")
+    run_dir = Path(directory).parent
+    q = shlex.quote
+    return (f"; periodic checkpoints beside it: {names}. To resume from the newest: cp {q(str(steps[0]))} "
+            f"{q(str(Path(directory) / 'last.pt'))} && rlx resume {q(str(run_dir))} (it continues from step "
+            f"{steps[0].stem.split('_')[1]}; an off-policy run refills its replay buffer first)")
+
+
+def _hint_for(path: Path) -> str:
+    return step_checkpoint_hint(path.parent) if path.name == "last.pt" else ""
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", with_buffer: bool = True) -> dict[str, Any]:
-    """Load a checkpoint file or a run dir (its best checkpoint, else last); UserError if unusable.
+    """Load a checkpoint file or a run dir (its best checkpoint, else last); UserError if unusable (for a
+    last.pt with periodic checkpoints beside it, the message names them and how to resume from one).
     ``with_buffer``: also read the replay buffer file last.pt refers to (resuming needs it, evaluating not)."""
     path = Path(path)
     if path.is_dir():
@@ -56,15 +96,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
                 path = candidate
                 break
         else:
-            raise UserError(f"{path}: no checkpoints/best.pt or checkpoints/last.pt in this run dir")
+            steps = step_checkpoints(path / "checkpoints")
+            other = f"; it has {steps[0].name}: rlx eval {steps[0]}" if steps else ""
+            raise UserError(f"{path}: no checkpoints/best.pt or checkpoints/last.pt in this run dir{other}")
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file or run dir")
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:  # any unpickling failure means the file is not a usable checkpoint
-        raise UserError(f"{path}: not a readable rlx checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        raise UserError(f"{path}: not a readable rlx checkpoint ({type(e).__name__}: {shorten(str(e))})"
+                        f"{_hint_for(path)}") from None
     if not isinstance(state, dict) or "format" not in state or "algo_name" not in state:
-        raise UserError(f"{path}: not an rlx checkpoint (missing format/algo_name)")
+        raise UserError(f"{path}: not an rlx checkpoint (missing format/algo_name){_hint_for(path)}")
     if state["format"] != FORMAT_VERSION:
         raise UserError(
             f"{path}: checkpoint format {state['format']} (rlx {state.get('rlx_version', '?')}) is incompatible with "
@@ -93,9 +136,10 @@ def load_buffer(state: dict[str, Any]) -> None:
     try:
         state["loop"]["buffer"] = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
-        raise UserError(f"{state['path']}: its replay buffer file {path.name} is missing") from None
+        raise UserError(f"{state['path']}: its replay buffer file {path.name} is missing"
+                        f"{_hint_for(Path(state['path']))}") from None
     except Exception as e:
-        raise UserError(f"{path}: not a readable replay buffer ({type(e).__name__})") from None
+        raise UserError(f"{path}: not a readable replay buffer ({type(e).__name__}){_hint_for(Path(state['path']))}") from None
 
 
 class Checkpointer:

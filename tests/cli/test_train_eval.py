@@ -84,3 +84,50 @@ def test_cfg_job_shows_tuned_preset_and_overrides(tmp_path):
     assert cfg["algo"]["clip_eps"] == 0.1 and cfg["algo"]["n_epochs"] == 20
     r = run_cli("train", "--cfg", "job", "~tuned", cwd=tmp_path)
     assert yaml.safe_load(r.stdout)["algo"]["n_steps"] == 2048
+
+
+CORRUPT_ZIP = b"PK\x03\x04" + b"x" * 100  # torch's error for it is 337 characters long
+
+
+def test_a_corrupt_last_pt_names_the_step_checkpoints_and_the_way_it_says_resumes(run_dir, tmp_path):
+    import shlex
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("wandb"))
+    steps = sorted((run / "checkpoints").glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    assert len(steps) >= 2
+    (run / "checkpoints" / "last.pt").write_bytes(CORRUPT_ZIP)
+    resume = ["total_steps=5000", "logger.wandb.mode=disabled", *FAST]
+    r = run_cli("resume", str(run), *resume, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    (line,) = r.stderr.splitlines()
+    reason = line.split("not a readable rlx checkpoint (", 1)[1].split(");", 1)[0]
+    assert reason == "RuntimeError: PytorchStreamReader failed reading zip archive: failed finding central directory. " \
+                     "This is an internal miniz error."  # whole sentences, not cut mid-word
+    newest = steps[-1]
+    assert f"periodic checkpoints beside it: {newest.name}, {steps[-2].name}" in line
+    command = line.split("To resume from the newest: ", 1)[1].split(" (it continues", 1)[0]
+    copy, resume_cmd = command.split(" && ")
+    assert shlex.split(copy) == ["cp", str(newest), str(run / "checkpoints" / "last.pt")]
+    assert shlex.split(resume_cmd) == ["rlx", "resume", str(run)]
+    shutil.copy(newest, run / "checkpoints" / "last.pt")  # what the message says, and then rlx resume works
+    r = run_cli("resume", str(run), *resume, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((run / "summary.json").read_text())["env_steps"] >= 5000
+
+    for name in ("best.pt", "last.pt"):  # no best.pt / last.pt at all: rlx eval names a step file to evaluate
+        (run / "checkpoints" / name).unlink()
+    r = run_cli("eval", str(run), "--episodes", "1", cwd=tmp_path)
+    assert r.returncode == 2 and "no checkpoints/best.pt or checkpoints/last.pt" in r.stderr
+    step = r.stderr.strip().rsplit("rlx eval ", 1)[1]
+    assert Path(step).parent == run / "checkpoints" and Path(step).name.startswith("step_")
+    assert run_cli("eval", step, "--episodes", "1", cwd=tmp_path).returncode == 0
+
+
+def test_checkpoint_reasons_are_shortened_at_word_or_sentence_ends():
+    from rlx.rundir.checkpoint import shorten
+
+    assert shorten("short\nsecond line") == "short"
+    assert shorten("word " * 40) == " ".join(["word"] * 23) + "…"
+    assert shorten("First sentence here. " + "more words " * 20, limit=60) == "First sentence here."
