@@ -72,7 +72,7 @@ class StopConfig:
 
 @dataclass
 class RunConfig:
-    seed: int = param(0, ge=0)
+    seed: int = param(0, ge=0, le=2**32 - 1, help="seeds Python, NumPy and torch; NumPy takes 0 to 2**32 - 1")
     device: str = param("auto", help="auto | cpu | cuda | cuda:N (N: GPU index, to pin a run to one GPU)")
     total_steps: int = param(100_000, gt=0, help="env steps to train for")
     torch_threads: int = param(1, ge=0, help="torch intra-op threads (0: torch's default); 1 is fastest for small MLPs")

@@ -6,12 +6,13 @@ out-of-range values with one-line :class:`UserError` messages.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
 import types
 import typing
-from typing import TYPE_CHECKING, Any, Literal, Mapping, TypeVar, cast, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping, TypeVar, cast, get_args, get_origin
 
 from rlx.errors import UserError
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 T = TypeVar("T", bound="DataclassInstance")  # build() takes dataclasses
+# Open recordings of :func:`build`'s whole floats taken as ints: dotted key -> the int value (see whole_ints_in)
+_WHOLE_FLOATS: list[dict[str, Any]] = []
 
 
 def as_dict(cfg: DictConfig | Mapping[str, Any], *, resolve: bool = False) -> dict[str, Any]:
@@ -68,7 +71,7 @@ def _type_name(tp: Any) -> str:
 
 
 def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
-    """(ok, converted). Ints are accepted for floats; bools are never numbers."""
+    """(ok, converted). Ints are accepted for floats, whole floats (1e4) for ints; bools are never numbers."""
     origin = get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         for arg in get_args(tp):
@@ -91,7 +94,9 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return ok, float(value) if isinstance(value, (int, float)) else value
-    if tp is int:
+    if tp is int:  # a whole float (total_steps=1e4 parses as 10000.0) is that int
+        if isinstance(value, float) and value.is_integer():
+            return True, int(value)
         return isinstance(value, int) and not isinstance(value, bool), value
     if tp is str:
         return isinstance(value, str), value
@@ -123,6 +128,9 @@ def build(cls: type[T], values: Mapping[str, Any], prefix: str) -> T:
                     raise UserError(f"{full}={value!r}: must be a number in {_range_text(field.metadata)}")
                 if not _in_range(x, field.metadata):
                     raise UserError(f"{full}={value!r}: out of range, allowed {_range_text(field.metadata)}")
+        if _WHOLE_FLOATS and _float_to_int(value, converted):
+            for found in _WHOLE_FLOATS:
+                found[full] = converted
         kwargs[key] = converted
     try:
         return cls(**kwargs)
@@ -131,3 +139,35 @@ def build(cls: type[T], values: Mapping[str, Any], prefix: str) -> T:
     except (TypeError, ValueError) as e:
         raise UserError(f"{prefix}: {e}") from None
 
+
+
+def _float_to_int(value: Any, converted: Any) -> bool:
+    """Whether :func:`_coerce` turned a float of ``value`` (or of its items) into an int."""
+    if isinstance(value, float):
+        return isinstance(converted, int)
+    if isinstance(value, (list, tuple)) and isinstance(converted, list):
+        return any(_float_to_int(v, c) for v, c in zip(value, converted, strict=False))
+    return False
+
+
+@contextlib.contextmanager
+def _recording() -> Iterator[dict[str, Any]]:
+    found: dict[str, Any] = {}
+    _WHOLE_FLOATS.append(found)
+    try:
+        yield found
+    finally:
+        _WHOLE_FLOATS.remove(found)
+
+
+def whole_ints_in(cfg: DictConfig, parse: Callable[[DictConfig], Any]) -> None:
+    """Write the ints that whole floats stand for (``total_steps=1e4`` composes as 10000.0) back into ``cfg``,
+    wherever ``parse`` (a builder of typed nodes with :func:`build`) took one for an int field, so that code
+    reading the config itself (a run's config.yaml, worker processes) sees 10000 too. ``parse`` raises what
+    it raises."""
+    from omegaconf import OmegaConf
+
+    with _recording() as found:
+        parse(cfg)
+    for key, value in found.items():
+        OmegaConf.update(cfg, key, value, merge=False)

@@ -15,6 +15,14 @@ CASES = [
     (["train", "env.id=CartPol-v1"], "Did you mean: CartPole-v1"),
     (["train", "device=tpu"], "device='tpu'"),
     (["train", "-m", "algo.clip_eps=0.1,-1"], "algo.clip_eps=-1"),
+    # seeds: NumPy takes 0 .. 2**32 - 1
+    (["train", "seed=4294967296"], "seed=4294967296: out of range, allowed [0, 4294967295]"),
+    (["train", "seed=-1"], "seed=-1: out of range, allowed [0, 4294967295]"),
+    (["train", "-m", "seed=0,4294967296"], "seed=4294967296: out of range"),
+    # a float for an int key: accepted when whole (1e4), one line otherwise
+    (["train", "total_steps=1234.5"], "total_steps=1234.5: expected int"),
+    (["train", "env.num_envs=2.5"], "env.num_envs=2.5: expected int"),
+    (["train", "network.hidden_sizes=[64,32.5]"], "network.hidden_sizes=[64, 32.5]: expected list of int"),
 ]
 
 
@@ -84,3 +92,17 @@ def test_a_run_or_sweep_dir_that_cannot_be_created_is_one_line_before_anything_r
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("rlx: error: ") and fragment.replace("FILE", str(file)) in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.txt"]  # no run dir, no sweep dir, no parent
+
+
+def test_a_whole_float_is_taken_for_an_int_everywhere(tmp_path):
+    """total_steps=1e4 is 10000: in the typed settings and in the config itself (config.yaml, worker processes)."""
+    from rlx.config.schema import NetworkConfig, RunConfig
+    from rlx.config.typed import build
+
+    run = build(RunConfig, {"total_steps": 1e4, "seed": 3.0}, "")
+    assert run.total_steps == 10000 and type(run.total_steps) is int and type(run.seed) is int
+    assert build(NetworkConfig, {"hidden_sizes": [64.0, 3.2e1]}, "network").hidden_sizes == [64, 32]
+    r = run_cli("train", *TINY, "total_steps=6.4e1", "env.num_envs=4.0", "hydra.run.dir=run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "\ntotal_steps: 64\n" in saved and "  num_envs: 4\n" in saved, saved
