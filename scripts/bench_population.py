@@ -33,7 +33,7 @@ RSS = "import resource, json; print(json.dumps({'rss_mb': resource.getrusage(res
 POPULATION = """
 import json, sys, time, resource
 from rlx.config.compose import compose_config
-from rlx.train.population import train_population
+from rlx.train.driver import train_job as train_population
 k, steps, algo, env, tmp = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 quiet = json.loads(sys.argv[6])
 # the knob each algorithm's sweep varies: PPO's clip ε, SAC's Polyak τ (3 values cycling, seeds 0, 0, 0, 1, ...)

@@ -181,16 +181,15 @@ def resume(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="the run
     """Continue a run from its last checkpoint, e.g. `rlx resume RUN_DIR total_steps=200000`.
 
     Only keys that don't change what the run learns may be overridden (total_steps, logging, eval,
-    checkpoint cadence, device). A population member's dir resumes its whole population; a sweep dir
-    of populations (hydra/launcher=population) resumes each unfinished population.
+    checkpoint cadence, device). A population member's dir resumes that member alone (a member is its
+    plain run); a sweep dir (any launcher) resumes every unfinished run, each population's members together.
     """
     from rlx.errors import RunFault
-    from rlx.train.population import resume_at
-    from rlx.train.run import exit_status, resume as resume_run
+    from rlx.train.driver import resume_at
+    from rlx.train.run import exit_status
 
     try:
-        members = resume_at(run_dir, list(ctx.args))  # a population member's dir, or a sweep dir of populations
-        summaries = members if members is not None else [resume_run(run_dir, list(ctx.args))]
+        summaries = resume_at(run_dir, list(ctx.args))
     except UserError as e:
         fail(str(e))
     except RunFault as e:

@@ -17,7 +17,8 @@ from rlx.config.compose import compose_config, expand_for_validation, tuned_pres
 from rlx.config.typed import whole_ints_in
 from rlx.errors import RunFault, UserError
 from rlx.rundir.lock import RunDirTaken, check_creatable_dir, check_dir_path, check_not_in_use, claim_fresh, holds_run
-from rlx.train.run import exit_status, job_device, parse_settings, train, write_summary
+from rlx.train.driver import train
+from rlx.train.run import exit_status, job_device, parse_settings, write_summary
 
 
 def _hydra_dirs(overrides: list[str]) -> tuple[DictConfig, Path, Path, Path]:

@@ -272,7 +272,8 @@ def _write_overrides(run_dir: Path, overrides: list[str]) -> None:
 def _run(overrides: list[str], run_dir: Path, hook: Any = None) -> dict[str, Any]:
     """One ordinary rlx run (composed like `rlx train OVERRIDES`) in ``run_dir``; ``hook`` sees its evals."""
     from rlx.config.compose import compose_config
-    from rlx.train.run import train, write_summary
+    from rlx.train.driver import train
+    from rlx.train.run import write_summary
     from rlx.train.session import EVAL_HOOKS
 
     cfg = compose_config(overrides)

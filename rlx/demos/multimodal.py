@@ -34,7 +34,8 @@ def train_agent(name: str, run_dir: Path, seed: int, steps: int, alpha: float) -
     from rlx.config.compose import compose_config
     from rlx.envs.make import EnvSpec
     from rlx.rundir.checkpoint import load_checkpoint
-    from rlx.train.run import parse_settings, train
+    from rlx.train.driver import train
+    from rlx.train.run import parse_settings
 
     algo, env = SETUPS[name]
     overrides = [f"algo={algo}", f"env={env}", f"seed={seed}", f"total_steps={steps}", "network.hidden_sizes=[64,64]",

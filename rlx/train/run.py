@@ -1,14 +1,13 @@
-"""One training run: typed settings from the composed config -> env, algorithm, logger -> loop -> summary.
+"""A run's pieces: typed settings from the composed config, the process set-up, one member's logger and
+session, signals, the summary file, resume's config rules, and ``rlx eval`` of a checkpoint.
 
-Data flow: ``cli`` -> Hydra composes ``cfg`` -> :func:`parse_settings` (typed, validated) ->
-:func:`train` builds everything and hands it to the algorithm's loop.
+Data flow: ``cli`` -> Hydra composes ``cfg`` -> :func:`parse_settings` (typed, validated) -> the one
+driver (rlx/train/driver.py) builds the job from these pieces and hands it to the algorithm's loop.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
-import importlib
 import json
 import os
 import random
@@ -16,7 +15,7 @@ import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -26,13 +25,12 @@ from rlx.algos.protocols import Algorithm
 from rlx.algos.registry import ALGOS
 from rlx.config.schema import CheckpointConfig, EnvConfig, EvalConfig, LoggerConfig, NetworkConfig, RunConfig, StopConfig, WandbConfig
 from rlx.config.typed import as_dict, build
-from rlx.envs.make import EnvSpec, check_user_env, env_spec, make_vec_env
-from rlx.errors import RunFault, UserError
+from rlx.envs.make import EnvSpec, env_spec
+from rlx.errors import UserError
 from rlx.rundir.checkpoint import Checkpointer
-from rlx.rundir.lock import RunDirLock, claim_fresh
 from rlx.rundir.logging import Logger
 from rlx.train.evaluation import Evaluates, Evaluator
-from rlx.train.session import NonFiniteError, Session
+from rlx.train.session import Session
 
 # algo.loop -> module with run(algo, envs, session, device); imported on demand.
 LOOPS = {"on_policy": "rlx.train.loops.on_policy", "off_policy": "rlx.train.loops.off_policy",
@@ -154,61 +152,17 @@ def prepare_process(s: Settings) -> tuple[torch.device, EnvSpec]:
     return device, spec
 
 
-def build_algorithm(s: Settings, spec: EnvSpec, device: torch.device) -> Any:
-    return ALGOS[s.algo_name](spec, s.algo, s.network, device)
-
-
-def train(cfg: DictConfig | dict, run_dir: str | Path) -> dict[str, Any]:
-    """Train per ``cfg`` into a new run in ``run_dir``; returns (and writes) the summary.
-
-    The dir is locked for the whole run; a dir that already holds a run is refused unless
-    ``overwrite=true`` (which deletes the old run's files first)."""
-    s = parse_settings(cfg)
-    run_dir = Path(run_dir)
-    with RunDirLock(run_dir):
-        claim_fresh(run_dir, s.run.overwrite)
-        return _train(cfg, s, run_dir, None)
-
-
-def _train(cfg: DictConfig | dict, s: Settings, run_dir: Path, resume: dict | None) -> dict[str, Any]:
-    """The run itself, in a dir this process has locked. ``resume``: a loaded checkpoint."""
-    config = as_dict(cfg, resolve=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
-    device, spec = prepare_process(s)
-    env_warnings = check_user_env(s.env.id, s.env.kwargs)
-    algo = build_algorithm(s, spec, device)
-    exit_code = 1
-    with contextlib.ExitStack() as stack:  # whatever was built is closed, however the run ends
-        envs = make_vec_env(s.env.id, s.env.num_envs, s.run.seed, s.env.kwargs, s.env.max_episode_steps,
-                            batched=s.env.batched, wrappers=s.env.wrappers, train_wrappers=s.env.train_wrappers)
-        stack.callback(envs.close)
-        session = run_session(s, config, run_dir, algo, spec, device, resume, stack, lambda: exit_code)
-        logger = session.logger
-        for w in env_warnings:
-            logger.message(f"rlx: warning: env checker ({spec.id}): {w}")
-        if resume:
-            session.restore(resume)
-        try:
-            with stop_on_signals(session, logger):
-                summary = importlib.import_module(LOOPS[algo.loop]).run(algo, envs, session, device)
-        except NonFiniteError as e:
-            raise NonFiniteError(record_fault(run_dir, str(e), session)) from None
-        except OSError as e:
-            if e.errno not in OS_FAULTS:
-                raise
-            raise RunFault(record_fault(run_dir, f"{e.strerror or e} ({getattr(e, 'filename', None) or run_dir})",
-                                         session)) from None
-        summary["device"] = str(device)
-        write_summary(run_dir, summary)
-        logger.summary(summary)
-        exit_code = 0
-        if session.stop_requested in ("SIGINT", "SIGTERM"):
-            logger.message(f"rlx: stopped by {session.stop_requested} at env step {session.env_steps:,}; "
-                           f"checkpoint saved. Continue with: rlx resume {run_dir}")
-        elif session.stop_requested:  # a stop condition (stop.*) or rlx tune's pruner: the run is over
-            logger.message(f"rlx: ended by {session.stop_requested} at env step {session.env_steps:,}")
-        return summary
-    raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
+def build_algorithm(settings: Settings | Sequence[Settings], spec: EnvSpec, device: torch.device) -> Any:
+    """A job's algorithm (rlx/train/driver.py): K members stacked, member k initialized as its plain run
+    initializes it (the algorithm's class has ``member_keys``: a member dimension), or, for an algorithm
+    without one, the one member's algorithm. One Settings: a plain run's (a job of one)."""
+    group = [settings] if isinstance(settings, Settings) else list(settings)
+    s0, cls = group[0], cast(Any, ALGOS[group[0].algo_name])
+    if getattr(cls, "member_keys", ()):
+        return cls(spec, [s.algo for s in group], s0.network, device, seeds=[s.run.seed for s in group])
+    if len(group) > 1:
+        raise UserError(f"algo={s0.algo_name} has no member dimension: a job of {len(group)} members is not possible")
+    return cls(spec, s0.algo, s0.network, device)
 
 
 def eval_seed(seed: int) -> int:
@@ -239,22 +193,6 @@ def run_session(s: Settings, config: dict, run_dir: Path, algo: Algorithm, spec:
     logger.message(f"rlx: {'resuming' if resume else 'run'} {s.algo_name} on {spec.id} in {run_dir}"
                    + (f" from env step {start:,}" if resume else ""))
     return session
-
-
-# OS-level faults that end a run cleanly (one line, exit code 1): disk full, quota, read-only, I/O, permissions.
-OS_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM)
-
-
-def record_fault(run_dir: Path, error: str, session: Session) -> str:
-    """Summary with status failed (if the disk still lets us write it); the message names the last good checkpoint."""
-    last = run_dir / "checkpoints" / "last.pt"
-    where = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint yet"
-    message = f"{error}; {where}"
-    with contextlib.suppress(OSError):
-        write_summary(run_dir, {"status": "failed", "error": message, "algo": session.algo_name,
-                                "env_id": session.config["env"]["id"], "seed": session.config["seed"],
-                                "env_steps": session.env_steps})
-    return message
 
 
 @contextlib.contextmanager
@@ -320,26 +258,6 @@ def evaluate_checkpoint(path: str | Path, episodes: int | None = None, determini
 RESUMABLE_KEYS = ("total_steps", "device", "torch_threads", "eval.every", "eval.episodes", "checkpoint.every",
                   "checkpoint.keep", "logger.every", "logger.progress", "logger.wandb.mode",
                   "logger.tensorboard", "stop.reward_threshold", "stop.patience")
-
-
-def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Continue a run from ``RUN_DIR/checkpoints/last.pt`` with its own config (plus safe overrides).
-    The run dir is locked first: a second resume (or a train) of the same dir is refused."""
-    from rlx.rundir.checkpoint import load_checkpoint
-
-    run_dir = Path(run_dir)
-    last = run_dir / "checkpoints" / "last.pt"
-    if not last.is_file():
-        raise UserError(f"{run_dir}: no checkpoints/last.pt to resume from")
-    with RunDirLock(run_dir):
-        state = load_checkpoint(last)
-        plain = resumed_config(state["config"], overrides)
-        s = parse_settings(plain)
-        if s.run.total_steps <= state["env_steps"]:
-            raise UserError(f"{run_dir}: already trained {state['env_steps']:,} env steps (total_steps={s.run.total_steps:,}); "
-                            f"pass a larger total_steps=... to extend the run")
-        truncate_metrics(run_dir / "metrics.jsonl", state["env_steps"])
-        return _train(plain, s, run_dir, state)
 
 
 def resumed_config(config: dict, overrides: Sequence[str]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextvars
 import math
-import pickle
 import random
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from rlx.errors import RunFault
 from rlx.rundir.checkpoint import Checkpointer
 from rlx.rundir.logging import Logger, RateMeter
 from rlx.train.evaluation import Evaluates
+from rlx.train.loop_state import LoopState, member_loop_state, restore_vector_env
 
 # Stop reasons that end a run as finished (status "ok", or "pruned" for rlx tune's pruner), unlike signals.
 STOP_CONDITIONS = ("reward_threshold", "patience")
@@ -80,22 +80,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def vector_env_state(envs: VecEnv) -> bytes | None:
-    """Pickle the sub-envs (simulator state, time-limit counters, their RNGs) so a resume continues
-    mid-episode exactly; None for envs that cannot be pickled (then resume starts new episodes)."""
-    try:
-        return pickle.dumps((envs.envs, envs.action_space.np_random.bit_generator.state))
-    except Exception:
-        return None
-
-
-def restore_vector_env(envs: VecEnv, blob: bytes | None) -> bool:
-    if blob is None:
-        return False
-    sub_envs, space_rng = pickle.loads(blob)
-    envs.envs = sub_envs
-    envs.action_space.np_random.bit_generator.state = space_rng
-    return True
+# what a loop passes at its safe points: its live state (a plain run's or a job's loops) or a ready dict (A3C's)
+LoopStateFn = Callable[[], "dict[str, Any] | LoopState"]
 
 
 class LoopSession(Protocol):
@@ -103,6 +89,11 @@ class LoopSession(Protocol):
     (rlx/train/loops/async_workers.py)."""
 
     tracker: EpisodeTracker
+
+    @property
+    def loop_state(self) -> dict[str, Any] | None:
+        """A resumed run's checkpointed loop state (None: a fresh run)."""
+        ...
 
     @property
     def done(self) -> bool: ...
@@ -118,9 +109,22 @@ class LoopSession(Protocol):
 
     def record(self, metrics: dict[str, float] | Sequence[dict[str, float]]) -> None: ...
 
-    def tick(self, loop_state: Callable[[], dict[str, Any]]) -> None: ...
+    def tick(self, loop_state: LoopStateFn) -> None: ...
 
-    def finish(self, loop_state: Callable[[], dict[str, Any]]) -> dict[str, Any]: ...
+    def finish(self, loop_state: LoopStateFn) -> Any:
+        """The summary: one dict (a Session), or one per member (a job's session)."""
+        ...
+
+
+class OffPolicyLoopSession(LoopSession, Protocol):
+    """What rlx.train.loops.off_policy.run needs besides: the config (frame stacking) and the step count
+    (learning_starts, train_freq)."""
+
+    @property
+    def config(self) -> dict: ...
+
+    @property
+    def env_steps(self) -> int: ...
 
 
 class Session:
@@ -199,7 +203,7 @@ class Session:
         self.pending.append(metrics)
 
     # -- the safe-point hook ---------------------------------------------------------------------
-    def tick(self, loop_state: Callable[[], dict[str, Any]]) -> None:
+    def tick(self, loop_state: LoopStateFn) -> None:
         steps = self.env_steps
         returns, lengths = self.tracker.drain()
         if returns:
@@ -248,7 +252,7 @@ class Session:
             what = "observation" if not np.isfinite(obs).all() else "reward"
             raise NonFiniteError(f"non-finite {what} from the env at env step {self.env_steps}")
 
-    def evaluate(self, loop_state: Callable[[], dict[str, Any]] | None = None) -> tuple[float, float]:
+    def evaluate(self, loop_state: LoopStateFn | None = None) -> tuple[float, float]:
         returns = self.evaluator(self.algo.act, self.deterministic_eval)
         mean, std = float(returns.mean()), float(returns.std())
         self.counters.last_eval = (mean, std)
@@ -282,7 +286,9 @@ class Session:
             self.stop_requested = "patience"
 
     # -- checkpoints -----------------------------------------------------------------------------
-    def checkpoint_state(self, loop_state: dict[str, Any]) -> dict[str, Any]:
+    def checkpoint_state(self, loop_state: dict[str, Any] | LoopState) -> dict[str, Any]:
+        if isinstance(loop_state, LoopState):  # a loop's live state: this run's all of it (a member's: sliced by its job)
+            loop_state = member_loop_state(loop_state, 0, 1, self.save_buffer)
         algo_state = self.algo.state_dict()
         _assert_finite(algo_state, self.env_steps)
         c = self.counters
@@ -302,7 +308,7 @@ class Session:
             "rng": rng_state(),
         }
 
-    def save(self, loop_state: Callable[[], dict[str, Any]], periodic: bool = False) -> None:
+    def save(self, loop_state: LoopStateFn, periodic: bool = False) -> None:
         self.checkpointer.save_last(self.checkpoint_state(loop_state()), periodic=periodic)
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -322,7 +328,7 @@ class Session:
         self.loop_state = state["loop"]
 
     # -- the end ---------------------------------------------------------------------------------
-    def finish(self, loop_state: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def finish(self, loop_state: LoopStateFn) -> dict[str, Any]:
         """Final evaluation, last checkpoint, summary.json contents.
 
         ``wall_s``/``sps`` cover training (periodic evals and checkpoints included), not the final

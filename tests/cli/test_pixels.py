@@ -103,7 +103,7 @@ def test_pixel_resume_is_exact(tmp_path):
     uninterrupted run (CPU, fixed seed), as for CartPole."""
     pytest.importorskip("minatar")
     from rlx.config.compose import compose_config
-    from rlx.train.run import resume, train
+    from rlx.train.driver import resume, train
 
     quiet = ["logger.wandb.mode=disabled", "logger.progress=false", "device=cpu"]
     full, cut = tmp_path / "full", tmp_path / "cut"

@@ -39,7 +39,7 @@ def test_plot_a_2x2_sweep_with_its_table(tmp_path):
 
 def test_a_resumed_run_is_one_curve(tmp_path):
     from rlx.config.compose import compose_config
-    from rlx.train.run import resume, train
+    from rlx.train.driver import resume, train
 
     run = tmp_path / "run"
     train(compose_config(["total_steps=1024", "eval.every=256", "eval.episodes=2", "logger.every=256", "checkpoint.every=512",

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-import rlx.train.population
+import rlx.train.driver
 from rlx.errors import RunFault
 from tests.conftest import FAST, run_cli
 
@@ -27,7 +27,7 @@ def _job_dirs(sweep: Path) -> list[Path]:
 
 
 class FakeCore:
-    """Stands in for rlx.train.population.train_population: records each call, writes config.yaml and an ok
+    """Stands in for rlx.train.driver.train_job: records each call, writes config.yaml and an ok
     summary.json into every member's dir (eval_return_mean = 100 * clip_eps + seed), or raises ``fail``
     for a population that contains a member with ``fail_if(cfg)``."""
 
@@ -58,7 +58,7 @@ def _sweep(monkeypatch, capsys, tmp_path: Path, *args: str, core: FakeCore | Non
     from rlx.app.cli import main
 
     if core is not None:
-        monkeypatch.setattr(rlx.train.population, "train_population", core)
+        monkeypatch.setattr(rlx.train.driver, "train_job", core)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["rlx", "sweep", *args])
     with pytest.raises(SystemExit) as e:
@@ -84,7 +84,7 @@ def test_a_grid_of_member_keys_is_one_population(monkeypatch, capsys, tmp_path):
     # as rlx.train.run.train receives a multirun job's config: no hydra node, the sweep's W&B group
     assert all("hydra" not in c and c["logger"]["wandb"]["group"] == sweep.name for c in cfgs)
     assert _population_lines(out) == ["rlx: population 0: 4 members (jobs 0-3), varying: algo.clip_eps, seed"]
-    pops = json.loads((sweep / "population.json").read_text())["populations"]
+    pops = json.loads((sweep / "populations.json").read_text())["populations"]
     assert [p["members"] for p in pops] == [["0", "1", "2", "3"]] and pops[0]["status"] == "ok"
     for d in dirs:  # Hydra's own files, as for any sweep job (rlx report reads the overrides from there)
         assert (d / ".hydra" / "overrides.yaml").is_file() and (d / ".hydra" / "config.yaml").is_file()
@@ -103,7 +103,7 @@ def test_a_key_that_cannot_vary_splits_populations_in_job_order(monkeypatch, cap
     assert [[c["seed"] for c in cfgs] for cfgs, _ in core.calls] == [[0, 1], [0, 1]]
     assert _population_lines(out) == ["rlx: population 0: 2 members (jobs 0,1), varying: seed",
                                       "rlx: population 1: 2 members (jobs 2,3), varying: seed"]
-    pops = json.loads((sweep / "population.json").read_text())["populations"]
+    pops = json.loads((sweep / "populations.json").read_text())["populations"]
     assert [p["members"] for p in pops] == [["0", "1"], ["2", "3"]]
 
 
@@ -156,7 +156,7 @@ def test_a_failing_population_records_its_members_and_the_sweep_goes_on(monkeypa
     assert all(s["status"] == "ok" for s in ok)
     assert (sweep / "0" / "error.txt").is_file() == isinstance(error, ValueError)  # a traceback for a bug, as hydra_job
     assert f"rlx: population 0 (2 members (jobs 0,1)) failed: {recorded}" in err
-    pops = json.loads((sweep / "population.json").read_text())["populations"]
+    pops = json.loads((sweep / "populations.json").read_text())["populations"]
     assert [p["status"] for p in pops] == ["failed", "ok"] and pops[0]["error"] == recorded
     with open(sweep / "report.csv", newline="") as fh:
         rows = {r["algo.n_steps"]: r for r in csv.DictReader(fh)}
@@ -175,7 +175,7 @@ def test_a_stopped_population_stops_the_sweep(monkeypatch, capsys, tmp_path):
     code, out, err = _sweep(monkeypatch, capsys, tmp_path, "algo=ppo", "algo.n_steps=64,128", f"hydra.sweep.dir={sweep}",
                             *POP, core=core)
     assert code == 143  # SIGTERM, as a stopped plain run exits
-    pops = json.loads((sweep / "population.json").read_text())["populations"]
+    pops = json.loads((sweep / "populations.json").read_text())["populations"]
     assert [p["status"] for p in pops] == ["stopped", "stopped"]
 
 
@@ -264,7 +264,7 @@ def test_a_real_tiny_population_trains_every_member(tmp_path):
         assert json.loads((d / "summary.json").read_text())["status"] == "ok"
         assert yaml.safe_load((d / "config.yaml").read_text())["algo"]["clip_eps"] == eps
         assert (d / "metrics.jsonl").is_file()
-    assert json.loads((sweep / "population.json").read_text())["populations"][0]["members"] == ["0", "1"]
+    assert json.loads((sweep / "populations.json").read_text())["populations"][0]["members"] == ["0", "1"]
     with open(sweep / "report.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [(row["algo.clip_eps"], row["status"]) for row in rows] == [("0.1", "ok"), ("0.3", "ok")]

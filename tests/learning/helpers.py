@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlx.config.compose import compose_config
-from rlx.train.run import train
+from rlx.train.driver import train
 
 QUIET = ["logger.wandb.mode=disabled", "logger.progress=false", "checkpoint.every=0"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from rlx.config.compose import compose_config
-from rlx.train.population import train_population
+from rlx.train.driver import train_job as train_population
 from tests.learning.helpers import QUIET
 
 

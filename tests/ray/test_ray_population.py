@@ -29,7 +29,7 @@ def _check_sweep(sweep: Path) -> None:
     assert jobs == ["0", "1", "2", "3"]
     for job in jobs:
         assert json.loads((sweep / job / "summary.json").read_text())["status"] == "ok"
-    (pop,) = json.loads((sweep / "population.json").read_text())["populations"]
+    (pop,) = json.loads((sweep / "populations.json").read_text())["populations"]
     assert pop["members"] == jobs and pop["status"] == "ok"
     with open(sweep / "report.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -101,7 +101,7 @@ def test_a_population_whose_ray_worker_dies_past_max_retries_is_recorded_failed_
         assert failed["status"] == "failed" and "Ray task of population 0 failed after 0 retries" in failed["error"]
     for job in ("2", "3"):
         assert json.loads((sweep / job / "summary.json").read_text())["status"] == "ok"
-    assert [p["status"] for p in json.loads((sweep / "population.json").read_text())["populations"]] == ["failed", "ok"]
+    assert [p["status"] for p in json.loads((sweep / "populations.json").read_text())["populations"]] == ["failed", "ok"]
     with open(sweep / "report.csv", newline="") as fh:
         rows = {row["algo.n_steps"]: row for row in csv.DictReader(fh)}
     assert rows["64"]["n_failed"] == "2" and rows["128"]["n_failed"] == "0"

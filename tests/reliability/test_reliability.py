@@ -15,7 +15,7 @@ import torch
 
 from rlx.config.compose import compose_config
 from rlx.rundir.checkpoint import load_checkpoint, save_checkpoint
-from rlx.train.run import resume, train
+from rlx.train.driver import resume, train
 from rlx.train.session import NonFiniteError
 from tests.conftest import run_cli
 

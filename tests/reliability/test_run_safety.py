@@ -22,7 +22,8 @@ from rlx.config.compose import compose_config
 from rlx.errors import RunFault, UserError
 from rlx.rundir.checkpoint import load_checkpoint
 from rlx.rundir.lock import RunDirLock, unique_dir
-from rlx.train.run import override_value, resume, train
+from rlx.train.driver import resume, train
+from rlx.train.run import override_value
 from tests.conftest import run_cli
 
 QUIET = ["logger.wandb.mode=disabled", "logger.progress=false"]

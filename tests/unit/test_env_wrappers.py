@@ -134,7 +134,7 @@ def test_normalize_reward_is_checkpointed_and_resumes_exactly(tmp_path):
     import torch
 
     from rlx.config.compose import compose_config
-    from rlx.train.run import resume, train
+    from rlx.train.driver import resume, train
 
     args = ["env.normalize_reward=true", "total_steps=2048", "checkpoint.every=1024", "logger.every=256",
             "eval.every=1024", "eval.episodes=2", "logger.wandb.mode=disabled", "logger.progress=false", "device=cpu"]

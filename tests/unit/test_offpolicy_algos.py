@@ -245,7 +245,7 @@ def test_detached_critic_params_get_no_gradient() -> None:
 
 def small_run(algo: str, steps: int, run_dir, *extra: str) -> dict:
     from rlx.config.compose import compose_config
-    from rlx.train.run import train
+    from rlx.train.driver import train
 
     cfg = compose_config([f"algo={algo}", "env=pendulum", f"total_steps={steps}", "algo.learning_starts=50",
                           "algo.batch_size=32", "network.hidden_sizes=[16]", "env.num_envs=2", "eval.every=0",
@@ -257,7 +257,7 @@ def small_run(algo: str, steps: int, run_dir, *extra: str) -> dict:
 @pytest.mark.parametrize("algo,extra", [("sac", ()), ("ddpg", ("algo.noise=ou",))])
 def test_resume_with_saved_buffer_continues_exactly(algo, extra, tmp_path) -> None:
     from rlx.rundir.checkpoint import load_checkpoint
-    from rlx.train.run import resume
+    from rlx.train.driver import resume
 
     straight = small_run(algo, 300, tmp_path / "a", *extra)
     small_run(algo, 150, tmp_path / "b", *extra)

@@ -297,7 +297,7 @@ def test_reinforce_resume_is_exact_with_held_back_episodes(tmp_path):
     import shutil
 
     from rlx.config.compose import compose_config
-    from rlx.train.run import resume, train
+    from rlx.train.driver import resume, train
 
     args = ["algo=reinforce", "algo.n_steps=32", "total_steps=2048", "checkpoint.every=1024", "eval.every=0",
             "eval.episodes=2", "logger.wandb.mode=disabled", "logger.progress=false"]

@@ -173,7 +173,7 @@ def _cfgs(values, extra=()):
 
 
 def test_a_population_writes_one_ordinary_run_dir_per_member(tmp_path):
-    from rlx.train.population import train_population
+    from rlx.train.driver import train_job as train_population
     from rlx.train.run import evaluate_checkpoint
 
     dirs = [tmp_path / "a", tmp_path / "b"]
@@ -183,7 +183,7 @@ def test_a_population_writes_one_ordinary_run_dir_per_member(tmp_path):
     logged = []
     for d, eps, seed in zip(dirs, (0.1, 0.3), (0, 1), strict=True):
         summary = json.loads((d / "summary.json").read_text())
-        assert summary["env_steps"] == 640 and summary["seed"] == seed and summary["population"] == 2
+        assert summary["env_steps"] == 640 and summary["seed"] == seed and "population" not in summary
         assert f"clip_eps: {eps}" in (d / "config.yaml").read_text()
         lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
         assert any("eval_return_mean" in x for x in lines) and any("policy_loss" in x for x in lines)
@@ -196,7 +196,7 @@ def test_a_population_writes_one_ordinary_run_dir_per_member(tmp_path):
 
 
 def test_a_member_whose_loss_goes_nan_fails_alone(tmp_path, monkeypatch):
-    from rlx.train.population import train_population
+    from rlx.train.driver import train_job as train_population
 
     original = PPO.update
 
@@ -218,24 +218,24 @@ def test_a_member_whose_loss_goes_nan_fails_alone(tmp_path, monkeypatch):
 
 def test_members_that_differ_in_a_shape_key_are_refused(tmp_path):
     from rlx.errors import UserError
-    from rlx.train.population import train_population
+    from rlx.train.driver import train_job as train_population
 
     with pytest.raises(UserError, match="cannot vary within one population"):
         train_population(_cfgs([["algo.n_steps=32"], ["algo.n_steps=64"]]), [tmp_path / "a", tmp_path / "b"])
     assert not (tmp_path / "a").exists()
 
 
-def test_sigterm_checkpoints_every_member_and_resume_of_one_member_continues_the_population(tmp_path):
+def test_sigterm_checkpoints_every_member_and_resume_of_the_sweep_dir_continues_the_population(tmp_path):
     import signal
     import subprocess
     import sys
 
-    from rlx.train.population import train_population
+    from rlx.train.driver import train_job as train_population
 
     dirs = [tmp_path / "a", tmp_path / "b"]
     train_population(_cfgs([["algo.clip_eps=0.1"], ["algo.clip_eps=0.3"]], ["total_steps=256", "eval.every=0"]), dirs)
     cli = [sys.executable, "-c", "from rlx.app.cli import main; main()", "resume"]
-    p = subprocess.Popen([*cli, str(dirs[0]), "total_steps=100000000", "logger.progress=true", "logger.every=128"],
+    p = subprocess.Popen([*cli, str(tmp_path), "total_steps=100000000", "logger.progress=true", "logger.every=128"],
                          stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     assert p.stderr is not None
     for line in p.stderr:  # wait until it is training
@@ -249,9 +249,9 @@ def test_sigterm_checkpoints_every_member_and_resume_of_one_member_continues_the
     steps = stopped[0]["env_steps"]
     assert steps > 256 and stopped[1]["env_steps"] == steps  # both members checkpointed at the same step
     total = steps + 256
-    r = subprocess.run([*cli, str(dirs[1]), f"total_steps={total}"], capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run([*cli, str(tmp_path), f"total_steps={total}"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "one member of a population of 2: resuming the whole population" in r.stderr
+    assert "rlx: resuming a, b" in r.stderr and "population of 2 in one process" in r.stderr
     for d in dirs:
         summary = json.loads((d / "summary.json").read_text())
         assert summary["status"] == "ok" and summary["env_steps"] == total
@@ -262,7 +262,7 @@ def test_sigterm_checkpoints_every_member_and_resume_of_one_member_continues_the
 def test_an_off_policy_member_whose_loss_goes_nan_fails_alone(tmp_path, monkeypatch):
     from rlx.algos.sac import SAC
     from rlx.config.compose import compose_config
-    from rlx.train.population import train_population
+    from rlx.train.driver import train_job as train_population
 
     original = SAC.update
 

@@ -151,7 +151,7 @@ QUIET = ["logger.wandb.mode=disabled", "logger.tensorboard=false", "logger.progr
 
 def test_a_sac_population_writes_one_ordinary_run_dir_per_member(tmp_path):
     from rlx.config.compose import compose_config
-    from rlx.train.population import train_population
+    from rlx.train.driver import train_job as train_population
     from rlx.train.run import evaluate_checkpoint
 
     dirs = [tmp_path / "a", tmp_path / "b"]
@@ -162,7 +162,7 @@ def test_a_sac_population_writes_one_ordinary_run_dir_per_member(tmp_path):
     alphas = []
     for d, seed in zip(dirs, (0, 1), strict=True):
         summary = json.loads((d / "summary.json").read_text())
-        assert summary["env_steps"] == 400 and summary["seed"] == seed and summary["population"] == 2
+        assert summary["env_steps"] == 400 and summary["seed"] == seed and "population" not in summary
         lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
         assert any("eval_return_mean" in x for x in lines) and any("critic_loss" in x for x in lines)
         alphas.append([x["alpha"] for x in lines if "alpha" in x])
@@ -306,7 +306,8 @@ def test_a_masked_td3_or_ddpg_member_is_untouched_and_the_others_train(algo):
 
 def test_a_td3_population_writes_one_ordinary_run_dir_per_member(tmp_path):
     from rlx.config.compose import compose_config
-    from rlx.train.population import population_group_key, train_population
+    from rlx.train.driver import train_job as train_population
+    from rlx.train.population import population_group_key
     from rlx.train.run import evaluate_checkpoint
 
     quiet = ["logger.wandb.mode=disabled", "logger.tensorboard=false", "logger.progress=false", "env=pendulum",
@@ -321,7 +322,7 @@ def test_a_td3_population_writes_one_ordinary_run_dir_per_member(tmp_path):
     assert [s["status"] for s in summaries] == ["ok", "ok"]
     for d, seed in zip(dirs, (0, 1), strict=True):
         summary = json.loads((d / "summary.json").read_text())
-        assert summary["env_steps"] == 400 and summary["seed"] == seed and summary["population"] == 2
+        assert summary["env_steps"] == 400 and summary["seed"] == seed and "population" not in summary
         lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
         assert any("eval_return_mean" in x for x in lines) and any("critic_loss" in x for x in lines)
     assert "target_policy_noise: 0.05" in (dirs[1] / "config.yaml").read_text()

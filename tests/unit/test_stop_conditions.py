@@ -6,7 +6,7 @@ import pytest
 from rlx.app.validate import validate
 from rlx.config.compose import compose_config
 from rlx.errors import UserError
-from rlx.train.run import train
+from rlx.train.driver import train
 from rlx.train.session import EVAL_HOOKS
 from tests.conftest import FAST
 

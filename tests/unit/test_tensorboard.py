@@ -46,7 +46,7 @@ def test_sink_writes_numbers_at_env_steps_and_a_resume_purges_the_redone_steps(t
 
 def test_run_event_files_hold_the_metrics_and_a_killed_run_resumes_one_curve(tmp_path):
     from rlx.config.compose import compose_config
-    from rlx.train.run import resume, train
+    from rlx.train.driver import resume, train
 
     run = tmp_path / "run"
     train(compose_config(["total_steps=2048", "eval.every=512", "eval.episodes=2", "logger.every=256",
@@ -78,7 +78,7 @@ def test_run_event_files_hold_the_metrics_and_a_killed_run_resumes_one_curve(tmp
 
 def test_tensorboard_off_writes_no_event_files(tmp_path):
     from rlx.config.compose import compose_config
-    from rlx.train.run import train
+    from rlx.train.driver import train
 
     cfg = compose_config(["total_steps=512", "eval.every=0", "eval.episodes=1", "checkpoint.every=0",
                           "logger.wandb.mode=disabled", "logger.tensorboard=false", *FAST])

@@ -13,7 +13,8 @@ from rlx.buffers.rollout import Rollout
 from rlx.config.compose import compose_config
 from rlx.config.schema import NetworkConfig
 from rlx.envs.make import EnvSpec
-from rlx.train.run import parse_settings, train
+from rlx.train.driver import train
+from rlx.train.run import parse_settings
 
 DISCRETE = EnvSpec("Toy-v0", gym.spaces.Box(-10, 10, (2,)), gym.spaces.Discrete(2))
 CONTINUOUS = EnvSpec("ToyC-v0", gym.spaces.Box(-10, 10, (3,)), gym.spaces.Box(-1, 1, (2,)))
@@ -129,7 +130,7 @@ def test_resume_from_a_mid_run_checkpoint_is_exact(tmp_path):
     """As PPO's reliability test: killed after the checkpoint at 1024, resumed to 2048 == one uninterrupted run."""
     import shutil
 
-    from rlx.train.run import resume
+    from rlx.train.driver import resume
 
     args = ["algo=trpo", "env=cartpole", "total_steps=2048", "algo.n_steps=256", "checkpoint.every=1024",
             "eval.every=0", "eval.episodes=1", "logger.every=256", "logger.wandb.mode=disabled", "logger.progress=false"]

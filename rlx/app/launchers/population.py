@@ -1,7 +1,7 @@
 """rlx's Hydra launcher for populations (``hydra/launcher=population``, issue 12).
 
 The jobs of a multirun that differ only in per-member keys (``each algorithm class's member_keys``: seed, lr,
-clip_eps, ...) are trained as ONE process, a population (``rlx.train.population.train_population``). Jobs that
+clip_eps, ...) are trained as ONE process, a population (``rlx.train.driver.train_job``). Jobs that
 differ in any other key (algo, env, network sizes, n_steps, ...) go into separate populations; a group
 bigger than ``max_members`` is split into chunks of at most that many. Populations run one after
 another, or ``n_jobs`` at a time in worker processes (one fresh process per population).
@@ -9,7 +9,7 @@ another, or ``n_jobs`` at a time in worker processes (one fresh process per popu
 Every member still gets its ordinary run dir in the sweep dir (``.hydra/``, ``config.yaml``,
 ``metrics.jsonl``, ``summary.json``, ...), so ``rlx report`` and ``rlx eval`` work as for any sweep.
 A population that fails (bad input, a fault, any exception) records each of its members as a failed
-run (``summary.json`` with status "failed") and the sweep goes on. ``population.json`` in the sweep dir
+run (``summary.json`` with status "failed") and the sweep goes on. ``populations.json`` in the sweep dir
 lists the populations (member dirs relative to the sweep dir), for ``rlx resume SWEEP_DIR``.
 
 On Ray (``hydra.launcher.ray.address=auto``, or ``hydra/launcher=population_ray``): each population is
@@ -46,8 +46,9 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from rlx.rundir.populations import population_status, read_populations, write_populations
+
 log = logging.getLogger(__name__)
-POPULATION_FILE = "population.json"
 NO_RAY = "hydra.launcher.ray.address (populations on Ray) needs Ray: pip install 'rlx[ray]'"
 RAY_DEFAULTS: dict[str, Any] = {"address": None, "num_cpus": 1, "num_gpus": 0, "resources": {}, "max_retries": 1,
                                 "namespace": None}
@@ -386,13 +387,13 @@ def _train_chunk(cfgs: list[DictConfig], run_dirs: list[Path]) -> tuple[list[dic
     Runs in this process or in a spawned worker (which must register rlx's resolvers first)."""
     from rlx.conf import register_resolvers
     from rlx.errors import RunFault, UserError
-    from rlx.train import population
+    from rlx.train import driver
 
     register_resolvers()
     try:
-        summaries = population.train_population(cfgs, run_dirs)
+        summaries = driver.train_job(cfgs, run_dirs)
         if len(summaries) != len(run_dirs):
-            raise RuntimeError(f"train_population returned {len(summaries)} summaries for {len(run_dirs)} members")
+            raise RuntimeError(f"train_job returned {len(summaries)} summaries for {len(run_dirs)} members")
         return list(summaries), None
     except (RunFault, UserError) as e:
         return None, (str(e), "")
@@ -446,9 +447,9 @@ def _population_entry(pop: _Population, sweep_dir: Path) -> dict[str, Any]:
 
 
 def _record_populations(sweep_dir: Path, populations: list[_Population]) -> int:
-    """Add these populations to SWEEP_DIR/population.json (a sweeper may launch several batches); returns
+    """Add these populations to SWEEP_DIR/populations.json (a sweeper may launch several batches); returns
     the number of the first one. Written before training starts, so that an interrupted sweep has it."""
-    data = _read_population_file(sweep_dir)
+    data = read_populations(sweep_dir)
     first = len(data["populations"])
     now = time.time()
     for pop in populations:
@@ -456,13 +457,13 @@ def _record_populations(sweep_dir: Path, populations: list[_Population]) -> int:
             job.started = now
             job.held_run = _holds_run(job.job_dir)
         data["populations"].append(_population_entry(pop, sweep_dir))
-    _write_population_file(sweep_dir, data)
+    write_populations(sweep_dir, data)
     return first
 
 
 def _record_outcomes(sweep_dir: Path, first: int, populations: list[_Population],
                      outcomes: list[tuple[list[dict[str, Any]] | None, tuple[str, str] | None]]) -> None:
-    data = _read_population_file(sweep_dir)
+    data = read_populations(sweep_dir)
     for k, (summaries, error) in enumerate(outcomes):
         if first + k >= len(data["populations"]):
             break
@@ -472,27 +473,9 @@ def _record_outcomes(sweep_dir: Path, first: int, populations: list[_Population]
         else:
             assert summaries is not None
             statuses = [str(s.get("status")) for s in summaries]
-            entry["status"] = "stopped" if "stopped" in statuses else "ok"
+            entry["status"] = population_status(statuses)
             entry["member_status"] = statuses
-    _write_population_file(sweep_dir, data)
-
-
-def _read_population_file(sweep_dir: Path) -> dict[str, Any]:
-    path = sweep_dir / POPULATION_FILE
-    try:
-        data = json.loads(path.read_text())
-        if isinstance(data, dict) and isinstance(data.get("populations"), list):
-            return data
-    except (OSError, ValueError):
-        pass
-    return {"populations": []}
-
-
-def _write_population_file(sweep_dir: Path, data: dict[str, Any]) -> None:
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    tmp = sweep_dir / f".{POPULATION_FILE}.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(sweep_dir / POPULATION_FILE)
+    write_populations(sweep_dir, data)
 
 
 def _holds_run(run_dir: Path) -> bool:

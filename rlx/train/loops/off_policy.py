@@ -15,13 +15,14 @@ from rlx.buffers.replay import frame_stack_size, make_replay_buffer
 from rlx.envs.batched import VecEnv
 from rlx.envs.make import RewardNormalizer
 from rlx.train.evaluation import to_env_actions
-from rlx.train.session import Session, vector_env_state
+from rlx.train.loop_state import LoopState
+from rlx.train.session import OffPolicyLoopSession
 
 
-def run(algo: Any, envs: VecEnv, session: Session, device: torch.device) -> dict[str, Any]:
+def run(algo: Any, envs: VecEnv, session: OffPolicyLoopSession, device: torch.device) -> dict[str, Any]:
     hp, n_envs, space = algo.hp, envs.num_envs, envs.single_action_space
     discrete = isinstance(space, gym.spaces.Discrete)
-    frame_stack = frame_stack_size((getattr(session, "config", None) or {}).get("env") or {}, envs.single_observation_space)
+    frame_stack = frame_stack_size(session.config.get("env") or {}, envs.single_observation_space)
     action_shape = () if discrete else cast(gym.spaces.Box, space).shape  # continuous actions are a Box
     # a population (issue 12): member k's envs' transitions in member k's own buffer, [K, B, ...] batches
     members = getattr(getattr(algo, "members", None), "k", 1)
@@ -35,9 +36,8 @@ def run(algo: Any, envs: VecEnv, session: Session, device: torch.device) -> dict
     # A run resumed without its saved buffer refills this many transitions before training again.
     min_fill = max(1, min(hp.learning_starts, hp.batch_size, hp.buffer_size))
 
-    def loop_state() -> dict[str, Any]:
-        return {"obs": obs, "envs": vector_env_state(envs), "buffer": buffer.state_dict() if session.save_buffer else None,
-                "reward_norm": reward_norm.state_dict() if reward_norm is not None else None}
+    def loop_state() -> LoopState:
+        return LoopState(obs, envs, reward_norm, buffer)
 
     while not session.done:
         if session.env_steps < hp.learning_starts:

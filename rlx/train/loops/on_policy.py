@@ -21,7 +21,8 @@ from rlx.envs.batched import VecEnv
 from rlx.envs.make import RewardNormalizer
 from rlx.networks.encoders import stores_as_uint8
 from rlx.train.evaluation import to_env_actions
-from rlx.train.session import LoopSession, vector_env_state
+from rlx.train.loop_state import LoopState
+from rlx.train.session import LoopSession
 
 
 def run(algo: OnPolicyAlgorithm, envs: VecEnv, session: LoopSession, device: torch.device) -> Any:
@@ -38,9 +39,8 @@ def run(algo: OnPolicyAlgorithm, envs: VecEnv, session: LoopSession, device: tor
     obs = session.initial_obs(envs)
     reward_norm = RewardNormalizer.for_run(session, algo, n_envs)  # env.normalize_reward (None: off)
 
-    def loop_state() -> dict[str, Any]:
-        return {"obs": obs, "envs": vector_env_state(envs),
-                "reward_norm": reward_norm.state_dict() if reward_norm is not None else None}
+    def loop_state() -> LoopState:
+        return LoopState(obs, envs, reward_norm)
 
     while not session.done:
         truncated_any = False
