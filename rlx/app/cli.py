@@ -156,7 +156,7 @@ def eval_(
     deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="greedy/mean action or sampled"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     video: Optional[Path] = typer.Option(None, "--video", help="record the episodes as mp4 into this dir"),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    device: str = typer.Option("auto", "--device", help="auto (the default: CUDA when available, else the CPU) | cpu | cuda | cuda:N"),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="eval env seed (default: the run's eval seed)"),
 ) -> None:
     """Evaluate a saved checkpoint; needs nothing but the checkpoint."""

@@ -131,3 +131,14 @@ def test_checkpoint_reasons_are_shortened_at_word_or_sentence_ends():
     assert shorten("short\nsecond line") == "short"
     assert shorten("word " * 40) == " ".join(["word"] * 23) + "…"
     assert shorten("First sentence here. " + "more words " * 20, limit=60) == "First sentence here."
+
+
+def test_eval_device_defaults_to_auto_as_the_readme_says(run_dir, tmp_path):
+    import inspect
+
+    from rlx.app.cli import eval_
+
+    assert inspect.signature(eval_).parameters["device"].default.default == "auto"
+    assert "`--device` is `auto` by default" in (Path(__file__).parents[2] / "README.md").read_text()
+    r = run_cli("eval", str(run_dir), "--json", "--episodes", "1", cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert r.returncode == 0, r.stderr  # auto without a GPU: the CPU
