@@ -1,6 +1,9 @@
 """Policy evaluation on separate envs: the figure every comparison uses (deterministic by default)."""
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Collection, Protocol, Sequence
 
@@ -10,6 +13,7 @@ import torch
 
 from rlx.envs.batched import VecEnv
 from rlx.envs.make import EnvFactory, make_vec_env, resolve_env_id
+from rlx.errors import UserError
 from rlx.rundir.lock import ensure_writable_dir
 
 ActFn = Callable[[torch.Tensor, bool], torch.Tensor]
@@ -51,8 +55,14 @@ class Evaluator:
         if video_dir is not None:
             if len(self.seeds) != 1:
                 raise ValueError("a video is recorded for one policy: one seed")
+            require_video_extra(video_dir)
             env_id = resolve_env_id(env_id)
             video_dir = ensure_writable_dir(Path(video_dir), "video dir")
+            earlier = sorted(p.name for p in video_dir.glob(f"{VIDEO_PREFIX}-episode-*.mp4"))
+            if earlier:  # said once, in one line (gymnasium's warning says it for any existing dir, a fresh one too)
+                print(f"rlx: warning: --video {video_dir} already holds {len(earlier)} video(s) ({', '.join(earlier[:3])}"
+                      f"{', ...' if len(earlier) > 3 else ''}): the episodes recorded now replace those of the same number",
+                      file=sys.stderr)
             factory = _VideoFactory(env_id, dict(kwargs or {}), max_episode_steps, str(video_dir), episodes, wrappers)
             self.envs = gym.vector.SyncVectorEnv([factory], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
             self.per_block = 1
@@ -99,6 +109,19 @@ class Evaluator:
         self.envs.close()
 
 
+VIDEO_PREFIX = "rl-video"  # gymnasium's RecordVideo names its files rl-video-episode-<i>.mp4
+
+
+def require_video_extra(video_dir: str | Path) -> None:
+    """`rlx eval --video` records with moviepy (the ``video`` extra): without it, a one-line UserError naming
+    the extra, before anything is written (gymnasium's own error names gymnasium[other], after a traceback)."""
+    try:
+        import moviepy  # noqa: F401
+    except ImportError:
+        raise UserError(f"--video {video_dir}: recording needs moviepy, which is not installed: "
+                        f"pip install 'rlx[video]'") from None
+
+
 class _VideoFactory(EnvFactory):
     def __init__(self, env_id: str, kwargs: dict, max_episode_steps: int | None, video_dir: str, episodes: int,
                  wrappers: list | tuple = ()):
@@ -107,8 +130,13 @@ class _VideoFactory(EnvFactory):
         self.video_dir, self.episodes = video_dir, episodes
 
     def __call__(self) -> gym.Env:
+        # Off-screen frames need no display: without this, SDL (pygame's classic-control renderer) prints
+        # "XDG_RUNTIME_DIR is invalid" on a machine without one. A driver the user chose is kept.
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         # Only the episodes asked for: the vector env's autoreset starts one more episode after the last,
         # which would otherwise be recorded too (a stray, truncated extra file).
         episodes = self.episodes
-        return gym.wrappers.RecordVideo(super().__call__(), self.video_dir, episode_trigger=lambda i: i < episodes,
-                                       disable_logger=True)
+        with warnings.catch_warnings():  # for any existing dir, the fresh one Evaluator made too: said there instead
+            warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
+            return gym.wrappers.RecordVideo(super().__call__(), self.video_dir, episode_trigger=lambda i: i < episodes,
+                                           name_prefix=VIDEO_PREFIX, disable_logger=True)

@@ -68,6 +68,23 @@ def test_eval_records_video(run_dir, tmp_path):
     r = run_cli("eval", str(run_dir), "--episodes", "1", "--video", str(tmp_path / "vid"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert list((tmp_path / "vid").glob("*.mp4"))
+    assert r.stderr == ""  # a fresh dir: no "Overwriting existing videos", no SDL display noise
+    r = run_cli("eval", str(run_dir), "--episodes", "2", "--video", str(tmp_path / "vid"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (line,) = r.stderr.splitlines()  # the same dir again: one line of ours, not gymnasium's warning
+    assert line.startswith(f"rlx: warning: --video {tmp_path / 'vid'} already holds 1 video(s) (rl-video-episode-0.mp4)")
+
+
+def test_eval_video_without_the_video_extra_is_one_line_naming_it(run_dir, tmp_path):
+    fake = tmp_path / "no_moviepy" / "moviepy"  # an installed-looking moviepy that fails to import, as a missing one
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named moviepy')\n")
+    r = run_cli("eval", str(run_dir), "--episodes", "1", "--video", str(tmp_path / "vid"), cwd=tmp_path,
+                env={"PYTHONPATH": str(fake.parent)})
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "gymnasium[other]" not in r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line == f"rlx: error: --video {tmp_path / 'vid'}: recording needs moviepy, which is not installed: pip install 'rlx[video]'"
+    assert not (tmp_path / "vid").exists()  # nothing written
 
 
 def test_list_shows_algorithms_envs_networks(tmp_path):
