@@ -275,18 +275,26 @@ def table_rows(runs: Sequence[PlotRun], rows: Sequence[ConfigRow]) -> list[dict[
 def print_table(table: list[dict[str, Any]], keys: Sequence[str], metric: str, console: Any | None = None) -> None:
     """The --table table, fitted to the console (rlx.analysis.tables: no cell wraps, long ones end in "…")."""
     from rich.console import Console
+    from rich.text import Text
 
     from rlx.analysis.tables import Col, fit_table
 
     console = console or Console()
-    cols = [*(Col(k, "left", "key") for k in keys), Col("runs"), Col("ok"), Col("marked", "left", "text"),
+    varying = [k for k in keys if len({str(r.get(k, "")) for r in table}) > 1] or list(keys)
+    fixed = [f"{k}={table[0].get(k, '')}" for k in keys if k not in varying]
+    cols = [*(Col(k, "left", "key") for k in varying), Col("runs"), Col("ok"), Col("marked", "left", "text"),
             Col("final (mean)"), Col("IQM"), Col("95% CI (IQM)"), Col("AUC", drop=1)]
     rows = []
     for r in table:
         ci = "—" if not r["ok"] else f"[{fmt_number(r['ci_low'])}, {fmt_number(r['ci_high'])}]"
-        rows.append([*(str(r.get(k, "")) for k in keys), str(r["runs"]), str(r["ok"]), r["marked"],
+        rows.append([*(str(r.get(k, "")) for k in varying), str(r["runs"]), str(r["ok"]), r["marked"],
                      fmt_number(r["final"]), fmt_number(r["iqm"]), ci, fmt_number(r["auc"])])
-    console.print(fit_table(cols, rows, console.width, f"{metric}: final value over runs (ok runs only)")[0])
+    if fixed:  # as the sweep report: what every group shares is said once, above the table
+        console.print(Text(f"Same in every group: {', '.join(fixed)}"))
+    out, _, legend = fit_table(cols, rows, console.width, f"{metric}: final value over runs (ok runs only)")
+    console.print(out)
+    for line in legend:
+        console.print(Text(line))
 
 
 def run_plot(paths: Sequence[str | Path], by: str | None, metric: str, x: str, out: Path, table: bool,

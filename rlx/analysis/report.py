@@ -832,9 +832,12 @@ def print_report(rows: Sequence[ConfigRow], console: Any | None = None) -> None:
     console.print(escape(compare_top(rows).text))
     if _fixed_text(rows):
         console.print(escape(f"Same in every run: {_fixed_text(rows)}"))
-    table, shown = fit_table(cols, table_rows, console.width, "Sweep report", styles)
+    table, shown, legend = fit_table(cols, table_rows, console.width, "Sweep report", styles)
     console.print(table)
+    for line in legend:  # too many keys for the table: its rows are numbered, spelled out here
+        console.print(Text(line))
     if cols[-1] not in shown:  # no room for the error column: one line per configuration below the table
-        for r in rows:
+        for j, r in enumerate(rows):
             if _first_note(r):
-                console.print(Text(f"{_short_label(r, keys)}: {_first_note(r)}"), no_wrap=True, overflow="ellipsis")
+                label = f"#{j + 1}" if legend else _short_label(r, keys)
+                console.print(Text(f"{label}: {_first_note(r)}"), no_wrap=True, overflow="ellipsis")

@@ -4,7 +4,8 @@ No cell ever wraps (a wrapped error text is one word per line): every column get
 than its column ends in "…", and a table wider than the console gives way in a fixed order: long text
 (errors) is cut first, then optional columns are left out (steps/s, then the mean, ...), then config
 values are cut, then the text columns go (the caller prints them below the table); what fits again then
-comes back (optional columns, then the config values' width, then text). Numbers are never cut. Headers
+comes back (optional columns, then the config values' width, then text). Too many config keys even so:
+the rows are numbered and spelled out in a legend below the table. Numbers are never cut. Headers
 break at spaces, dotted config keys after their dots (``algo.`` / ``clip_eps``), so a long key does not
 widen a column of short values.
 """
@@ -61,8 +62,7 @@ def column_widths(cols: Sequence[Col], rows: Sequence[Sequence[str]], width: int
     widths: list[int | None] = list(natural)
 
     def total() -> int:
-        shown = [w for w in widths if w is not None]
-        return sum(shown) + SEPARATOR * (len(shown) - 1)
+        return _total(widths)
 
     if total() <= width:
         return widths
@@ -94,15 +94,37 @@ def column_widths(cols: Sequence[Col], rows: Sequence[Sequence[str]], width: int
     return widths
 
 
+def _total(widths: Sequence[int | None]) -> int:
+    shown = [w for w in widths if w is not None]
+    return sum(shown) + SEPARATOR * (len(shown) - 1)
+
+
 def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[str]], width: int, title: str | None = None,
-              styles: Sequence[str | None] | None = None) -> tuple[Any, list[Col]]:
+              styles: Sequence[str | None] | None = None) -> tuple[Any, list[Col], list[str]]:
     """A rich Table of ``rows`` (plain text, not markup) no wider than ``width`` when it can be (see above),
-    and the columns it shows."""
+    the columns it shows, and legend lines to print below it: when the config values do not fit even cut
+    (many keys), the table numbers its rows (``#``) and the legend spells each configuration out
+    (``#1: algo=sac, env=pendulum``)."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table
 
     widths = column_widths(cols, rows, width)
+    keys = [i for i, c in enumerate(cols) if c.kind == "key"]
+    legend: list[str] = []
+    if keys and _total(widths) > width:
+        legend = [f"#{j + 1}: " + ", ".join(f"{cols[i].header}={row[i]}" for i in keys if row[i] != "")
+                  for j, row in enumerate(rows)]
+        numbered: list[Col] = []
+        cells: list[list[str]] = [[] for _ in rows]
+        for i, col in enumerate(cols):  # the key columns become one "#" column where the first of them was
+            if col.kind == "key" and i != keys[0]:
+                continue
+            numbered.append(Col("#") if col.kind == "key" else col)
+            for j, row in enumerate(rows):
+                cells[j].append(str(j + 1) if col.kind == "key" else row[i])
+        cols, rows = numbered, cells
+        widths = column_widths(cols, rows, width)
     shown = [i for i, w in enumerate(widths) if w is not None]
     table = Table(title=escape(title) if title else None, box=box.HEAVY_HEAD, show_edge=False, pad_edge=False)
     for i in shown:
@@ -112,4 +134,4 @@ def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[str]], width: int, ti
                          overflow="ellipsis")
     for j, row in enumerate(rows):
         table.add_row(*(escape(row[i]) for i in shown), style=styles[j] if styles else None)
-    return table, [cols[i] for i in shown]
+    return table, [cols[i] for i in shown], legend

@@ -161,3 +161,19 @@ def test_an_existing_out_file_is_replaced(runs, tmp_path):
     (tmp_path / "old.png").write_bytes(b"old")
     out, _ = run_plot([runs / "sweep"], "algo", "eval_return_mean", "env_steps", tmp_path / "old.png", False)
     assert out.read_bytes().startswith(PNG)
+
+
+def test_the_table_shows_what_differs_and_says_what_every_group_shares(runs, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from rlx.analysis.plot import print_table
+
+    _, table = run_plot([runs / "sweep"], "env.id,algo.clip_eps", "eval_return_mean", "env_steps", tmp_path / "f.png", False)
+    console = Console(file=io.StringIO(), width=80)
+    print_table(table, ["env.id", "algo.clip_eps"], "eval_return_mean", console)
+    lines = console.file.getvalue().splitlines()
+    assert lines[0] == "Same in every group: env.id=CartPole-v1"
+    rows = [line for line in lines if "│" in line]
+    assert [r.split("│")[0].strip() for r in rows] == ["0.1", "0.3"] and all(len(line) <= 80 for line in lines)

@@ -422,3 +422,21 @@ def test_report_of_a_tune_study_points_at_the_study_report(tmp_path: Path, finis
     if finished:  # the confirmation runs are a sweep: reported as one
         rows = report_sweep(study / "confirm")
         assert [r.n_seeds for r in rows] == [2]
+
+
+def test_a_table_with_more_keys_than_fit_numbers_its_rows_and_spells_them_out_below(tmp_path: Path):
+    from rich.console import Console
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    keys = [f"algo.some_long_option_{i}" for i in range(6)]
+    for job, final in enumerate((100.0, 200.0)):
+        _make_run(sweep, job, [*(f"{k}={job}{i}" for i, k in enumerate(keys)), "seed=0"], [(0, 0.0), (10, final)],
+                  _ok_summary(final))
+    console = Console(file=io.StringIO(), width=80)
+    print_report(aggregate(load_sweep(sweep)), console)
+    lines = console.file.getvalue().splitlines()
+    header = next(line for line in lines if "┃" in line and "status" in line)
+    assert header.split("┃")[0].strip() == "#" and all(len(line) <= 80 for line in lines if "│" in line)
+    assert any(line.startswith("#2: algo.some_long_option_0=10, algo.some_long_option_1=11") for line in lines)
+    assert any("200.0" in line and line.split("│")[0].strip() == "2" for line in lines if "│" in line)
