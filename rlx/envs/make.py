@@ -8,6 +8,7 @@ evaluation reports the real game score). Both are part of the run's config, so `
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 from dataclasses import dataclass
 from typing import Any, Sequence, cast
@@ -61,25 +62,76 @@ def _register_optional(env_id: str) -> None:
             register(module)
 
 
+def _import_env_module(env_id: str, module_name: str) -> Any:
+    """The module of ``env.id=module:Name``; why it cannot be imported as a one-line UserError."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and (module_name == e.name or module_name.startswith(f"{e.name}.")):
+            raise UserError(f"env.id={env_id}: no module named '{e.name}' on Python's path (module:Name imports "
+                            f"'{module_name}'; install it, or add its directory to PYTHONPATH, e.g. PYTHONPATH=. rlx train "
+                            f"...)") from None
+        raise UserError(f"env.id={env_id}: importing module '{module_name}' failed: it needs '{e.name}', which is not "
+                        f"installed ({e})") from None
+    except Exception as e:  # a SyntaxError or any exception raised while the module runs
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise UserError(f"env.id={env_id}: importing module '{module_name}' failed: {type(e).__name__}: {first}") from None
+
+
+def _module_envs(module: Any) -> tuple[list[str], list[str]]:
+    """(the gymnasium.Env subclasses ``module`` defines, the env ids registered with an entry point in it)."""
+    name = module.__name__
+    classes = sorted(k for k, v in vars(module).items()
+                     if isinstance(v, type) and issubclass(v, gym.Env) and v.__module__ == name and not k.startswith("_"))
+
+    def in_module(entry: Any) -> bool:
+        if isinstance(entry, str):
+            return entry.split(":", 1)[0] == name
+        return getattr(entry, "__module__", None) == name
+
+    ids = sorted(k for k, spec in gym.registry.items() if in_module(spec.entry_point))
+    return classes, ids
+
+
+def _not_in_module(env_id: str, module: Any, name: str) -> UserError:
+    module_name = module.__name__
+    where = getattr(module, "__file__", None) or module_name
+    obj = getattr(module, name, None)
+    if obj is None and not hasattr(module, name):
+        what = f"module '{module_name}' ({where}) has no '{name}'"
+    elif isinstance(obj, type):
+        what = f"{module_name}.{name} is a class that does not subclass gymnasium.Env"
+    else:
+        what = f"{module_name}.{name} is not a gymnasium.Env subclass (it is of type {type(obj).__name__})"
+    classes, ids = _module_envs(module)
+    has = [f"Env classes: {', '.join(classes)}" if classes else "", f"registered ids: {', '.join(ids)}" if ids else ""]
+    found = "; ".join(h for h in has if h) or "it defines no gymnasium.Env subclass and registers no env id"
+    close = difflib.get_close_matches(name, classes + ids, n=1)
+    hint = f" Did you mean {module_name}:{close[0]}?" if close else ""
+    return UserError(f"env.id={env_id}: {what}; expected module:Class (a gymnasium.Env subclass) or module:EnvId (an "
+                     f"id that importing the module registers). In '{module_name}': {found}.{hint}")
+
+
 def resolve_env_id(env_id: str) -> str:
     """Accept a registered id, ``module:EnvId`` (import registers it) or ``module:Class`` (registered here)."""
     _register_optional(env_id)
     if ":" in env_id:
         module_name, name = env_id.split(":", 1)
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as e:
-            raise UserError(f"env.id={env_id}: cannot import module '{module_name}' ({e})") from None
+        if not module_name or not name:
+            raise UserError(f"env.id={env_id}: expected a gymnasium id, module:Class or module:EnvId "
+                            f"(e.g. my_pkg.envs:MyEnv)")
+        module = _import_env_module(env_id, module_name)
         obj = getattr(module, name, None)
         if isinstance(obj, type) and issubclass(obj, gym.Env):
             rid = f"rlx-custom/{module_name}.{name}-v0"
             if rid not in gym.registry:
                 gym.register(rid, entry_point=obj)  # type: ignore[arg-type]  # gymnasium's EnvCreator type omits classes
             return rid
+        _register_optional(name)
+        if name not in gym.registry:  # neither a class nor an id the module registered: say so, naming the module
+            raise _not_in_module(env_id, module, name)
         env_id = name
     if env_id not in gym.registry:
-        import difflib
-
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else " See `rlx list` or gymnasium's registry."
         raise UserError(f"env.id={env_id}: gymnasium doesn't know this environment id.{hint}")

@@ -56,7 +56,8 @@ def test_eval_empty_run_dir(tmp_path):
 
 
 QUIET = ["logger.progress=false", "logger.wandb.mode=disabled", "logger.tensorboard=false", "torch_threads=1"]
-TINY = ["total_steps=64", "algo.n_steps=16", "algo.batch_size=64", "env.num_envs=4", "eval.every=0", "eval.episodes=1", *QUIET]
+BASE = ["eval.every=0", "eval.episodes=1", *QUIET]  # any algorithm
+TINY = ["total_steps=64", "algo.n_steps=16", "algo.batch_size=64", "env.num_envs=4", *BASE]  # PPO, 64 steps
 
 
 def test_a_run_into_the_default_outputs_leaves_exactly_one_run_dir(tmp_path):
@@ -106,3 +107,78 @@ def test_a_whole_float_is_taken_for_an_int_everywhere(tmp_path):
     assert r.returncode == 0, r.stderr
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "\ntotal_steps: 64\n" in saved and "  num_envs: 4\n" in saved, saved
+
+
+MY_ENVS = '''
+import gymnasium as gym
+import numpy as np
+
+
+class Plain(gym.Env):
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, True, False, {}
+
+
+class MultiDiscreteActions(Plain):
+    action_space = gym.spaces.MultiDiscrete([2, 3])
+
+
+class MultiBinaryActions(Plain):
+    action_space = gym.spaces.MultiBinary(3)
+
+
+class DictActions(Plain):
+    action_space = gym.spaces.Dict({"a": gym.spaces.Discrete(2)})
+
+
+class DictObservations(Plain):
+    observation_space = gym.spaces.Dict({"a": gym.spaces.Box(-1.0, 1.0, (3,), np.float32)})
+
+
+class UnboundedActions(Plain):
+    action_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+
+
+class NotAnEnvClass:
+    pass
+
+
+NotAnEnv = 3
+gym.register("MyEnvsPlain-v0", entry_point=Plain)
+'''
+
+
+def _one_line_error(r, tmp_path, fragment):
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("rlx: error: ") and fragment in line, line
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
+@pytest.mark.parametrize("env_id, fragments", [
+    ("my_envs:NotAnEnv", ["my_envs.NotAnEnv is not a gymnasium.Env subclass (it is of type int)",
+                          "Env classes: DictActions, ", "registered ids: MyEnvsPlain-v0"]),
+    ("my_envs:NotAnEnvClass", ["my_envs.NotAnEnvClass is a class that does not subclass gymnasium.Env"]),
+    ("my_envs:Missing", ["module 'my_envs' (", "my_envs.py) has no 'Missing'", "expected module:Class"]),
+    ("my_envs:MyEnvsPlain-v1", ["has no 'MyEnvsPlain-v1'", "Did you mean my_envs:MyEnvsPlain-v0?"]),
+    ("no_such_module:X", ["env.id=no_such_module:X: no module named 'no_such_module'", "PYTHONPATH"]),
+    ("broken_envs:X", ["importing module 'broken_envs' failed: RuntimeError: broken on import"]),
+    ("needs_dep:X", ["importing module 'needs_dep' failed: it needs 'no_such_dependency'"]),
+], ids=["not-an-env", "not-an-env-class", "missing", "near-registered-id", "no-module", "raises-on-import",
+        "missing-dependency"])
+def test_a_module_env_id_that_does_not_resolve_names_the_module(tmp_path, env_id, fragments):
+    (tmp_path / "my_envs.py").write_text(MY_ENVS)
+    (tmp_path / "broken_envs.py").write_text("raise RuntimeError('broken on import')\n")
+    (tmp_path / "needs_dep.py").write_text("import no_such_dependency\n")
+    r = run_cli("train", f"env.id={env_id}", *BASE, cwd=tmp_path)
+    _one_line_error(r, tmp_path, f"env.id={env_id}: ")
+    for fragment in fragments:
+        assert fragment in r.stderr, r.stderr
+    assert "gymnasium doesn't know" not in r.stderr
