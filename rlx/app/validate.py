@@ -81,6 +81,44 @@ def _check_population_launcher(with_hydra: DictConfig) -> None:
     check_population_algo(str(with_hydra.algo.name))
 
 
+def _algorithms_for(kind: str) -> str:
+    from rlx.algos.registry import ALGOS
+
+    return ", ".join(n for n, cls in ALGOS.items() if kind in cls.action_spaces)
+
+
+def check_action_space_kind(algo_name: str, env_id: str, spec: EnvSpec) -> None:
+    """The env's action space must be one rlx's policies act in: ``Discrete(n)`` (from 0) or a flat float ``Box``
+    (finite bounds for the off-policy algorithms, which squash into them). Anything else (MultiDiscrete,
+    MultiBinary, Dict, Tuple, ...) is a one-line UserError now, not a traceback in the run."""
+    import gymnasium as gym
+    import numpy as np
+
+    from rlx.algos.registry import OFF_POLICY, ON_POLICY
+
+    space = spec.action_space
+    where = f"env.id={env_id}: action space {space}"
+    if isinstance(space, gym.spaces.Discrete):
+        if int(space.start) != 0:
+            raise UserError(f"{where} starts at {int(space.start)}: rlx's discrete policies act in 0..n-1 "
+                            f"(Discrete(n) with start=0); shift the actions in the env or a wrapper")
+        return
+    if isinstance(space, gym.spaces.Box):
+        if not np.issubdtype(space.dtype, np.floating):
+            raise UserError(f"{where}: integer Box actions are not supported; rlx takes float Box (continuous: "
+                            f"{_algorithms_for('continuous')}) or Discrete actions ({_algorithms_for('discrete')})")
+        if len(space.shape) != 1:
+            raise UserError(f"{where}: continuous actions must be a flat Box of shape (n,), not {tuple(space.shape)}; "
+                            f"reshape them in the env or a wrapper")
+        if algo_name in OFF_POLICY and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            unbounded = ", ".join(n for n, cls in ON_POLICY.items() if "continuous" in cls.action_spaces)
+            raise UserError(f"algo={algo_name} needs bounded actions (finite low and high), but {where} is unbounded; "
+                            f"algorithms that take unbounded Box actions: {unbounded}")
+        return
+    raise UserError(f"{where} is not supported by any rlx algorithm; allowed: Discrete(n) (algo={_algorithms_for('discrete')}) "
+                    f"or a flat float Box (algo={_algorithms_for('continuous')})")
+
+
 def validate(overrides: list[str]) -> DictConfig:
     """Compose and fully validate every configuration the overrides describe, including every value a
     ``sweep=`` preset's ``hydra.sweeper.params`` sweeps, each as it will run (a tuned preset that does
@@ -108,6 +146,7 @@ def validate(overrides: list[str]) -> DictConfig:
         key = repr((s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder))
         if key not in specs:
             specs[key] = env_spec(s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder)
+        check_action_space_kind(s.algo_name, s.env.id, specs[key])
         check_action_space(s.algo_name, specs[key])
         first = first or cfg
     assert first is not None

@@ -1,4 +1,6 @@
 """Bad input: one line naming the key/value and what is allowed, exit code 2, no traceback."""
+import re
+
 import pytest
 
 from tests.conftest import run_cli
@@ -160,6 +162,48 @@ def _one_line_error(r, tmp_path, fragment):
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("rlx: error: ") and fragment in line, line
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["env.id=my_envs:MultiDiscreteActions"], "action space MultiDiscrete([2 3]) is not supported by any rlx algorithm; "
+                                              "allowed: Discrete(n)"),
+    (["algo=sac", "env.id=my_envs:MultiBinaryActions"], "action space MultiBinary(3) is not supported"),
+    (["env.id=my_envs:DictActions"], "action space Dict('a': Discrete(2)) is not supported"),
+    (["algo=sac", "env.id=my_envs:UnboundedActions"], "algo=sac needs bounded actions (finite low and high)"),
+    (["env.id=my_envs:DictObservations"], "observation space Dict"),
+    (["-m", "env.id=CartPole-v1,my_envs:MultiDiscreteActions"], "MultiDiscrete([2 3]) is not supported"),
+], ids=["multidiscrete", "multibinary-sac", "dict-actions", "unbounded-sac", "dict-observations", "multirun"])
+def test_a_space_no_algorithm_takes_is_one_line_before_the_run_dir(tmp_path, args, fragment):
+    (tmp_path / "my_envs.py").write_text(MY_ENVS)  # importable: run_cli's cwd is on sys.path
+    _one_line_error(run_cli("train", *args, *BASE, cwd=tmp_path), tmp_path, fragment)
+
+
+def test_action_spaces_checked_before_a_run():
+    """Every kind of action space the policies cannot act in (unit: no CLI per kind)."""
+    import gymnasium as gym
+    import numpy as np
+
+    from rlx.app.validate import check_action_space_kind
+    from rlx.envs.make import EnvSpec
+    from rlx.errors import UserError
+
+    obs = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    bad = [
+        (gym.spaces.MultiDiscrete([2, 2]), "not supported by any rlx algorithm"),
+        (gym.spaces.MultiBinary(4), "not supported by any rlx algorithm"),
+        (gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(2))), "not supported by any rlx algorithm"),
+        (gym.spaces.Discrete(3, start=1), "starts at 1"),
+        (gym.spaces.Box(0, 5, (2,), np.int64), "integer Box actions"),
+        (gym.spaces.Box(-1.0, 1.0, (2, 2), np.float32), "flat Box of shape (n,)"),
+    ]
+    for space, fragment in bad:
+        with pytest.raises(UserError, match=re.escape(fragment)):
+            check_action_space_kind("ppo", "x:Env", EnvSpec("x", obs, space))
+    check_action_space_kind("ppo", "x:Env", EnvSpec("x", obs, gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)))
+    with pytest.raises(UserError, match="algo=td3 needs bounded actions"):
+        check_action_space_kind("td3", "x:Env", EnvSpec("x", obs, gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)))
+    for good in (gym.spaces.Discrete(2), gym.spaces.Box(-2.0, 2.0, (1,), np.float32)):
+        check_action_space_kind("ppo", "x:Env", EnvSpec("x", obs, good))
 
 
 @pytest.mark.parametrize("env_id, fragments", [
