@@ -262,7 +262,7 @@ def resume_job(run_dirs: Sequence[str | Path], overrides: Sequence[str] = (), sk
     same safe overrides (:data:`rlx.train.run.RESUMABLE_KEYS`), every dir locked first. ``skip_broken``: a
     member whose checkpoint is missing or unreadable is reported and left out, the others go on (else:
     UserError); members that already trained their total_steps are left out too."""
-    from rlx.rundir.checkpoint import load_checkpoint
+    from rlx.rundir.checkpoint import load_checkpoint, step_checkpoint_hint
 
     dirs = [Path(d) for d in run_dirs]
     with contextlib.ExitStack() as locks:
@@ -272,8 +272,9 @@ def resume_job(run_dirs: Sequence[str | Path], overrides: Sequence[str] = (), sk
             last = d / "checkpoints" / "last.pt"
             try:
                 if not last.is_file():
-                    raise UserError(f"{d}: no checkpoints/last.pt to resume from (killed before its first checkpoint? "
-                                    f"start it again with overwrite=true)")
+                    hint = step_checkpoint_hint(d / "checkpoints") or \
+                        " (killed before its first checkpoint? start it again with overwrite=true)"
+                    raise UserError(f"{d}: no checkpoints/last.pt to resume from{hint}")
                 locks.enter_context(RunDirLock(d))
                 state = load_checkpoint(last)
                 config = resumed_config(state["config"], overrides)

@@ -24,8 +24,12 @@ def fault_text(e: BaseException, where: Path) -> str:
         return f"{e.strerror or e} ({getattr(e, 'filename', None) or where})"
     if isinstance(e, MemoryError):
         return "out of memory (MemoryError)"
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    # a message that carries a traceback (an A3C worker's): its first line and the error it ended in
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+    return f"{type(e).__name__}: {text}"
 
 
 def is_fault(e: BaseException) -> bool:

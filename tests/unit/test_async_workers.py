@@ -14,7 +14,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlx.train.loops.async_workers import WorkerError
 from tests.learning.helpers import train_summary
 
 
@@ -46,7 +45,9 @@ def test_a3c_workers_both_contribute_and_the_run_checkpoints(tmp_path):
 
 
 def test_a3c_crashed_worker_is_reported_and_no_worker_is_left(tmp_path):
-    with pytest.raises(WorkerError, match="boom: the env blew up"):
+    from rlx.errors import RunFault
+
+    with pytest.raises(RunFault, match="WorkerError: A3C worker .* crashed.*boom: the env blew up"):
         train_summary(["algo=a3c", f"env.id={__name__}:ExplodingEnv", "total_steps=100000", "eval.every=0"], tmp_path)
     assert not multiprocessing.active_children()
 

@@ -20,8 +20,8 @@ PPO = ["algo=ppo", "env=cartpole", "algo.n_steps=32", "algo.batch_size=64", "alg
        "network.hidden_sizes=[16]", "eval.every=256", "eval.episodes=2"]
 SAC = ["algo=sac", "env=pendulum", "algo.learning_starts=50", "algo.batch_size=32", "network.hidden_sizes=[16]",
        "env.num_envs=2", "eval.every=100", "eval.episodes=1"]
-TRPO = ["algo=trpo", "env=cartpole", "algo.n_steps=64", "algo.batch_size=128", "env.num_envs=2", "network.hidden_sizes=[16]", "eval.every=256",
-        "eval.episodes=2"]
+TRPO = ["algo=trpo", "env=cartpole", "algo.n_steps=64", "algo.batch_size=128", "env.num_envs=2",
+        "network.hidden_sizes=[16]", "eval.every=256", "eval.episodes=2"]
 WALL_CLOCK = ("wall_s", "sps")
 
 
