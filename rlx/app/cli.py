@@ -71,8 +71,9 @@ def _validate_or_fail(args: list[str], plain_run: bool = False) -> None:
     overrides, flags = split_args(args)
     if CUSTOM_CONFIG_FLAGS.intersection(flags) or {"--help", "-h", "--hydra-help"}.intersection(flags):
         return  # user config dirs/names: validated inside the run instead
+    notes: list[str] = []  # warnings: printed once every check passed (an error stays the only line)
     try:
-        validate(overrides)
+        validate(overrides, notes)
         if plain_run and not flags:  # one run (no --multirun, no --cfg ...): its run dir must be free
             from rlx.app.entry import check_run_dir
 
@@ -83,6 +84,9 @@ def _validate_or_fail(args: list[str], plain_run: bool = False) -> None:
             check_sweep_dir(overrides)
     except UserError as e:
         fail(str(e))
+    from rlx.app.validate import print_notes
+
+    print_notes(notes)
 
 
 @app.command(context_settings=PASSTHROUGH)

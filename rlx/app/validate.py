@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import sys
 from typing import TYPE_CHECKING
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -17,6 +18,10 @@ from rlx.errors import UserError
 
 if TYPE_CHECKING:
     from rlx.envs.make import EnvSpec
+    from rlx.train.run import Settings
+
+# A run may train this share more env steps than total_steps without a warning (whole vector steps, rollouts).
+OVERSHOOT = 0.05
 
 
 def _chosen_algo(overrides: list[str]) -> str | None:
@@ -119,15 +124,67 @@ def check_action_space_kind(algo_name: str, env_id: str, spec: EnvSpec) -> None:
                     f"or a flat float Box (algo={_algorithms_for('continuous')})")
 
 
-def validate(overrides: list[str]) -> DictConfig:
+def trained_steps_notes(s: Settings) -> list[str]:
+    """What a run will train when that is not about ``total_steps``: a whole rollout (on-policy: algo.n_steps x
+    env.num_envs env steps, every worker's for A3C) or one step of all envs (off-policy) larger than total_steps
+    by more than OVERSHOOT, or off-policy learning that never starts. The loops step whole rollouts (and all
+    envs at once) and learn from every step; a run counts its steps per vector step up to total_steps."""
+    import math
+
+    from rlx.algos.registry import ALGOS
+
+    cls = ALGOS[s.algo_name]
+    total, envs = s.run.total_steps, s.env.num_envs
+    limit = total * (1 + OVERSHOOT)
+    notes = []
+    if cls.loop == "off_policy":
+        if envs > limit:
+            notes.append(f"one step of env.num_envs={envs:,} envs is {envs:,} env steps, more than "
+                         f"total_steps={total:,}: this run trains {envs:,} env steps; lower env.num_envs to train fewer")
+        starts = int(getattr(s.algo, "learning_starts", 0))
+        if starts >= total:
+            notes.append(f"algo.learning_starts={starts:,} is not below total_steps={total:,}: this run only takes "
+                         f"random actions and never updates its networks")
+        return notes
+    configured = getattr(s.algo, "n_steps", None)  # None: a fixed rollout (ac_online: one step of every env)
+    n_steps = int(configured if configured is not None else getattr(cls, "n_steps", 1))
+    rollout = n_steps * envs
+    workers = int(getattr(s.algo, "num_workers", 1)) if cls.loop in ("async", "ray") else 1
+    if rollout * workers <= limit:
+        return notes
+    how = (f"algo.n_steps x env.num_envs = {n_steps:,} x {envs:,} = {rollout:,} env steps" if configured is not None
+           else f"{n_steps} step of env.num_envs={envs:,} envs = {rollout:,} env steps")
+    fewer = "env.num_envs or algo.n_steps" if configured is not None else "env.num_envs"
+    if workers > 1:
+        notes.append(f"one rollout of each of the algo.num_workers={workers} workers ({how}) adds up to more than "
+                     f"total_steps={total:,}: this run trains about {rollout * workers:,} env steps (every worker "
+                     f"finishes its rollout); lower {fewer} or algo.num_workers to train fewer")
+    else:
+        counted = math.ceil(total / envs) * envs
+        notes.append(f"one rollout ({how}) is larger than total_steps={total:,}: this run trains on {rollout:,} env "
+                     f"steps (a whole rollout), of which its env_steps count {counted:,}; lower {fewer} to train fewer")
+    return notes
+
+
+def print_notes(notes: list[str]) -> None:
+    """Each warning once, one line each, on stderr."""
+    for note in dict.fromkeys(notes):
+        print(f"rlx: warning: {note}", file=sys.stderr)
+
+
+def validate(overrides: list[str], notes: list[str] | None = None) -> DictConfig:
     """Compose and fully validate every configuration the overrides describe, including every value a
     ``sweep=`` preset's ``hydra.sweeper.params`` sweeps, each as it will run (a tuned preset that does
-    not fit the env trained dropped, as :func:`rlx.app.entry.hydra_job` drops it); returns the first."""
+    not fit the env trained dropped, as :func:`rlx.app.entry.hydra_job` drops it); returns the first.
+
+    What will train differently from what was asked (:func:`trained_steps_notes`) is a warning: appended to
+    ``notes`` when given (the caller prints them once its own checks pass), else printed here."""
     from rlx.envs.make import env_spec
     from rlx.train.run import check_action_space, parse_settings  # run imports torch; keep `rlx --help` fast
 
     first: DictConfig | None = None
     specs: dict[str, EnvSpec] = {}
+    found: list[str] = []
     combos = expand_for_validation(overrides)
     hydra_cfg = _checked(combos[0], return_hydra_config=True)
     swept = with_sweeper_params(overrides, hydra_cfg)
@@ -148,6 +205,11 @@ def validate(overrides: list[str]) -> DictConfig:
             specs[key] = env_spec(s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder)
         check_action_space_kind(s.algo_name, s.env.id, specs[key])
         check_action_space(s.algo_name, specs[key])
+        found += trained_steps_notes(s)
         first = first or cfg
     assert first is not None
+    if notes is None:
+        print_notes(found)
+    else:
+        notes += found
     return first
