@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -23,10 +24,112 @@ from rlx.networks.mlp import ObsNormalizer
 from rlx.networks.stacked import StackedMLP
 
 
+M32 = 0xFFFFFFFF
+GOLDEN32 = 0x9E3779B9  # 2**32 / golden ratio: spreads consecutive integers over 32 bits
+
+
+def mix32(x: Tensor) -> Tensor:
+    """Chris Wellons' ``lowbias32`` integer hash (a bijection on 32 bits, strong avalanche) on an int64
+    tensor holding unsigned 32-bit values. The products can pass 2**63; their low 32 bits are exact."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & M32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & M32
+    return x ^ (x >> 16)
+
+
+def mix32_int(x: int) -> int:
+    """:func:`mix32` of one Python int (the reference for tests, and for keys)."""
+    x &= M32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & M32
+    return x ^ (x >> 16)
+
+
+class MemberRandom:
+    """One random stream per member (issue 22: a member is its plain run), all drawn by whole-tensor ops.
+
+    Member k's stream is a pure function of (its seed, ``stream``, position): value p of member k is
+    ``hash(key_k, p)`` (counter-based, as JAX's and Philox's generators are), so what member k draws never
+    depends on K, on which members share its population, or on how often the others draw; a plain run is
+    K=1 of the same function. Each member advances only its own position (``advance``: e.g. PPO members
+    that stopped their epochs early draw no more shuffles), so an uneven history stays each member's own.
+
+    Values are cached for ``POOL`` positions per member and refilled ahead (from each member's current
+    position: the values depend on positions only, never on when the cache was filled), so a draw is a
+    gather, not a hash. The state is the positions: ``[K]``, checkpointed with the algorithm."""
+
+    POOL = 8192
+
+    def __init__(self, seeds: Sequence[int], device: torch.device, stream: int = 0):
+        self.k, self.device = len(seeds), device
+        keys = [mix32_int(mix32_int(int(seed)) ^ mix32_int(stream * GOLDEN32 + 1)) for seed in seeds]
+        self.keys = torch.tensor(keys, dtype=torch.int64, device=device).unsqueeze(1)  # [K, 1]
+        self.position = torch.zeros(self.k, dtype=torch.int64, device=device)  # each member's next unused value
+        self._pool: Tensor | None = None  # [K, POOL] uniforms at positions base_k + j
+        self._base = self.position.clone()
+        self._used = 0  # an upper bound on position - base over the members (no device sync to know it)
+
+    def _uniforms_at(self, positions: Tensor) -> Tensor:
+        """The uniforms in (0, 1) at ``positions`` ``[K, n]`` of each member's stream."""
+        high, low = positions >> 32, positions & M32
+        bits = mix32((mix32(self.keys ^ mix32(high)) + low * GOLDEN32) & M32)
+        return ((bits >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))  # 24 random bits: exact in float32
+
+    def uniform(self, n: int, advance: Tensor | None = None) -> Tensor:
+        """``[K, n]``: the next n uniforms in (0, 1) of each member's stream; members with ``advance`` False
+        get values too but do not move on (they see them again next time)."""
+        if n > self.POOL:
+            values = self._uniforms_at(self.position.unsqueeze(1) + torch.arange(n, device=self.device))
+            self._pool = None  # the positions move past the cache
+        else:
+            if self._pool is None or self._used + n > self.POOL:
+                self._base = self.position.clone()
+                self._pool = self._uniforms_at(self._base.unsqueeze(1) + torch.arange(self.POOL, device=self.device))
+                self._used = 0
+            offsets = (self.position - self._base).unsqueeze(1) + torch.arange(n, device=self.device)
+            values = self._pool.gather(1, offsets)
+            self._used += n
+        self.position += n if advance is None else advance.to(torch.int64) * n
+        return values
+
+    def uniform_like(self, x: Tensor) -> Tensor:
+        """Uniforms shaped like ``x`` ``[K, ...]`` (member k's row from member k's stream)."""
+        return self.uniform(x[0].numel()).reshape(x.shape)
+
+    def normal_like(self, x: Tensor) -> Tensor:
+        """Standard normals shaped like ``x`` ``[K, ...]`` (Box-Muller on two uniforms each)."""
+        n = x[0].numel()
+        u = self.uniform(2 * n)
+        radius = torch.sqrt(-2.0 * torch.log(u[:, :n]))
+        return (radius * torch.cos((2.0 * math.pi) * u[:, n:])).reshape(x.shape).to(x.dtype)
+
+    def gumbel_like(self, x: Tensor) -> Tensor:
+        """Standard Gumbel noise shaped like ``x``: ``argmax(logits + g)`` samples ``Categorical(logits)``."""
+        return -torch.log(-torch.log(self.uniform_like(x))).to(x.dtype)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"position": self.position.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.position = state["position"].to(self.device, torch.int64).reshape(self.k).clone()
+        self._pool, self._used = None, 0
+
+
+def member_seeds(k: int, seeds: Sequence[int] | None) -> list[int]:
+    """The members' seeds; without them (a unit test's algorithm), drawn from torch's global RNG."""
+    if seeds is not None:
+        return [int(s) for s in seeds]
+    return [int(x) for x in torch.randint(0, 2**31 - 1, (k,)).tolist()]
+
+
 class Members:
-    def __init__(self, k: int, device: torch.device, obs_shape: Sequence[int]):
+    def __init__(self, k: int, device: torch.device, obs_shape: Sequence[int], seeds: Sequence[int] | None = None):
         self.k, self.device, self.obs_rank = k, device, len(obs_shape)
         self.active = torch.ones(k, dtype=torch.bool, device=device)  # False: stopped (done or failed), never updated
+        self.random = MemberRandom(member_seeds(k, seeds), device)  # acting, shuffles, replay: member k's own
 
     def hyper(self, hps: Sequence[Any], name: str, none: float | None = None) -> Tensor:
         """``[K, 1]`` float tensor of each member's ``hps[k].<name>`` (booleans as 0/1; None as ``none``)."""
@@ -67,13 +170,13 @@ class Members:
         """``[T, K, N, ...]`` -> ``[K, T*N, ...]`` (member k's samples in time-major order)."""
         return x.movedim(1, 0).reshape(x.shape[1], -1, *x.shape[3:])
 
-    def minibatches(self, n: int, batch_size: int) -> Iterator[Tensor | slice]:
-        """Index minibatches over each member's ``n`` samples, ``[K, B]`` (member k's own shuffle), or the
-        whole batch as one slice when it fits."""
+    def minibatches(self, n: int, batch_size: int, advance: Tensor | None = None) -> Iterator[Tensor | slice]:
+        """Index minibatches over each member's ``n`` samples, ``[K, B]`` (member k's own shuffle, from its
+        own stream; ``advance``: the members that use it), or the whole batch as one slice when it fits."""
         if batch_size >= n:
             yield slice(None)
             return
-        perm = torch.rand(self.k, n, device=self.device).argsort(1)
+        perm = self.random.uniform(n, advance).argsort(1)
         for start in range(0, n, batch_size):
             yield perm[:, start : start + batch_size]
 

@@ -581,13 +581,14 @@ class PopulationActorCritic(Persistent):
     """
 
     optimizer: StackedOptimizer
-    persist = ("model", "optimizer", "updates")
+    persist = ("model", "optimizer", "updates", "random")
 
     def __init__(self, spec: EnvSpec, hps: Sequence[Any], net: NetworkConfig, device: torch.device,
                  seeds: Sequence[int] | None = None):
         self.hp, self.hps, self.device = hps[0], list(hps), device
         self.n_steps = self.hp.n_steps
-        self.members = m = Members(len(hps), device, spec.obs_shape)
+        self.members = m = Members(len(hps), device, spec.obs_shape, seeds)
+        self.random = m.random  # member k's actions and shuffles from its own stream (its plain run's)
         models = []
         for k, h in enumerate(hps):
             if seeds is not None:
@@ -609,7 +610,7 @@ class PopulationActorCritic(Persistent):
         x = self.members.split(obs)
         self.model.normalizer.update(x)
         feats = self.model.features(self.model.policy_input(x))
-        action, log_prob = self.model.policy.sample(feats)
+        action, log_prob = self.model.policy.sample(feats, self.random)
         j = self.members.join
         return j(action, obs), j(log_prob, obs), j(self.model.critic(feats), obs)
 

@@ -86,7 +86,7 @@ class PPO(PopulationActorCritic):
         # early-stopped member's later minibatches do not count: its statistics equal its plain run's)
         record: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]] = []
         for _epoch in range(hp.n_epochs):
-            for idx in m.minibatches(obs.shape[1], hp.batch_size):
+            for idx in m.minibatches(obs.shape[1], hp.batch_size, active if early_stop else None):
                 mb = [m.take(x, idx) for x in (obs, actions, old_logp, old_values, advantages, returns)]
                 logp, entropy, values = self.model.evaluate_actions(mb[0], mb[1], entropy_grad=entropy_grad)
                 adv = normalize(mb[4], dim=1) if hp.normalize_advantage else mb[4]
