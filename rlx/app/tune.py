@@ -4,7 +4,10 @@ Data flow: command-line overrides -> (search space, fixed overrides, ``tune.*`` 
 before the first trial -> an Optuna study in persistent storage (SQLite in the study dir by default) ->
 each trial is an ordinary rlx run in ``STUDY_DIR/trials/<number>/`` whose periodic evals are reported to
 the pruner through the shared session (:data:`rlx.train.session.EVAL_HOOKS`); a pruned trial ends as a
-finished run with ``status: pruned`` and keeps its curve -> the top-k completed trials are re-run over
+finished run with ``status: pruned`` and keeps its curve (``tune.trial_seeds=N``: a trial is N runs, its
+objective their mean, and ``tune.pruner=wilcoxon`` prunes it between seeds) -> a trial stopped by Ctrl-C/SIGTERM
+is continued from its checkpoint by ``--resume`` (Optuna ends the stopped record; a continuation trial takes
+over its run dir and its reported evals) -> the top-k completed trials are re-run over
 ``tune.confirm_seeds`` fresh seeds in ``STUDY_DIR/confirm/`` and judged with rlx.analysis.report's statistics ->
 ``best.yaml`` (a ``# @package _global_`` preset) and ``tune.md`` with the verdict.
 """
@@ -13,6 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import shutil
+import signal
 import sys
 import time
 import warnings
@@ -28,21 +34,36 @@ from rlx.errors import UserError
 STUDY_FILE = "tune.yaml"  # what a --resume needs: search space, fixed overrides, tune settings
 # Only these may change on --resume (they do not change what a trial is).
 RESUMABLE = ("trials", "n_jobs", "pruner", "startup_trials", "warmup_evals", "top_k", "confirm_seeds")
+MIN_OPTUNA = (4, 0)  # what CI tests (the tune and test extras); hydra-optuna-sweeper (rlx[optuna]) pins optuna<3
+INTERVAL_TAGS = ("log", "int")  # tag(log, interval(...)), tag(int, interval(...)); Hydra accepts any tag name
 
 
 @dataclass
 class TuneConfig:
     trials: int = param(20, ge=1, help="trials in the study (a resumed study runs until it has this many)")
-    pruner: Literal["median", "hyperband", "none"] = param("median", help="stops hopeless trials on their evals")
+    pruner: Literal["median", "hyperband", "wilcoxon", "none"] = param(
+        "median", help="stops hopeless trials: median/hyperband on a trial's evals, wilcoxon between its seeds")
     sampler: Literal["tpe", "random"] = param("tpe")
     startup_trials: int = param(5, ge=0, help="finished trials before the median pruner prunes and TPE models")
-    warmup_evals: int = param(1, ge=0, help="periodic evals a trial always runs before it may be pruned")
+    warmup_evals: int = param(1, ge=0, help="periodic evals a trial always runs before it may be pruned "
+                                            "(wilcoxon: seeds, at least 2)")
     n_jobs: int = param(1, ge=1, help="trials (and confirmation runs) in parallel processes")
     storage: str | None = param(None, help="Optuna storage URL (default sqlite:///STUDY_DIR/study.db)")
     study_name: str | None = param(None, help="Optuna study name (default: the study dir's name)")
     seed: int = param(0, ge=0, help="sampler seed")
     top_k: int = param(3, ge=1, help="best completed trials re-run over confirm_seeds seeds")
     confirm_seeds: int = param(3, ge=0, help="fresh seeds per confirmation (0: no confirmation)")
+    trial_seeds: int = param(1, ge=1, help="runs per trial (seed, seed+1, ...); the objective is their mean final eval return")
+
+
+def check_tune(t: TuneConfig) -> None:
+    """What the pruner needs from a trial: a learning curve (one seed) or paired per-seed results (several)."""
+    if t.pruner == "wilcoxon" and t.trial_seeds < 2:
+        raise UserError("tune.pruner=wilcoxon compares a trial with the best one seed by seed; give tune.trial_seeds >= 2 "
+                        "(e.g. tune.trial_seeds=5)")
+    if t.pruner in ("median", "hyperband") and t.trial_seeds > 1:
+        raise UserError(f"tune.pruner={t.pruner} prunes a one-seed trial on its learning curve; with tune.trial_seeds="
+                        f"{t.trial_seeds} use tune.pruner=wilcoxon (prunes between seeds) or tune.pruner=none")
 
 
 @dataclass
@@ -105,6 +126,7 @@ class Plan:
             if key not in RESUMABLE:
                 raise UserError(f"tune.{key} cannot change on --resume; allowed: {', '.join('tune.' + k for k in RESUMABLE)}")
         tune = build(TuneConfig, {**data["tune"], **tune_overrides}, "tune")
+        check_tune(tune)
         return cls(list(data["fixed"]), [Dimension(**d) for d in data["space"]], tune, study_dir)
 
 
@@ -127,8 +149,31 @@ def _require_optuna() -> Any:
         import optuna
     except ImportError:
         raise UserError("rlx tune needs Optuna: pip install 'rlx[tune]'") from None
+    except Exception as e:  # e.g. an Optuna 2.x that fails on import against a newer SQLAlchemy
+        raise UserError(f"rlx tune: Optuna fails to import ({type(e).__name__}: {e}); pip install 'rlx[tune]'") from None
+    version = tuple(int(x) if x.isdigit() else 0 for x in optuna.__version__.split(".")[:2])
+    if version < MIN_OPTUNA:
+        import importlib.metadata as md
+
+        try:
+            sqlalchemy = f", SQLAlchemy {md.version('sqlalchemy')}"
+        except md.PackageNotFoundError:
+            sqlalchemy = ""
+        raise UserError(f"rlx tune needs Optuna >= {'.'.join(map(str, MIN_OPTUNA))}, found Optuna {optuna.__version__}{sqlalchemy} "
+                        "(hydra-optuna-sweeper, rlx[optuna], pins optuna<3); pip install 'rlx[tune]' in a venv without rlx[optuna]")
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # rlx reports each trial itself
     return optuna
+
+
+@contextlib.contextmanager
+def _experimental_ok() -> Iterator[None]:
+    """Optuna features rlx chose on purpose (heartbeats, fail_stale_trials, WilcoxonPruner) warn that they are
+    experimental; that warning is for rlx, not its user. Warnings from anything else still show."""
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        yield
 
 
 def split_tune_args(args: list[str]) -> tuple[list[str], dict[str, Any], str | None]:
@@ -183,6 +228,12 @@ def parse_space(overrides: list[str]) -> tuple[list[str], list[Dimension]]:
             raise UserError(f"'{o.input_line}': seed is not a hyperparameter; trials use seed={{run seed}} and "
                             "the winners are confirmed over tune.confirm_seeds fresh seeds")
         value = o.value()
+        tags = sorted(getattr(value, "tags", None) or ())  # Hydra's grammar takes any name: check them here
+        if tags and not isinstance(value, IntervalSweep):
+            raise UserError(f"'{o.input_line}': tag({tags[0]}) applies to interval() only; choice, range and a,b,c take no tag")
+        if any(t not in INTERVAL_TAGS for t in tags):
+            raise UserError(f"'{o.input_line}': unknown tag '{next(t for t in tags if t not in INTERVAL_TAGS)}'; rlx tune "
+                            "knows tag(log, interval(a,b)) (log-uniform) and tag(int, interval(a,b)) (integers)")
         if isinstance(value, IntervalSweep):
             start, end = value.start, value.end
             assert start is not None and end is not None  # interval(a, b): the parser sets both ends
@@ -216,6 +267,7 @@ def plan_study(args: list[str]) -> Plan:
 
     run, settings, study_dir = split_tune_args(args)
     tune = build(TuneConfig, settings, "tune")
+    check_tune(tune)
     fixed, space = parse_space(run)
     validate([*fixed, *(f"{d.key}={d.end_points()}" for d in space)])
     if study_dir is None:  # timestamped like a sweep dir; made unique when the study starts
@@ -228,39 +280,87 @@ def plan_study(args: list[str]) -> Plan:
 
 # --------------------------------------------------------------------------- the study
 
+STOPPED = "stopped"      # user attr of a trial stopped by SIGINT/SIGTERM (Optuna ends it as FAIL): the signal
+CONTINUES = "continues"  # user attr of the trial that continues a stopped one (its run dir, evals, checkpoint): that number
+_signals: list[str] = []  # signals this process was stopped by (exit status, messages, skipping queued runs)
+_pool_now: list[Any] = []  # the process pool, whose workers a signal to the main process is passed on to
+
 
 def _make_study(plan: Plan, worker: int = 0, load: bool = False) -> Any:
     optuna = _require_optuna()
     t = plan.tune
     storage = plan.storage_url
-    if storage.startswith(("sqlite", "postgresql", "mysql")):
-        # heartbeats: a trial whose process was killed is marked failed (not left running) on the next start
-        storage = optuna.storages.RDBStorage(storage, heartbeat_interval=10, grace_period=30,
-                                             engine_kwargs={"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else None)
-    existing = 0
-    if load:
-        try:
-            existing = len(optuna.load_study(study_name=plan.study_name, storage=storage).trials)
-        except KeyError:
-            raise UserError(f"no study {plan.study_name!r} in {plan.storage_url}") from None
-    seed = t.seed + 1000 * worker + existing  # parallel workers and resumed studies must not replay one sequence
-    sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=t.startup_trials) if t.sampler == "tpe"
-               else optuna.samplers.RandomSampler(seed=seed))
-    if t.pruner == "median":
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=t.startup_trials, n_warmup_steps=t.warmup_evals + 1)
-    elif t.pruner == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner(min_resource=max(1, t.warmup_evals), max_resource="auto")
-    else:
-        pruner = optuna.pruners.NopPruner()
-    return optuna.create_study(storage=storage, study_name=plan.study_name, direction="maximize",
-                               sampler=sampler, pruner=pruner, load_if_exists=True)
+    with _experimental_ok():
+        if storage.startswith(("sqlite", "postgresql", "mysql")):  # heartbeats: see _sqlite_storage
+            if storage.startswith("sqlite"):
+                storage = _sqlite_storage(optuna, storage, plan.study_dir / ".study.lock")
+            else:
+                storage = optuna.storages.RDBStorage(storage, heartbeat_interval=10, grace_period=30)
+        existing = 0
+        if load:
+            try:
+                existing = len(optuna.load_study(study_name=plan.study_name, storage=storage).trials)
+            except KeyError:
+                raise UserError(f"no study {plan.study_name!r} in {plan.storage_url}") from None
+        seed = t.seed + 1000 * worker + existing  # parallel workers and resumed studies must not replay one sequence
+        sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=t.startup_trials) if t.sampler == "tpe"
+                   else optuna.samplers.RandomSampler(seed=seed))
+        if t.pruner == "median":
+            pruner = optuna.pruners.MedianPruner(n_startup_trials=t.startup_trials, n_warmup_steps=t.warmup_evals + 1)
+        elif t.pruner == "hyperband":
+            pruner = optuna.pruners.HyperbandPruner(min_resource=max(1, t.warmup_evals), max_resource="auto")
+        elif t.pruner == "wilcoxon":  # steps are seeds: paired with the best trial's results on the same seeds
+            pruner = optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=max(2, t.warmup_evals))
+        else:
+            pruner = optuna.pruners.NopPruner()
+        return optuna.create_study(storage=storage, study_name=plan.study_name, direction="maximize",
+                                   sampler=sampler, pruner=pruner, load_if_exists=True)
 
 
-def _counted(study: Any) -> int:
+def _sqlite_storage(optuna: Any, url: str, lock: Path) -> Any:
+    """An RDBStorage on SQLite whose taking of a queued (WAITING) trial is atomic across processes: SQLite has no
+    SELECT ... FOR UPDATE, so two workers could both take the continuation of one stopped trial; a file lock
+    (``STUDY_DIR/.study.lock``) serializes that check-and-set."""
+    import fcntl
+
+    class LockedSQLiteStorage(optuna.storages.RDBStorage):
+        def set_trial_state_values(self, trial_id: int, state: Any, values: Any = None) -> bool:
+            if state.name != "RUNNING":
+                return super().set_trial_state_values(trial_id, state, values)
+            with open(lock, "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+                return super().set_trial_state_values(trial_id, state, values)
+
+    # heartbeats: a trial whose process was killed is marked failed (not left running) on the next start
+    return LockedSQLiteStorage(url, heartbeat_interval=10, grace_period=30, engine_kwargs={"connect_args": {"timeout": 60}})
+
+
+def _is_stopped(t: Any) -> bool:
+    return t.state.name == "FAIL" and STOPPED in t.user_attrs
+
+
+def _held(study: Any) -> list[Any]:
+    """The trials that count towards ``tune.trials``: every one but the records of stopped trials (each is
+    continued by a trial of its own, queued on --resume)."""
+    return [t for t in study.get_trials(deepcopy=False) if not _is_stopped(t)]
+
+
+def _waiting(study: Any) -> int:
     from optuna.trial import TrialState
 
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
-                                                        TrialState.RUNNING)))
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def _continue_stopped(study: Any) -> list[tuple[Any, int]]:
+    """Queue a continuation for every stopped trial without one; (stopped trial, its continuation's number)."""
+    trials = study.get_trials(deepcopy=False)
+    continued = {t.user_attrs.get(CONTINUES) for t in trials}
+    for t in trials:
+        if _is_stopped(t) and t.number not in continued:
+            study.enqueue_trial(dict(t.params), user_attrs={CONTINUES: t.number})
+    by = {t.user_attrs[CONTINUES]: t.number for t in study.get_trials(deepcopy=False) if t.state.name == "WAITING"
+          and CONTINUES in t.user_attrs}
+    return [(t, by[t.number]) for t in trials if t.number in by]
 
 
 def _write_overrides(run_dir: Path, overrides: list[str]) -> None:
@@ -269,18 +369,21 @@ def _write_overrides(run_dir: Path, overrides: list[str]) -> None:
     (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
 
 
-def _run(overrides: list[str], run_dir: Path, hook: Any = None) -> dict[str, Any]:
-    """One ordinary rlx run (composed like `rlx train OVERRIDES`) in ``run_dir``; ``hook`` sees its evals."""
+def _run(overrides: list[str], run_dir: Path, hook: Any = None, resume: bool = False) -> dict[str, Any]:
+    """One ordinary rlx run (composed like `rlx train OVERRIDES`) in ``run_dir``, or (``resume``) the stopped
+    run there continued from its last checkpoint, as `rlx resume RUN_DIR` does; ``hook`` sees its evals.
+    rlx tune's only call into training."""
     from rlx.config.compose import compose_config
-    from rlx.train.driver import train
+    from rlx.train.driver import resume as resume_run, train
     from rlx.train.run import write_summary
     from rlx.train.session import EVAL_HOOKS
 
-    cfg = compose_config(overrides)
-    cfg.logger.wandb.group = cfg.logger.wandb.group or run_dir.parent.parent.name  # one W&B group per study
+    if not resume:
+        cfg = compose_config(overrides)
+        cfg.logger.wandb.group = cfg.logger.wandb.group or run_dir.parent.parent.name  # one W&B group per study
     token = EVAL_HOOKS.set((hook,) if hook else ())
     try:
-        return train(cfg, run_dir)
+        return resume_run(run_dir) if resume else train(cfg, run_dir)
     except Exception as e:  # a diverging or crashing trial fails alone; the study goes on
         if not (run_dir / "summary.json").is_file():
             write_summary(run_dir, {"status": "failed", "error": f"{type(e).__name__}: {e}"})
@@ -289,35 +392,130 @@ def _run(overrides: list[str], run_dir: Path, hook: Any = None) -> dict[str, Any
         EVAL_HOOKS.reset(token)
 
 
-def _objective(plan: Plan) -> Any:
-    optuna = _require_optuna()
+def _summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
 
-    def objective(trial: Any) -> float:
-        params = {d.key: d.suggest(trial) for d in plan.space}
-        overrides = [*plan.fixed, *(f"{k}={v}" for k, v in params.items())]
-        run_dir = plan.study_dir / "trials" / str(trial.number)
-        trial.set_user_attr("run_dir", str(run_dir))
-        _write_overrides(run_dir, [f"{k}={v}" for k, v in params.items()])
-        evals = {"n": 0}
+
+def _start_or_continue(overrides: list[str], run_dir: Path, shown: list[str], hook: Any = None) -> dict[str, Any]:
+    """``run_dir``'s run to its end: a finished run is kept as it is, a stopped one continues from its checkpoint,
+    anything else (no run yet, a failed one, one stopped before its first checkpoint) starts afresh."""
+    summary = _summary(run_dir)
+    if summary.get("status") in ("ok", "pruned"):
+        return summary
+    if summary.get("status") == "stopped" and (run_dir / "checkpoints" / "last.pt").is_file():
+        return _run(overrides, run_dir, hook, resume=True)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    _write_overrides(run_dir, shown)
+    return _run(overrides, run_dir, hook)
+
+
+def _base_seed(plan: Plan) -> int:
+    """The seed the fixed overrides give (the config default unless one of them sets it)."""
+    from omegaconf import OmegaConf
+
+    from rlx.config.compose import compose_config
+
+    return int(OmegaConf.select(compose_config(plan.fixed), "seed"))
+
+
+def _take_over(plan: Plan, trial: Any, run_dir: Path) -> int:
+    """For a trial that continues a stopped one: its run dir (moved to this trial's number) and the evals it had
+    reported, reported again so the pruner sees the whole curve. Returns how many (0 for a new trial)."""
+    number = trial.user_attrs.get(CONTINUES)
+    if number is None:
+        return 0
+    old = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == number)
+    src = Path(old.user_attrs.get("run_dir", plan.study_dir / "trials" / str(number)))
+    if src.exists() and src.resolve() != run_dir.resolve():
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        os.replace(src, run_dir)
+    for step, value in sorted(old.intermediate_values.items()):
+        trial.report(value, step)
+    _say(f"trial {trial.number}: continues trial {number} (stopped by {old.user_attrs[STOPPED]}) in {run_dir}"
+         + (f" after {len(old.intermediate_values)} reported eval(s)" if old.intermediate_values else ""))
+    return max(old.intermediate_values, default=0)
+
+
+def _stopped(plan: Plan, trial: Any, summary: dict[str, Any], label: str) -> None:
+    sig = str(summary.get("stopped_by") or "SIGINT")
+    _signals.append(sig)
+    trial.set_user_attr(STOPPED, sig)
+    steps = f" at env step {summary['env_steps']:,}" if isinstance(summary.get("env_steps"), int) else ""
+    _say(f"trial {trial.number}: stopped by {sig}{steps}, checkpoint saved ({label}); `rlx tune --resume "
+         f"{plan.study_dir}` continues this trial from it (not `rlx resume`, which would finish the run outside the study)")
+    raise KeyboardInterrupt
+
+
+def _trial(plan: Plan, trial: Any) -> float:
+    """One trial: its run (or ``tune.trial_seeds`` runs), reported to the pruner; the objective value."""
+    optuna = _require_optuna()
+    params = {d.key: d.suggest(trial) for d in plan.space}
+    shown = [f"{k}={v}" for k, v in params.items()]
+    label = " ".join(shown)
+    run_dir = plan.study_dir / "trials" / str(trial.number)
+    trial.set_user_attr("run_dir", str(run_dir))
+    reported = _take_over(plan, trial, run_dir)
+    n = plan.tune.trial_seeds
+    if n == 1:
+        evals = {"n": reported}
 
         def report(env_steps: int, value: float) -> str | None:
             evals["n"] += 1  # step = eval number: aligned across trials whatever their batch sizes
             trial.report(value, evals["n"])
             return "pruned" if trial.should_prune() else None
 
-        summary = _run(overrides, run_dir, report)
+        summary = _start_or_continue([*plan.fixed, *shown], run_dir, shown, report)
         status = summary.get("status")
+        if status == "stopped":  # SIGINT/SIGTERM: stop the study; --resume continues this trial
+            _stopped(plan, trial, summary, label)
         _say(f"trial {trial.number}: {status}" + (f", eval return {summary['eval_return_mean']:.2f} at {summary['env_steps']:,} steps"
-                                                  if status in ("ok", "pruned") else f": {summary.get('error')}")
-             + "  " + " ".join(f"{k}={v}" for k, v in params.items()))
+                                                  if status in ("ok", "pruned") else f": {summary.get('error')}") + "  " + label)
         if status == "pruned":
             raise optuna.TrialPruned()
-        if status == "stopped":  # SIGINT/SIGTERM: stop the study; --resume continues it
-            raise KeyboardInterrupt
         if status != "ok":
             trial.set_user_attr("error", str(summary.get("error")))
             return math.nan  # Optuna records NaN as a failed trial
         return float(summary["eval_return_mean"])
+    first = _base_seed(plan)
+    returns: list[float] = []
+    for i in range(n):  # step = seed number: paired across trials (the Wilcoxon pruner's premise)
+        seed = first + i
+        summary = _start_or_continue([*plan.fixed, *shown, f"seed={seed}"], run_dir / f"seed{seed}", [*shown, f"seed={seed}"])
+        status = summary.get("status")
+        if status == "stopped":
+            _stopped(plan, trial, summary, f"seed {seed}; {label}")
+        if status != "ok":
+            _say(f"trial {trial.number}: failed (seed {seed}): {summary.get('error')}  {label}")
+            trial.set_user_attr("error", f"seed {seed}: {summary.get('error')}")
+            return math.nan
+        returns.append(float(summary["eval_return_mean"]))
+        if i + 1 > reported:
+            trial.report(returns[-1], i + 1)
+            if i + 1 < n and trial.should_prune():
+                _say(f"trial {trial.number}: pruned after {i + 1} of {n} seeds, mean eval return "
+                     f"{sum(returns) / len(returns):.2f}  {label}")
+                raise optuna.TrialPruned()
+    mean = sum(returns) / n
+    _say(f"trial {trial.number}: ok, mean eval return {mean:.2f} over seeds {first}..{first + n - 1} "
+         f"({', '.join(f'{r:.1f}' for r in returns)})  {label}")
+    return mean
+
+
+def _objective(plan: Plan) -> Any:
+    def objective(trial: Any) -> float:
+        try:
+            return _trial(plan, trial)
+        except KeyboardInterrupt:  # a signal outside a run (between runs, while sampling): stopped all the same
+            if STOPPED not in trial.user_attrs:
+                with contextlib.suppress(Exception):
+                    trial.set_user_attr(STOPPED, _signals[-1] if _signals else "SIGINT")
+            raise
 
     return objective
 
@@ -326,15 +524,37 @@ def _say(text: str) -> None:
     print(f"rlx tune: {text}", file=sys.stderr, flush=True)
 
 
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGINT/SIGTERM outside a run: pass it on to the pool's workers (in a process group of their own, so only
+    this process gets a terminal's Ctrl-C) and stop here as Ctrl-C does. During a run, the run's own handler
+    takes over: it finishes the step and checkpoints."""
+    _signals.append(signal.Signals(signum).name)
+    for pool in _pool_now:
+        for pid in list(getattr(pool, "_processes", None) or {}):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signum)
+    raise KeyboardInterrupt
+
+
+def _catch_signals() -> None:
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _on_signal)
+
+
 def _trial_worker(study_dir: str, worker: int = 0) -> None:
-    """Run trials until the study holds ``tune.trials`` of them (several of these may share one storage)."""
+    """Run trials until the study holds ``tune.trials`` of them and none is queued (several of these may
+    share one storage)."""
     import torch
 
+    _catch_signals()
     plan = Plan.load(Path(study_dir), {})
     torch.set_num_threads(1)
     study = _make_study(plan, worker, load=True)
     objective = _objective(plan)
-    while _counted(study) < plan.tune.trials:
+    while _waiting(study) or len(_held(study)) < plan.tune.trials:
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
 
 
@@ -347,8 +567,15 @@ def _pool(n_jobs: int) -> Iterator[Any]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as pool:
-        yield pool
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn"), initializer=os.setpgrp) as pool:
+        _pool_now.append(pool)
+        try:
+            yield pool
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # queued runs never start after a stop
+            raise
+        finally:
+            _pool_now.remove(pool)
 
 
 def _parallel(fn: Any, jobs: list[tuple], pool: Any) -> list[Any]:
@@ -380,13 +607,16 @@ def confirm(plan: Plan, study: Any, base_seed: int, pool: Any = None) -> tuple[l
     top = _top_trials(study, plan.tune.top_k)
     if not top or plan.tune.confirm_seeds == 0:
         return [], None, None
-    seeds = [base_seed + 1 + i for i in range(plan.tune.confirm_seeds)]  # never the search seed: no selection bias
+    # never a search seed (seed .. seed + trial_seeds - 1), whose lucky draws picked the top trials: no selection bias
+    seeds = [base_seed + plan.tune.trial_seeds + i for i in range(plan.tune.confirm_seeds)]
     root = plan.study_dir / "confirm"
     # (fixed, searched params + seed, run dir): the report groups runs by the params, seeds aggregated
     jobs = [(plan.fixed, [*_params_overrides(plan, t), f"seed={seed}"], str(root / f"trial{t.number}-seed{seed}"))
             for t in top for seed in seeds]
     _say(f"confirming the top {len(top)} trial(s) over seeds {', '.join(map(str, seeds))} ({len(jobs)} runs)")
-    _parallel(_confirm_job, jobs, pool)
+    statuses = _parallel(_confirm_job, jobs, pool)
+    if "stopped" in statuses:  # Ctrl-C/SIGTERM: --resume keeps the finished runs and continues the stopped ones
+        raise KeyboardInterrupt
     write_report(root)
     rows = aggregate(load_sweep(root))
     verdict = compare_top(rows)
@@ -395,16 +625,16 @@ def confirm(plan: Plan, study: Any, base_seed: int, pool: Any = None) -> tuple[l
 
 
 def _confirm_job(fixed: list[str], params: list[str], run_dir: str) -> str:
-    path = Path(run_dir)
-    done = path / "summary.json"
-    if done.is_file() and json.loads(done.read_text()).get("status") == "ok":
-        return "ok"  # a resumed study keeps confirmation runs that already finished
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path)
-    _write_overrides(path, params)
-    return _run([*fixed, *params], path).get("status", "failed")
+    """One confirmation run; a resumed study keeps those that finished and continues stopped ones from their
+    checkpoints. After a stop in this process, queued runs are not started ("stopped")."""
+    _catch_signals()
+    if _signals:
+        return "stopped"
+    summary = _start_or_continue([*fixed, *params], Path(run_dir), params)
+    status = str(summary.get("status", "failed"))
+    if status == "stopped":
+        _signals.append(str(summary.get("stopped_by") or "SIGINT"))
+    return status
 
 
 def _nested(flat: dict[str, Any]) -> dict[str, Any]:
@@ -434,36 +664,46 @@ def write_best(plan: Plan, params: dict[str, str], header: list[str]) -> Path:
     return best
 
 
+def _state(t: Any, continued_as: dict[int, int]) -> str:
+    if _is_stopped(t):
+        after = continued_as.get(t.number)
+        return f"stopped ({t.user_attrs[STOPPED]}" + (f"; continued as trial {after})" if after is not None else ")")
+    state = t.state.name.lower()
+    return state + (f" (continues trial {t.user_attrs[CONTINUES]})" if CONTINUES in t.user_attrs else "")
+
+
 def _trials_table(plan: Plan, study: Any) -> list[str]:
     from rlx.analysis.report import fmt_number
 
     keys = [d.key for d in plan.space]
-    lines = ["| trial | state | " + " | ".join(keys) + " | eval return | evals | env steps |",
+    steps = "evals" if plan.tune.trial_seeds == 1 else "seeds"
+    lines = ["| trial | state | " + " | ".join(keys) + f" | eval return | {steps} | env steps |",
              "|" + "---|" * (len(keys) + 5)]
+    continued_as = {t.user_attrs[CONTINUES]: t.number for t in study.trials if CONTINUES in t.user_attrs}
     for t in sorted(study.trials, key=lambda t: t.number):
-        summary = {}
-        path = Path(t.user_attrs.get("run_dir", plan.study_dir / "trials" / str(t.number))) / "summary.json"
-        if path.is_file():
-            summary = json.loads(path.read_text())
+        run_dir = Path(t.user_attrs.get("run_dir", plan.study_dir / "trials" / str(t.number)))
+        runs = [run_dir] if plan.tune.trial_seeds == 1 else sorted(run_dir.glob("seed*"))
+        env_steps = [_summary(r).get("env_steps") for r in runs]
+        shown = sum(x for x in env_steps if isinstance(x, int)) if any(isinstance(x, int) for x in env_steps) else ""
         value = t.value if t.value is not None else (t.intermediate_values[max(t.intermediate_values)]
                                                       if t.intermediate_values else None)
-        lines.append(f"| {t.number} | {t.state.name.lower()} | " + " | ".join(str(t.params.get(k, "")) for k in keys)
-                     + f" | {fmt_number(value)} | {len(t.intermediate_values)} | {summary.get('env_steps', '')} |")
+        lines.append(f"| {t.number} | {_state(t, continued_as)} | " + " | ".join(str(t.params.get(k, "")) for k in keys)
+                     + f" | {fmt_number(value)} | {len(t.intermediate_values)} | {shown} |")
     return lines
 
 
 def finish(plan: Plan, study: Any, pool: Any = None) -> int:
     """Confirmation, best.yaml, tune.md, printed summary. Exit status: 0 with a winner, 1 without."""
-    from omegaconf import OmegaConf
-
-    from rlx.config.compose import compose_config
-
-    base_seed = int(OmegaConf.select(compose_config(plan.fixed), "seed"))
-    states = [t.state.name.lower() for t in study.trials]
-    counts = ", ".join(f"{states.count(s)} {s}" for s in ("complete", "pruned", "fail", "running") if states.count(s))
+    base_seed = _base_seed(plan)
+    held = _held(study)
+    states = [t.state.name.lower() for t in held]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in ("complete", "pruned", "fail", "running", "waiting") if states.count(s))
+    n = plan.tune.trial_seeds
+    objective = (f"final deterministic eval return (seed {base_seed})" if n == 1 else
+                 f"mean final deterministic eval return over seeds {base_seed}..{base_seed + n - 1}")
     top = _top_trials(study, 1)
-    lines = [f"# Tuning report: {plan.study_name}", "", f"{len(states)} trials ({counts}); objective: final "
-             f"deterministic eval return (seed {base_seed}); pruner: {plan.tune.pruner}.", ""]
+    lines = [f"# Tuning report: {plan.study_name}", "", f"{_n(len(held), 'trial')} ({counts}); objective: {objective}; "
+             f"pruner: {plan.tune.pruner}.", ""]
     if not top:
         lines += ["No trial completed: no winner."]
         (plan.study_dir / "tune.md").write_text("\n".join(lines + [""] + _trials_table(plan, study)) + "\n")
@@ -473,8 +713,9 @@ def finish(plan: Plan, study: Any, pool: Any = None) -> int:
     search_best = {d.key: str(top[0].params[d.key]) for d in plan.space}
     if winner is None:
         winner = search_best
-        text = (f"Best search trial: {top[0].number} (eval return {top[0].value:.2f}, one seed). "
-                + ("Not confirmed (tune.confirm_seeds=0): a single-seed search result over-states the winner."
+        text = (f"Best search trial: {top[0].number} (eval return {top[0].value:.2f}, "
+                + ("one seed). " if n == 1 else f"mean of {n} seeds). ")
+                + ("Not confirmed (tune.confirm_seeds=0): the best of a search over-states the winner."
                    if plan.tune.confirm_seeds == 0 else "No confirmation run finished."))
     else:
         n_top = min(plan.tune.top_k, len(_top_trials(study, plan.tune.top_k)))
@@ -495,9 +736,26 @@ def finish(plan: Plan, study: Any, pool: Any = None) -> int:
     return 0
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _resume_message(plan: Plan, study: Any, continued: list[tuple[Any, int]]) -> str:
+    held, wanted = len(_held(study)), plan.tune.trials
+    text = f"resuming {plan.study_dir}: "
+    if held < wanted:
+        text += f"{held} of {wanted} trials exist, {wanted - held} to run"
+    else:
+        text += (f"the study already holds {_n(held, 'trial')} (tune.trials={wanted}): no new trial"
+                 + (f"; give tune.trials above {held} for more" if held > wanted or not continued else ""))
+    for old, new in continued:
+        text += f"; trial {old.number} (stopped by {old.user_attrs[STOPPED]}) continues as trial {new} from its checkpoint"
+    return text
+
+
 def run_tune(args: list[str], resume_dir: Path | None = None) -> int:
     """`rlx tune`: plan (validate everything), run the trials, confirm, write the winner. Returns the exit status."""
-    _require_optuna()
+    optuna = _require_optuna()
     if resume_dir is not None:
         run, settings, study_dir = split_tune_args(args)
         if run or study_dir:
@@ -506,10 +764,9 @@ def run_tune(args: list[str], resume_dir: Path | None = None) -> int:
         plan = Plan.load(Path(resume_dir), settings)
         plan.save()  # the new settings (e.g. more trials) hold for later resumes too
         study = _make_study(plan, load=True)
-        with warnings.catch_warnings():  # experimental in Optuna 2.x
-            warnings.simplefilter("ignore")
-            _require_optuna().storages.fail_stale_trials(study)  # trials of a killed process: failed, not running
-        _say(f"resuming {plan.study_dir}: {_counted(study)} of {plan.tune.trials} trials exist")
+        with _experimental_ok():
+            optuna.storages.fail_stale_trials(study)  # trials of a killed process: failed, not running
+        _say(_resume_message(plan, study, _continue_stopped(study)))
     else:
         plan = plan_study(args)
         if plan.timestamped:
@@ -520,17 +777,33 @@ def run_tune(args: list[str], resume_dir: Path | None = None) -> int:
         plan.study_dir.mkdir(parents=True, exist_ok=True)
         plan.save()
         study = _make_study(plan)
-        _say(f"study {plan.study_name} in {plan.study_dir} ({plan.storage_url}); {plan.tune.trials} trials, "
+        seeds = "" if plan.tune.trial_seeds == 1 else f" of {plan.tune.trial_seeds} seeds each"
+        _say(f"study {plan.study_name} in {plan.study_dir} ({plan.storage_url}); {plan.tune.trials} trials{seeds}, "
              f"pruner {plan.tune.pruner}, {plan.tune.n_jobs} job(s)")
     from concurrent.futures.process import BrokenProcessPool
 
     t0 = time.perf_counter()
+    _signals.clear()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        _catch_signals()
         with _pool(plan.tune.n_jobs) as pool:
             _parallel(_trial_worker, [(str(plan.study_dir), w) for w in range(plan.tune.n_jobs)], pool)
             study = _make_study(plan, load=True)
             _say(f"search done in {time.perf_counter() - t0:.0f} s")
             return finish(plan, study, pool)
-    except (KeyboardInterrupt, BrokenProcessPool):
-        _say(f"interrupted; continue with: rlx tune --resume {plan.study_dir}")
-        return 130
+    except (KeyboardInterrupt, BrokenProcessPool) as e:
+        if isinstance(e, BrokenProcessPool) and not _signals:
+            _say(f"a trial process died ({e}); continue the study with: rlx tune --resume {plan.study_dir}")
+            return 1
+        name = _signals[0] if _signals else "SIGINT"
+        _say(f"stopped by {name}; continue the study with: rlx tune --resume {plan.study_dir} "
+             "(a stopped trial continues from its checkpoint)")
+        return 128 + int(getattr(signal, name, signal.SIGINT))
+    finally:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in previous.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
