@@ -23,7 +23,6 @@ from rlx.buffers.rollout import Rollout
 from rlx.networks.mlp import ObsNormalizer
 from rlx.networks.stacked import StackedMLP
 
-
 M32 = 0xFFFFFFFF
 GOLDEN32 = 0x9E3779B9  # 2**32 / golden ratio: spreads consecutive integers over 32 bits
 
@@ -63,8 +62,9 @@ class MemberRandom:
 
     POOL = 8192
 
-    def __init__(self, seeds: Sequence[int], device: torch.device, stream: int = 0):
+    def __init__(self, seeds: Sequence[int], device: torch.device, stream: int = 0, active: Tensor | None = None):
         self.k, self.device = len(seeds), device
+        self.active = active  # the members that advance by default (Members.active: stopped members stay put)
         keys = [mix32_int(mix32_int(int(seed)) ^ mix32_int(stream * GOLDEN32 + 1)) for seed in seeds]
         self.keys = torch.tensor(keys, dtype=torch.int64, device=device).unsqueeze(1)  # [K, 1]
         self.position = torch.zeros(self.k, dtype=torch.int64, device=device)  # each member's next unused value
@@ -80,7 +80,8 @@ class MemberRandom:
 
     def uniform(self, n: int, advance: Tensor | None = None) -> Tensor:
         """``[K, n]``: the next n uniforms in (0, 1) of each member's stream; members with ``advance`` False
-        get values too but do not move on (they see them again next time)."""
+        get values too but do not move on (they see them again next time); default: ``active``."""
+        advance = self.active if advance is None else advance
         if n > self.POOL:
             values = self._uniforms_at(self.position.unsqueeze(1) + torch.arange(n, device=self.device))
             self._pool = None  # the positions move past the cache
@@ -111,9 +112,10 @@ class MemberRandom:
         return -torch.log(-torch.log(self.uniform_like(x))).to(x.dtype)
 
     def state_dict(self) -> dict[str, Tensor]:
-        return {"position": self.position.clone()}
+        return {"keys": self.keys[:, 0].clone(), "position": self.position.clone()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.keys = state["keys"].to(self.device, torch.int64).reshape(self.k, 1).clone()
         self.position = state["position"].to(self.device, torch.int64).reshape(self.k).clone()
         self._pool, self._used = None, 0
 
@@ -129,7 +131,8 @@ class Members:
     def __init__(self, k: int, device: torch.device, obs_shape: Sequence[int], seeds: Sequence[int] | None = None):
         self.k, self.device, self.obs_rank = k, device, len(obs_shape)
         self.active = torch.ones(k, dtype=torch.bool, device=device)  # False: stopped (done or failed), never updated
-        self.random = MemberRandom(member_seeds(k, seeds), device)  # acting, shuffles, replay: member k's own
+        # acting, shuffles, replay: member k's own stream; a stopped member's does not move
+        self.random = MemberRandom(member_seeds(k, seeds), device, active=self.active)
 
     def hyper(self, hps: Sequence[Any], name: str, none: float | None = None) -> Tensor:
         """``[K, 1]`` float tensor of each member's ``hps[k].<name>`` (booleans as 0/1; None as ``none``)."""

@@ -80,7 +80,7 @@ class DDPG(Persistent):
     member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.tau", "algo.noise_std")
     Config = DDPGConfig
     action_spaces = ("continuous",)
-    persist = ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt", "noise", "updates")
+    persist = ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt", "noise", "updates", "random")
     n_critics = 1
 
     def __init__(self, spec: EnvSpec, hp: DDPGConfig | Sequence[DDPGConfig], net: NetworkConfig, device: torch.device,
@@ -91,7 +91,8 @@ class DDPG(Persistent):
         hps: list[Any] = [hp] if isinstance(hp, DDPGConfig) else list(hp)
         self.hp, self.hps, self.device = hps[0], hps, device
         k = len(hps)
-        self.members = Members(k, device, spec.obs_shape)
+        self.members = Members(k, device, spec.obs_shape, seeds)
+        self.random = self.members.random  # replay minibatches, warm-up actions, TD3's smoothing: member k's own
         self.bounds = ActionBounds(spec.action_space, device)
         enc = encoders(spec, net)
         if k > 1 and enc() is not None:

@@ -60,7 +60,7 @@ class SAC(Persistent):
     member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.tau", "algo.alpha")
     Config = SACConfig
     action_spaces = ("continuous",)
-    persist = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "temperature", "updates")
+    persist = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "temperature", "updates", "random")
 
     def __init__(self, spec: EnvSpec, hp: SACConfig | Sequence[SACConfig], net: NetworkConfig, device: torch.device,
                  seeds: Sequence[int] | None = None):
@@ -69,7 +69,8 @@ class SAC(Persistent):
         hps = [hp] if isinstance(hp, SACConfig) else list(hp)
         self.hp, self.hps, self.device = hps[0], hps, device
         k = len(hps)
-        self.members = Members(k, device, spec.obs_shape)
+        self.members = Members(k, device, spec.obs_shape, seeds)
+        self.random = self.members.random  # actions, replay minibatches, warm-up actions: member k's own stream
         self.bounds = ActionBounds(spec.action_space, device)
         self.encoders = enc = encoders(spec, net)
         if k > 1 and enc() is not None:
@@ -95,7 +96,7 @@ class SAC(Persistent):
     # -- acting (the loop's env batch [K*N, *obs] <-> the members' [K, N, *obs]) ---------------------
     @torch.inference_mode()
     def explore(self, obs: Tensor) -> Tensor:
-        return self.bounds.to_env(self.members.join(self.actor.sample(self.members.split(obs))[0], obs))
+        return self.bounds.to_env(self.members.join(self.actor.sample(self.members.split(obs), self.random)[0], obs))
 
     @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
@@ -118,13 +119,13 @@ class SAC(Persistent):
         mask = None if bool(m.active.all()) else m.active
         batch = member_batch(batch)
         actions = self.bounds.to_unit(batch.actions)
-        a_pi, logp_pi = self.actor.sample(batch.obs)  # a = f_φ(ε; s), differentiable in φ; [K, B, A], [K, B]
+        a_pi, logp_pi = self.actor.sample(batch.obs, self.random)  # a = f_φ(ε; s), differentiable in φ; [K, B, A], [K, B]
         alpha = self.temperature.value()  # [K, 1]: this step's α, the value before the temperature update
         alpha_loss = self.temperature.update(logp_pi, mask)
 
         # Critics: J_Q = ½(Q_i(s, a) − y)², y = r + γ(1−d)(min_i Q'_i(s', a') − α log π(a'|s')), a' ~ π(·|s')
         with torch.no_grad():
-            a_next, logp_next = self.actor.sample(batch.next_obs)
+            a_next, logp_next = self.actor.sample(batch.next_obs, self.random)
             q_next = self.critic_target(batch.next_obs, a_next).min(dim=1).values
             y = soft_bellman_target(batch.rewards, q_next, logp_next, batch.terminated, self.gamma, alpha)
         q = self.critic(batch.obs, actions)  # [K, 2, B]

@@ -49,8 +49,9 @@ class TD3(DDPG):
     def update(self, batch: Transitions, progress: float) -> list[dict[str, float]]:
         mask, batch = self._mask(), member_batch(batch)
         with torch.no_grad():
-            a_next = td3_smoothed_target_action(self.actor_target(batch.next_obs), self.target_noise,
-                                                self.target_clip, -1.0, 1.0)
+            mu_next = self.actor_target(batch.next_obs)  # [K, B, A]; ε from each member's own stream
+            a_next = td3_smoothed_target_action(mu_next, self.target_noise, self.target_clip, -1.0, 1.0,
+                                                noise=self.target_noise * self.random.normal_like(mu_next))
             q_next = self.critic_target(batch.next_obs, a_next)  # [K, 2, B]
             y = clipped_double_q_target(batch.rewards, q_next[:, 0], q_next[:, 1], batch.terminated, self.gamma)
         critic_loss, q = self.critic_step(batch, y, mask)

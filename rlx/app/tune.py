@@ -373,15 +373,17 @@ def _run(overrides: list[str], run_dir: Path, hook: Any = None, resume: bool = F
     """One ordinary rlx run (composed like `rlx train OVERRIDES`) in ``run_dir``, or (``resume``) the stopped
     run there continued from its last checkpoint, as `rlx resume RUN_DIR` does; ``hook`` sees its evals.
     rlx tune's only call into training."""
-    from rlx.config.compose import compose_config
-    from rlx.train.driver import resume as resume_run, train
+    from rlx.config.compose import compose_run_config
+    from rlx.train.driver import CONTINUE_HINT, resume as resume_run, train
     from rlx.train.run import write_summary
     from rlx.train.session import EVAL_HOOKS
 
     if not resume:
-        cfg = compose_config(overrides)
+        cfg, _ = compose_run_config(overrides)  # what `rlx train OVERRIDES` trains (an unfitting preset dropped)
         cfg.logger.wandb.group = cfg.logger.wandb.group or run_dir.parent.parent.name  # one W&B group per study
     token = EVAL_HOOKS.set((hook,) if hook else ())
+    study = next((p.parent for p in run_dir.parents if p.name == "trials"), run_dir.parent.parent)
+    hint = CONTINUE_HINT.set(f"rlx tune --resume {study}")  # a stopped trial goes on with its study
     try:
         return resume_run(run_dir) if resume else train(cfg, run_dir)
     except Exception as e:  # a diverging or crashing trial fails alone; the study goes on
@@ -390,6 +392,7 @@ def _run(overrides: list[str], run_dir: Path, hook: Any = None, resume: bool = F
         return {"status": "failed", "error": f"{type(e).__name__}: {e}"}
     finally:
         EVAL_HOOKS.reset(token)
+        CONTINUE_HINT.reset(hint)
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ Image observations (uint8/bool): :class:`ImageReplayBuffer`, uint8 and each obse
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -35,6 +35,8 @@ class Transitions(NamedTuple):
 class ReplayBuffer:
     """Ring buffer of ``capacity`` transitions; the oldest are overwritten first."""
 
+    members = 1  # rings (MemberReplayBuffer: one per member)
+
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
                  discrete: bool, device: torch.device):
         self.capacity, self.device, self.discrete = capacity, device, discrete
@@ -47,9 +49,17 @@ class ReplayBuffer:
         self.data = torch.empty((capacity, 2 * o + a + 2), dtype=torch.float32, device=device)
         self.pos = 0
         self.size = 0
+        # members' random streams (rlx.members.MemberRandom): member k's minibatches from its own; None: torch's
+        self.random: Any = None
 
     def __len__(self) -> int:
         return self.size
+
+    def _indices(self, batch_size: int) -> Tensor:
+        """``[K, batch_size]`` uniform indices into each member's ``size`` rows (with replacement)."""
+        if self.random is None:
+            return torch.randint(self.size, (self.members, batch_size), device=self.device)
+        return (self.random.uniform(batch_size) * self.size).long().clamp_(max=self.size - 1)
 
     def add(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray, rewards: np.ndarray,
             terminated: np.ndarray, truncated: np.ndarray, info: dict) -> None:
@@ -70,8 +80,8 @@ class ReplayBuffer:
         self.size = min(self.size + n, self.capacity)
 
     def sample(self, batch_size: int) -> Transitions:
-        """``batch_size`` transitions drawn uniformly with replacement (torch's global RNG)."""
-        rows = self.data[torch.randint(self.size, (batch_size,), device=self.device)]
+        """``batch_size`` transitions drawn uniformly with replacement (from ``random``, else torch's global RNG)."""
+        rows = self.data[self._indices(batch_size)[0]]
         c, b = self.cols, batch_size
         actions = rows[:, c["actions"]].reshape(b, *self.action_shape)
         return Transitions(
@@ -144,7 +154,7 @@ class MemberReplayBuffer(ReplayBuffer):
     def sample(self, batch_size: int) -> Transitions:
         """``batch_size`` transitions per member, drawn uniformly with replacement from its own: ``[K, B, ...]``."""
         k, b, c = self.members, batch_size, self.cols
-        idx = torch.randint(self.size, (k, b), device=self.device) + self.offsets
+        idx = self._indices(b) + self.offsets
         rows = self.data.view(k * self.capacity, -1).index_select(0, idx.reshape(-1)).view(k, b, -1)
         actions = rows[..., c["actions"]].reshape(k, b, *self.action_shape)
         return Transitions(

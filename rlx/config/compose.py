@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep, Override
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rlx.conf import register_resolvers
 from rlx.errors import UserError
@@ -131,6 +131,20 @@ def compose_config(overrides: list[str], return_hydra_config: bool = False) -> D
         raise UserError(friendly_hydra_error(str(e))) from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def compose_run_config(overrides: list[str]) -> tuple[DictConfig, str | None]:
+    """What ``rlx train OVERRIDES`` trains, composed outside Hydra's app (``rlx tune``'s trials): the config
+    without its ``hydra`` node and without a tuned preset that belongs to another env id (the rule of
+    :func:`tuned_preset_conflict`, as ``rlx train`` applies it); returns (config, the note or None)."""
+    cfg = compose_config(overrides, return_hydra_config=True)
+    note = tuned_preset_conflict(cfg.hydra.runtime.choices, str(cfg.env.id))
+    if note:
+        cfg = compose_config([*overrides, "~tuned"])
+    else:
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return cfg, note
 
 
 REQUIRED_GROUPS = ("algo", "env", "network")

@@ -16,6 +16,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal
 from rlx.networks.mlp import mlp
 from rlx.objectives.distributions import categorical_probs_log_probs
 
+
 class MemberNoise(Protocol):
     """Per-member noise (rlx.members.MemberRandom): row k of the result from member k's own stream."""
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from rlx.networks.ensemble import EnsembleMLP
+from rlx.networks.heads import MemberNoise
 from rlx.networks.mlp import mlp
 from rlx.networks.stacked import MemberMLP
 from rlx.objectives.distributions import tanh_gaussian_deterministic, tanh_gaussian_sample
@@ -137,8 +138,10 @@ class MemberTanhGaussianActor(nn.Module):
         mean, log_std = self.net(_member_features(self.encoder, obs))[:, 0].chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        return tanh_gaussian_sample(*self(obs))
+    def sample(self, obs: Tensor, random: MemberNoise | None = None) -> tuple[Tensor, Tensor]:
+        """tanh(μ + σ ε); ``random``: ε from member k's own stream for row k (else torch's global RNG)."""
+        mean, log_std = self(obs)
+        return tanh_gaussian_sample(mean, log_std, noise=None if random is None else random.normal_like(mean))
 
     def mode(self, obs: Tensor) -> Tensor:
         return tanh_gaussian_deterministic(self(obs)[0])

@@ -15,6 +15,7 @@ algorithm's loop -> one summary per member.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import json
 import os
@@ -50,6 +51,8 @@ from rlx.train.run import (
 )
 from rlx.train.session import NonFiniteError
 
+# what the end of a stopped job tells the user to run next (None: `rlx resume DIR`); rlx tune sets its own
+CONTINUE_HINT: contextvars.ContextVar[str | None] = contextvars.ContextVar("rlx_continue_hint", default=None)
 MEMBER_POINTER = "population.json"  # in a member's run dir: its fellow members (relative paths)
 FINISHED = ("ok", "pruned")
 # loops whose workers are processes or Ray actors: their session is the one member's own (A3C: K=1)
@@ -161,7 +164,7 @@ def _say_done(sessions: list[Any], dirs: list[Path], summaries: list[dict[str, A
     if signal in ("SIGINT", "SIGTERM"):
         target = dirs[0] if len(dirs) == 1 else dirs[0].parent
         logger.message(f"rlx: stopped by {signal} at env step {sessions[0].env_steps:,}; checkpoint saved. "
-                       f"Continue with: rlx resume {target}")
+                       f"Continue with: {CONTINUE_HINT.get() or f'rlx resume {target}'}")
         return
     if len(dirs) > 1:
         ok = sum(s.get("status") in FINISHED for s in summaries)

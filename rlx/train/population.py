@@ -302,8 +302,11 @@ class PopulationSession:
                    self.training())
 
     def add_steps(self, n: int) -> None:
-        for k in self.training():
-            self.sessions[k].add_steps(n // len(self.sessions))
+        # the members stepping in this rollout count every step of it, as a plain run counts its rollout
+        # after a signal or past its budget (their mask changes at the next safe point)
+        for k in self.updating:
+            if k not in self.failed:
+                self.sessions[k].add_steps(n // len(self.sessions))
 
     def record(self, metrics: dict[str, float] | Sequence[dict[str, float]]) -> None:
         per_member = [metrics] if isinstance(metrics, dict) else list(metrics)

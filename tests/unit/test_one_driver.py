@@ -89,6 +89,30 @@ def test_a_stopped_and_resumed_population_equals_an_uninterrupted_one(algo, tota
         _assert_same_weights(a, b)
 
 
+def test_a_run_stopped_mid_rollout_counts_its_rollout_and_resumes_exactly(tmp_path, monkeypatch):
+    """A signal mid-rollout: the rollout is finished, learned from and counted (as a plain Session did), so
+    the resumed run keeps the uninterrupted run's cadences and numbers."""
+    from rlx.train.session import Session
+
+    fixed = ["algo.anneal_lr=false", "algo.anneal_clip=false", "logger.every=64"]
+    straight = train(_cfg(*PPO, *fixed, "total_steps=512"), tmp_path / "straight")
+    original = Session.add_steps
+
+    def add_steps(self, n):
+        original(self, n)
+        if self.env_steps == 100:  # mid-rollout (rollouts of 32 steps x 2 envs)
+            self.stop_requested = "SIGTERM"
+
+    monkeypatch.setattr(Session, "add_steps", add_steps)
+    stopped = train(_cfg(*PPO, *fixed, "total_steps=512"), tmp_path / "stopped")
+    monkeypatch.setattr(Session, "add_steps", original)
+    assert stopped["status"] == "stopped" and stopped["env_steps"] == 128
+    resumed = resume(tmp_path / "stopped")
+    assert resumed["updates"] == straight["updates"] and resumed["eval_return_mean"] == straight["eval_return_mean"]
+    assert _lines(tmp_path / "straight", training_only=True) == _lines(tmp_path / "stopped", training_only=True)
+    _assert_same_weights(tmp_path / "straight", tmp_path / "stopped")
+
+
 def test_a_member_resumes_alone_as_its_plain_run(tmp_path):
     """`rlx resume MEMBER_DIR`: that member alone, from its own checkpoint (a plain run's layout)."""
     dirs = [tmp_path / "a", tmp_path / "b"]

@@ -50,7 +50,8 @@ def noise(monkeypatch):
     at once, its members one by one: same ε per member either way)."""
     queue: list[torch.Tensor] = []
     real = off_policy_nets.tanh_gaussian_sample
-    monkeypatch.setattr(off_policy_nets, "tanh_gaussian_sample", lambda mean, log_std: real(mean, log_std, noise=queue.pop(0)))
+    monkeypatch.setattr(off_policy_nets, "tanh_gaussian_sample",
+                        lambda mean, log_std, noise=None: real(mean, log_std, noise=queue.pop(0)))
     return queue
 
 
@@ -201,7 +202,7 @@ def target_noise(monkeypatch):
     queue: list[torch.Tensor] = []
     real = td3.td3_smoothed_target_action
     monkeypatch.setattr(td3, "td3_smoothed_target_action",
-                        lambda mu, std, clip, low, high: real(mu, std, clip, low, high, noise=std * queue.pop(0)))
+                        lambda mu, std, clip, low, high, noise=None: real(mu, std, clip, low, high, noise=std * queue.pop(0)))
     return queue
 
 

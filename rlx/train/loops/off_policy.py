@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any, cast
 
 import gymnasium as gym
+import numpy as np
 import torch
 
-from rlx.buffers.replay import frame_stack_size, make_replay_buffer
+from rlx.buffers.replay import ReplayBuffer, frame_stack_size, make_replay_buffer
 from rlx.envs.batched import VecEnv
 from rlx.envs.make import RewardNormalizer
 from rlx.train.evaluation import to_env_actions
@@ -28,6 +29,9 @@ def run(algo: Any, envs: VecEnv, session: OffPolicyLoopSession, device: torch.de
     members = getattr(getattr(algo, "members", None), "k", 1)
     buffer = make_replay_buffer(hp.buffer_size, envs.single_observation_space, action_shape,
                                 discrete, device, frame_stack, members)
+    layout = getattr(algo, "members", None)  # rlx.members.Members of an algorithm with a member dimension
+    if layout is not None and isinstance(buffer, ReplayBuffer):
+        buffer.random = layout.random  # member k's minibatches from member k's own stream
     obs = session.initial_obs(envs)
     if session.loop_state is not None and session.loop_state.get("buffer") is not None:
         buffer.load_state_dict(session.loop_state["buffer"])
@@ -41,7 +45,7 @@ def run(algo: Any, envs: VecEnv, session: OffPolicyLoopSession, device: torch.de
 
     while not session.done:
         if session.env_steps < hp.learning_starts:
-            actions = envs.action_space.sample()
+            actions = warmup_actions(envs, layout)
         else:
             actions = to_env_actions(algo.explore(torch.as_tensor(obs, dtype=torch.float32, device=device)), space)
         next_obs, rewards, terminated, truncated, info = envs.step(actions)
@@ -63,3 +67,14 @@ def run(algo: Any, envs: VecEnv, session: OffPolicyLoopSession, device: torch.de
                 session.record(algo.update(buffer.sample(hp.batch_size), session.progress))
         session.tick(loop_state)
     return session.finish(loop_state)
+
+
+def warmup_actions(envs: VecEnv, layout: Any) -> Any:
+    """Uniform random actions before learning_starts: on a Box, member k's from its own stream (its plain
+    run's, whoever shares the population); else the vector env's action space."""
+    space = envs.single_action_space
+    if layout is None or not isinstance(space, gym.spaces.Box):
+        return envs.action_space.sample()
+    shape = cast(gym.spaces.Box, space).shape
+    u = layout.random.uniform(envs.num_envs // layout.k * int(np.prod(shape))).reshape(envs.num_envs, *shape).cpu().numpy()
+    return (space.low + u * (space.high - space.low)).astype(space.dtype)
