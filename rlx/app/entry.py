@@ -14,11 +14,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 
 from rlx.config.compose import compose_config, expand_for_validation, tuned_preset_conflict
-from rlx.config.typed import whole_ints_in
 from rlx.errors import RunFault, UserError
 from rlx.rundir.lock import RunDirTaken, check_creatable_dir, check_dir_path, check_not_in_use, claim_fresh, holds_run
 from rlx.train.driver import train
-from rlx.train.run import exit_status, job_device, parse_settings, write_summary
+from rlx.train.run import exit_status, job_device, write_summary
 
 
 def _hydra_dirs(overrides: list[str]) -> tuple[DictConfig, Path, Path, Path]:
@@ -71,7 +70,6 @@ def hydra_job(cfg: DictConfig) -> float | None:
             print(f"rlx: note: {conflict}", file=sys.stderr)
             cfg = compose(config_name=hc.job.config_name, overrides=[*hc.overrides.task, "~tuned"])
             apply_job_settings(cfg, hc, multirun)
-        whole_ints_in(cfg, parse_settings)  # total_steps=1e4: 10000 in config.yaml and every process, not 10000.0
         summary = train(cfg, run_dir)
         if summary["status"] == "stopped":  # preempted: also stop a sweep instead of starting the next run
             sys.exit(exit_status(summary))

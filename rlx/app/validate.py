@@ -129,8 +129,6 @@ def trained_steps_notes(s: Settings) -> list[str]:
     env.num_envs env steps, every worker's for A3C) or one step of all envs (off-policy) larger than total_steps
     by more than OVERSHOOT, or off-policy learning that never starts. The loops step whole rollouts (and all
     envs at once) and learn from every step; a run counts its steps per vector step up to total_steps."""
-    import math
-
     from rlx.algos.registry import ALGOS
 
     cls = ALGOS[s.algo_name]
@@ -146,23 +144,23 @@ def trained_steps_notes(s: Settings) -> list[str]:
             notes.append(f"algo.learning_starts={starts:,} is not below total_steps={total:,}: this run only takes "
                          f"random actions and never updates its networks")
         return notes
+    from rlx.train.run import trained_steps
+
     configured = getattr(s.algo, "n_steps", None)  # None: a fixed rollout (ac_online: one step of every env)
     n_steps = int(configured if configured is not None else getattr(cls, "n_steps", 1))
     rollout = n_steps * envs
     workers = int(getattr(s.algo, "num_workers", 1)) if cls.loop in ("async", "ray") else 1
-    if rollout * workers <= limit:
-        return notes
     how = (f"algo.n_steps x env.num_envs = {n_steps:,} x {envs:,} = {rollout:,} env steps" if configured is not None
            else f"{n_steps} step of env.num_envs={envs:,} envs = {rollout:,} env steps")
     fewer = "env.num_envs or algo.n_steps" if configured is not None else "env.num_envs"
-    if workers > 1:
+    if workers > 1 and rollout * workers > limit:
         notes.append(f"one rollout of each of the algo.num_workers={workers} workers ({how}) adds up to more than "
                      f"total_steps={total:,}: this run trains about {rollout * workers:,} env steps (every worker "
                      f"finishes its rollout); lower {fewer} or algo.num_workers to train fewer")
-    else:
-        counted = math.ceil(total / envs) * envs
-        notes.append(f"one rollout ({how}) is larger than total_steps={total:,}: this run trains on {rollout:,} env "
-                     f"steps (a whole rollout), of which its env_steps count {counted:,}; lower {fewer} to train fewer")
+    elif workers == 1 and trained_steps(s) > limit:
+        notes.append(f"total_steps={total:,} is not a whole number of rollouts ({how}): runs train whole rollouts, "
+                     f"so this run trains {trained_steps(s):,} env steps; lower {fewer} or pick a multiple of "
+                     f"{rollout:,} to train what you ask")
     return notes
 
 

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from rlx.config.typed import as_dict
+from rlx.config.typed import as_dict, whole_ints_in
 from rlx.envs.make import check_user_env, make_vec_env
 from rlx.errors import RunFault, UserError
 from rlx.members import stack_states
@@ -73,9 +73,12 @@ def train_job(cfgs: Sequence[DictConfig | Mapping[str, Any]], run_dirs: Sequence
     run is refused unless ``overwrite=true``. Bad input: UserError before anything is written."""
     if not cfgs or len(cfgs) != len(run_dirs):
         raise ValueError(f"train_job: {len(cfgs)} configs for {len(run_dirs)} run dirs")
-    configs = [as_dict(c, resolve=True) for c in cfgs]
-    for c in configs:
-        c.pop("hydra", None)
+    configs = []
+    for c in cfgs:
+        node = OmegaConf.create(as_dict(c, resolve=True))
+        node.pop("hydra", None)
+        whole_ints_in(node, parse_settings)  # total_steps=1e4: 10000 in config.yaml and every process
+        configs.append(as_dict(node))
     settings = [parse_settings(c) for c in configs]
     if len(configs) > 1:
         check_population(configs)

@@ -165,6 +165,23 @@ def build_algorithm(settings: Settings | Sequence[Settings], spec: EnvSpec, devi
     return cls(spec, s0.algo, s0.network, device)
 
 
+def trained_steps(s: Settings) -> int:
+    """The env steps a run trains and counts (issue 24, one rule for plain runs and members): the loops step
+    whole rollouts (on-policy: algo.n_steps x env.num_envs; ac_online: one step of every env) or whole vector
+    steps (off-policy), so total_steps rounds up to a whole number of them; A3C's workers share a counter
+    (total_steps, give or take the last rollouts). Progress is shown against this number."""
+    import math
+
+    cls = ALGOS[s.algo_name]
+    if cls.loop in ("async", "ray"):
+        return s.run.total_steps
+    per = s.env.num_envs
+    if cls.loop == "on_policy":
+        configured = getattr(s.algo, "n_steps", None)
+        per *= int(configured if configured is not None else getattr(cls, "n_steps", 1))
+    return math.ceil(s.run.total_steps / per) * per
+
+
 def eval_seed(seed: int) -> int:
     """The seed of a run's evaluation envs: apart from its training envs' (seed + i)."""
     return seed + 10_000
@@ -182,7 +199,7 @@ def run_session(s: Settings, config: dict, run_dir: Path, algo: Algorithm, spec:
                         wrappers=s.env.wrappers)
         stack.callback(own.close)
         evaluator = own
-    logger = Logger(run_dir, config, s.wandb, s.run.total_steps, s.logger.progress and progress,
+    logger = Logger(run_dir, config, s.wandb, trained_steps(s), s.logger.progress and progress,
                     wandb_id=resume["session"]["wandb_id"] if resume else None, start_steps=start,
                     name=f"{s.algo_name}-{spec.id}-s{s.run.seed}")
     stack.callback(lambda: logger.close(exit_code()))

@@ -230,14 +230,17 @@ def test_a_module_env_id_that_does_not_resolve_names_the_module(tmp_path, env_id
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["env.num_envs=64", "total_steps=100"], "one rollout (algo.n_steps x env.num_envs = 32 x 64 = 2,048 env steps) "
-                                             "is larger than total_steps=100: this run trains on 2,048 env steps"),
+    (["env.num_envs=64", "total_steps=100"], "total_steps=100 is not a whole number of rollouts (algo.n_steps x "
+                                             "env.num_envs = 32 x 64 = 2,048 env steps): runs train whole rollouts, "
+                                             "so this run trains 2,048 env steps"),
+    (["total_steps=2100"], "total_steps=2,100 is not a whole number of rollouts (algo.n_steps x env.num_envs = 32 x 8 = "
+                           "256 env steps): runs train whole rollouts, so this run trains 2,304 env steps"),
     (["algo=sac", "env=pendulum", "env.num_envs=300", "total_steps=200"],
      "one step of env.num_envs=300 envs is 300 env steps, more than total_steps=200: this run trains 300 env steps"),
     (["algo=sac", "env=pendulum", "algo.learning_starts=500", "total_steps=500"],
      "algo.learning_starts=500 is not below total_steps=500: this run only takes random actions"),
     (["algo=a3c", "algo.n_steps=20", "env.num_envs=4", "total_steps=100"], "this run trains about 160 env steps"),
-], ids=["on-policy", "off-policy-envs", "learning-never-starts", "a3c-workers"])
+], ids=["on-policy", "whole-rollouts", "off-policy-envs", "learning-never-starts", "a3c-workers"])
 def test_a_run_that_trains_other_than_total_steps_says_so_in_one_warning(tmp_path, args, fragment):
     r = run_cli("train", *args, "--cfg", "job", cwd=tmp_path)  # --cfg job: validated, printed, not trained
     assert r.returncode == 0, r.stderr
@@ -251,8 +254,8 @@ def test_the_rollout_warning_says_what_trains_and_is_printed_once(tmp_path):
     r = run_cli("train", *args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("rlx: warning:")]
-    assert len(warnings) == 1 and "this run trains on 256 env steps" in warnings[0], r.stderr
+    assert len(warnings) == 1 and "this run trains 256 env steps" in warnings[0], r.stderr
     counted = json.loads((tmp_path / "run" / "summary.json").read_text())["env_steps"]
-    assert f"its env_steps count {counted}" in warnings[0], (counted, warnings[0])
-    r = run_cli("train", "total_steps=3000", "--cfg", "job", cwd=tmp_path)  # a rollout is 256 steps: no warning
+    assert counted == 256, counted  # what it said: one rule for the count, the progress and the warning
+    r = run_cli("train", "total_steps=3072", "--cfg", "job", cwd=tmp_path)  # whole rollouts of 256 steps: no warning
     assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
