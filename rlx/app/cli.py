@@ -59,7 +59,27 @@ def train(ctx: typer.Context) -> None:
     """
     args = list(ctx.args)
     _validate_or_fail(args, plain_run=True)
-    _run_hydra(args)
+    _run_hydra(_without_unfitting_preset(args))
+
+
+def _without_unfitting_preset(args: list[str]) -> list[str]:
+    """One run with ``env.id`` off its group's tuned preset: the preset is dropped before Hydra composes,
+    so what ``--cfg job`` prints is what trains (a multirun decides per job, in rlx.app.entry.hydra_job)."""
+    from rlx.config.compose import CUSTOM_CONFIG_FLAGS, compose_config, split_args, tuned_preset_conflict
+
+    overrides, flags = split_args(args)
+    if ({"-m", "--multirun", "--help", "-h", "--hydra-help"} | CUSTOM_CONFIG_FLAGS).intersection(flags) \
+            or any(o.lstrip("+~").startswith("tuned") for o in overrides):
+        return args
+    try:
+        cfg = compose_config(overrides, return_hydra_config=True)
+    except UserError:
+        return args  # reported by the run itself
+    note = tuned_preset_conflict(cfg.hydra.runtime.choices, str(cfg.env.id))
+    if not note:
+        return args
+    print(f"rlx: note: {note}", file=sys.stderr)
+    return ["~tuned", *args]
 
 
 def _validate_or_fail(args: list[str], plain_run: bool = False) -> None:

@@ -25,6 +25,7 @@ from rlx.rundir.logging import Logger, RateMeter
 from rlx.train.evaluation import Evaluates
 from rlx.train.loop_state import LoopState, member_loop_state, restore_vector_env
 
+LOG_WINDOW = 20  # a log line's episode_return_mean/std and episode_length_mean: the last 20 finished episodes
 # Stop reasons that end a run as finished (status "ok", or "pruned" for rlx tune's pruner), unlike signals.
 STOP_CONDITIONS = ("reward_threshold", "patience")
 # Callables told of every periodic evaluation, ``hook(env_steps, eval_return_mean)``; one that returns a
@@ -154,6 +155,7 @@ class Session:
         self.tracker = EpisodeTracker(num_envs)
         self.pending: list[dict[str, float]] = []
         self.recent_returns: list[float] = []
+        self.recent_lengths: list[int] = []  # the same episodes' lengths
         self.rate = RateMeter()
         self.stop_requested: str | None = None
         self._t0 = time.perf_counter()
@@ -205,29 +207,33 @@ class Session:
     # -- the safe-point hook ---------------------------------------------------------------------
     def tick(self, loop_state: LoopStateFn) -> None:
         steps = self.env_steps
-        returns, lengths = self.tracker.drain()
-        if returns:
-            self.recent_returns = (self.recent_returns + returns)[-100:]
+        self._take_finished_episodes()
         recent = float(np.mean(self.recent_returns)) if self.recent_returns else None
         self.logger.progress(steps, self.rate.read(steps) if steps else 0.0, recent)
         if self.cadence["log"].due(steps):
-            self._log_line(returns, lengths)
+            self._log_line()
         if self.cadence["eval"].due(steps) and steps < self.total_steps:
             self.evaluate(loop_state)
             self._check_stop()
         if self.cadence["checkpoint"].due(steps) and steps < self.total_steps:
             self.save(loop_state, periodic=True)
 
-    def _log_line(self, returns: list[float], lengths: list[int]) -> None:
+    def _take_finished_episodes(self) -> None:
+        returns, lengths = self.tracker.drain()
+        if returns:
+            self.recent_returns = (self.recent_returns + returns)[-100:]
+            self.recent_lengths = (self.recent_lengths + lengths)[-100:]
+
+    def _log_line(self) -> None:
         wall = self.wall_s()
         line: dict[str, Any] = {"env_steps": self.env_steps, "updates": self.counters.updates, "wall_s": round(wall, 3),
                                 "sps": round(self.env_steps_this_session / max(time.perf_counter() - self._t0, 1e-9), 1),
                                 "episodes": self.tracker.episodes}
-        if self.recent_returns:
-            window = self.recent_returns[-20:]
+        if self.recent_returns:  # one window for both: the last LOG_WINDOW finished episodes
+            window = self.recent_returns[-LOG_WINDOW:]
             line.update(episode_return_mean=float(np.mean(window)), episode_return_std=float(np.std(window)))
-        if lengths:
-            line["episode_length_mean"] = float(np.mean(lengths))
+        if self.recent_lengths:
+            line["episode_length_mean"] = float(np.mean(self.recent_lengths[-LOG_WINDOW:]))
         if self.pending:
             keys = dict.fromkeys(k for m in self.pending for k in m)  # every key any update reported, in order
             for k in keys:
@@ -303,6 +309,7 @@ class Session:
                 "cadence": {k: v.next for k, v in self.cadence.items()},
                 "tracker": self.tracker.state_dict(),
                 "recent_returns": list(self.recent_returns),
+                "recent_lengths": list(self.recent_lengths),
                 "wandb_id": self.logger.wandb_id,
             },
             "rng": rng_state(),
@@ -322,6 +329,7 @@ class Session:
             self.cadence[k].next = nxt
         self.tracker.load_state_dict(s["tracker"])
         self.recent_returns = list(s["recent_returns"])
+        self.recent_lengths = list(s.get("recent_lengths", []))
         self._start_steps = self.counters.env_steps
         self.rate = RateMeter(self.counters.env_steps)
         set_rng_state(state["rng"])
@@ -334,7 +342,8 @@ class Session:
         ``wall_s``/``sps`` cover training (periodic evals and checkpoints included), not the final
         evaluation, so they compare with libraries that time ``learn()`` alone."""
         if self.pending or self.tracker.finished_returns:
-            self._log_line(*self.tracker.drain())
+            self._take_finished_episodes()
+            self._log_line()
         wall = self.wall_s()
         session_wall = time.perf_counter() - self._t0
         if self.stop_requested is None:

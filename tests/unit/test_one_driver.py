@@ -184,3 +184,13 @@ def test_an_env_that_raises_mid_run_fails_the_run_with_one_line_and_a_summary(tm
     assert summary["status"] == "failed" and "the simulator crashed" in summary["error"]
     assert "Traceback" in (tmp_path / "run" / "error.txt").read_text()
     assert "rlx: error: RuntimeError: the simulator crashed" in (tmp_path / "run" / "rlx.log").read_text()
+
+
+def test_episode_length_and_return_share_one_window(tmp_path):
+    """CartPole pays 1 per step, so over the same episodes the mean return is the mean length (issue 24:
+    they were averaged over different windows)."""
+    train(_cfg(*PPO, "total_steps=1024", "logger.every=128"), tmp_path / "run")
+    lines = [x for x in _lines(tmp_path / "run") if "episode_length_mean" in x]
+    assert len(lines) >= 6
+    for x in lines:
+        assert x["episode_return_mean"] == pytest.approx(x["episode_length_mean"])
