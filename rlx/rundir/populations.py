@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from rlx.rundir.files import write_json_atomic
+
 POPULATIONS_FILE = "populations.json"
 _OLD_NAME = "population.json"  # sweeps from before issue 22 named it as a member's pointer
 
@@ -29,9 +31,7 @@ def read_populations(sweep_dir: Path) -> dict[str, Any]:
 
 def write_populations(sweep_dir: Path, data: dict[str, Any]) -> None:
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    tmp = sweep_dir / f".{POPULATIONS_FILE}.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, sweep_dir / POPULATIONS_FILE)
+    write_json_atomic(sweep_dir / POPULATIONS_FILE, data)
 
 
 def population_dirs(sweep_dir: Path) -> list[list[Path]]:

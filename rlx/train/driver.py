@@ -30,6 +30,7 @@ from rlx.config.typed import as_dict, whole_ints_in
 from rlx.envs.make import check_user_env, make_vec_env
 from rlx.errors import RunFault, UserError
 from rlx.members import stack_states
+from rlx.rundir.files import write_json_atomic
 from rlx.rundir.lock import RunDirLock, claim_fresh
 from rlx.rundir.populations import population_dirs, update_population_status
 from rlx.train.evaluation import Evaluator
@@ -97,7 +98,7 @@ def _run_job(configs: list[dict], settings: list[Settings], dirs: list[Path],
     for config, d in zip(configs, dirs, strict=True):
         (d / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
         if k > 1:
-            _write_json(d / MEMBER_POINTER, {"members": [os.path.relpath(m, d) for m in dirs]})
+            write_json_atomic(d / MEMBER_POINTER, {"members": [os.path.relpath(m, d) for m in dirs]})
     device, spec = prepare_process(s0)
     env_warnings = check_user_env(s0.env.id, s0.env.kwargs)
     algo = build_algorithm(settings, spec, device)
@@ -180,12 +181,6 @@ def _say_done(sessions: list[Any], dirs: list[Path], summaries: list[dict[str, A
                    f"{s['eval_return_mean']:.1f} ± {s['eval_return_std']:.1f}; run dir {d}")
     tb = " | tensorboard --logdir " + str(d / "tb") if (d / "tb").is_dir() else ""
     logger.message(f"rlx: next: rlx eval {d} | rlx plot {d}{tb}")
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 # --- resume -----------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from rlx.config.typed import as_dict, build
 from rlx.envs.make import EnvSpec, env_spec
 from rlx.errors import UserError
 from rlx.rundir.checkpoint import Checkpointer
+from rlx.rundir.files import write_json_atomic
 from rlx.rundir.logging import Logger
 from rlx.train.evaluation import Evaluates, Evaluator
 from rlx.train.session import Session
@@ -236,9 +237,7 @@ def stop_on_signals(session: Session, logger: Logger):
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    tmp = Path(run_dir) / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, Path(run_dir) / "summary.json")
+    write_json_atomic(Path(run_dir) / "summary.json", summary)
 
 
 def exit_status(summary: dict[str, Any]) -> int:
