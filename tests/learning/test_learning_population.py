@@ -21,7 +21,8 @@ def test_ppo_cartpole_population_of_4_every_member_solves_within_100k(tmp_path):
                for seed in (0, 1) for eps in (0.1, 0.3)]
     summaries = population_summaries(members, tmp_path)
     returns = [s["eval_return_mean"] for s in summaries]
-    assert all(s["status"] == "ok" and s["env_steps"] == 100_000 for s in summaries), summaries
+    # 391 whole rollouts of 32 steps x 8 envs: total_steps rounds up to whole rollouts, as in a plain run
+    assert all(s["status"] == "ok" and s["env_steps"] == 100_096 for s in summaries), summaries
     assert min(returns) >= 475, returns
 
 
