@@ -133,15 +133,34 @@ class Members:
         self.active = torch.ones(k, dtype=torch.bool, device=device)  # False: stopped (done or failed), never updated
         # acting, shuffles, replay: member k's own stream; a stopped member's does not move
         self.random = MemberRandom(member_seeds(k, seeds), device, active=self.active)
+        # every [K, 1] hyperparameter the algorithm reads (by field name), in place: population-based training
+        # (rlx.train.pbt) writes member rows into them; checkpoints hold their current values
+        self.hypers: dict[str, Tensor] = {}
+        self.pbt_rounds = torch.zeros(k, dtype=torch.long, device=device)  # PBT rounds this population has done
 
     def hyper(self, hps: Sequence[Any], name: str, none: float | None = None) -> Tensor:
-        """``[K, 1]`` float tensor of each member's ``hps[k].<name>`` (booleans as 0/1; None as ``none``)."""
+        """``[K, 1]`` float tensor of each member's ``hps[k].<name>`` (booleans as 0/1; None as ``none``),
+        registered in :attr:`hypers`: the algorithm reads it at every update, so a value written into it
+        (PBT's explore) takes effect at the next one."""
         values = [getattr(h, name) for h in hps]
         if any(v is None for v in values):
             if none is None:
                 raise ValueError(f"{name}: None for some member and no stand-in value")
             values = [none if v is None else v for v in values]
-        return torch.tensor([float(v) for v in values], dtype=torch.float32, device=self.device).reshape(-1, 1)
+        t = torch.tensor([float(v) for v in values], dtype=torch.float32, device=self.device).reshape(-1, 1)
+        self.hypers[name] = t
+        return t
+
+    def hyper_state(self) -> dict[str, Any]:
+        """The hyperparameters' current values (``[K, 1]`` each) and PBT's round count (``[K]``)."""
+        return {"values": {name: t.clone() for name, t in self.hypers.items()}, "pbt_rounds": self.pbt_rounds.clone()}
+
+    def load_hyper_state(self, state: dict[str, Any]) -> None:
+        """Written in place (the algorithm holds these tensors); names this algorithm does not have are ignored."""
+        for name, value in state["values"].items():
+            if name in self.hypers:
+                self.hypers[name].copy_(value.reshape(self.hypers[name].shape))
+        self.pbt_rounds.copy_(state["pbt_rounds"].reshape(-1))
 
     # -- the loop's [..., K*N, *obs] <-> the members' [K, B, *obs] ----------------------------------
     def split(self, x: Tensor) -> Tensor:

@@ -151,7 +151,11 @@ class Persistent:
     persist: tuple[str, ...] = ()
 
     def state_dict(self) -> dict:
-        return {name: (v.state_dict() if hasattr(v := getattr(self, name), "state_dict") else v) for name in self.persist}
+        state = {name: (v.state_dict() if hasattr(v := getattr(self, name), "state_dict") else v) for name in self.persist}
+        members = getattr(self, "members", None)
+        if isinstance(members, Members) and members.hypers:  # current values: PBT may have changed them
+            state["hypers"] = members.hyper_state()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         for name in self.persist:
@@ -160,6 +164,9 @@ class Persistent:
                 current.load_state_dict(state[name])
             else:
                 setattr(self, name, state[name])
+        members = getattr(self, "members", None)
+        if isinstance(members, Members) and "hypers" in state:
+            members.load_hyper_state(state["hypers"])
 
 
 def encoders(spec: EnvSpec, net: NetworkConfig) -> EncoderFactory:

@@ -124,6 +124,24 @@ def sweep(ctx: typer.Context) -> None:
         fail(str(e))
 
 
+@app.command(context_settings=PASSTHROUGH)
+def pbt(ctx: typer.Context) -> None:
+    """Population-based training: the grid is the initial population, trained as ONE process whose bottom
+    members copy the top ones every pbt.interval env steps and perturb the copied values (issue 25), e.g.
+
+    rlx pbt algo=ppo algo.lr=1e-5,1e-4,1e-3,1e-2 seed=0,1 pbt.interval=20000
+
+    Same as `rlx sweep ... hydra/launcher=population pbt.enabled=true`; lineage in SWEEP_DIR/pbt.jsonl.
+    """
+    from rlx.app.sweep import run_sweep
+
+    try:
+        run_sweep(["hydra/launcher=population", "pbt.enabled=true", *ctx.args], validate_fn=_validate_or_fail,
+                  hydra_fn=_run_hydra)
+    except UserError as e:
+        fail(str(e))
+
+
 @app.command()
 def report(sweep_dir: Path = typer.Argument(..., help="a multirun/sweep directory")) -> None:
     """(Re)write report.md, report.csv and report.png for a sweep directory and print the table."""

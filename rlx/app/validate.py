@@ -170,6 +170,21 @@ def print_notes(notes: list[str]) -> None:
         print(f"rlx: warning: {note}", file=sys.stderr)
 
 
+def _check_pbt_populations(jobs: list[tuple[DictConfig, Settings]]) -> None:
+    """PBT's settings against each population the launcher will form (jobs with one group key)."""
+    from rlx.config.typed import as_dict
+    from rlx.train.pbt import check_pbt
+    from rlx.train.population import population_group_key
+
+    groups: dict[str, list[tuple[DictConfig, Settings]]] = {}
+    for cfg, s in jobs:
+        groups.setdefault(population_group_key(cfg), []).append((cfg, s))
+    for group in groups.values():
+        s = group[0][1]
+        assert s.pbt is not None
+        check_pbt(s.pbt, s.algo_name, [as_dict(c, resolve=True) for c, _ in group], s.eval.every)
+
+
 def validate(overrides: list[str], notes: list[str] | None = None) -> DictConfig:
     """Compose and fully validate every configuration the overrides describe, including every value a
     ``sweep=`` preset's ``hydra.sweeper.params`` sweeps, each as it will run (a tuned preset that does
@@ -182,6 +197,7 @@ def validate(overrides: list[str], notes: list[str] | None = None) -> DictConfig
 
     first: DictConfig | None = None
     specs: dict[str, EnvSpec] = {}
+    pbt_jobs: list[tuple[DictConfig, Settings]] = []
     found: list[str] = []
     combos = expand_for_validation(overrides)
     hydra_cfg = _checked(combos[0], return_hydra_config=True)
@@ -205,7 +221,13 @@ def validate(overrides: list[str], notes: list[str] | None = None) -> DictConfig
         check_action_space(s.algo_name, specs[key])
         found += trained_steps_notes(s)
         first = first or cfg
+        if s.pbt is not None and s.pbt.enabled:
+            if with_hydra.hydra.launcher.get("_target_") != "hydra_plugins.rlx_population_launcher.PopulationLauncher":
+                raise UserError("pbt.enabled=true needs a population of at least 2 members: `rlx pbt <grid>` "
+                                "(or rlx sweep <grid> hydra/launcher=population pbt.enabled=true)")
+            pbt_jobs.append((cfg, s))
     assert first is not None
+    _check_pbt_populations(pbt_jobs)
     if notes is None:
         print_notes(found)
     else:

@@ -71,6 +71,22 @@ class StopConfig:
 
 
 @dataclass
+class PBTConfig:
+    """Population-based training (Jaderberg et al. 2017) of a population's members (issue 25); defaults from
+    Ray Tune's ``PopulationBasedTraining``. Checked against the population in :mod:`rlx.train.pbt`."""
+
+    enabled: bool = param(False, help="exploit/explore rounds between the members of a population (hydra/launcher=population)")
+    interval: int = param(20_000, gt=0, help="env steps per member between rounds; a multiple of eval.every")
+    ready_evals: int = param(1, ge=1, help="a member's score: the mean of its last N periodic evals")
+    quantile: float = param(0.25, gt=0, le=0.5, help="the bottom quantile of members copy members of the top quantile")
+    resample_probability: float = param(0.25, ge=0, le=1, help="chance that an explored value is drawn anew within its bounds")
+    perturb: list[float] = param([0.8, 1.2], gt=0, help="factors an explored value is multiplied by (one drawn per key)")
+    keys: list[str] = param([], help="algo keys that mutate, e.g. [algo.lr, algo.clip_eps] ([]: the member keys the "
+                                     "sweep varies)")
+    bounds: dict = param({}, help="per key [low, high] (default: rlx.train.pbt.DEFAULT_BOUNDS)")
+
+
+@dataclass
 class RunConfig:
     seed: int = param(0, ge=0, le=2**32 - 1, help="seeds Python, NumPy and torch; NumPy takes 0 to 2**32 - 1")
     device: str = param("auto", help="auto | cpu | cuda | cuda:N (N: GPU index, to pin a run to one GPU)")

@@ -10,7 +10,7 @@ process by the one driver (rlx/train/driver.py); a plain run is a job of one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,13 @@ from rlx.train.evaluation import ActFn, Evaluates, Evaluator
 from rlx.train.faults import failed_summary
 from rlx.train.loop_state import LoopState, join_loop_states, member_loop_state, restore_vector_env
 from rlx.train.session import LoopStateFn, NonFiniteError, Session
+
+
+class RoundHook(Protocol):
+    """Told at every safe point, after the members' periodic evals and before their checkpoints (PBT)."""
+
+    def after_evals(self, training: list[int]) -> None: ...
+
 
 # Keys every algorithm lets vary per member; then each algorithm's own (its class's ``member_keys``).
 COMMON_MEMBER_KEYS = ("seed",)
@@ -206,6 +213,7 @@ class PopulationSession:
         self.failed: dict[int, str] = {}
         self.tracker = _MemberTrackers(self)
         self.updating = list(range(len(self.sessions)))  # the members the algorithm updates (its active mask)
+        self.pbt: RoundHook | None = None  # population-based training (rlx.train.pbt), set by the driver
         self._loop_state = join_loop_states([s.loop_state for s in self.sessions]) \
             if any(s.loop_state is not None for s in self.sessions) else None
 
@@ -324,7 +332,11 @@ class PopulationSession:
     def tick(self, loop_state: LoopStateFn) -> None:
         if self.evaluations is not None:
             self.evaluations.new_round(self.training)
-        self._each(lambda k: self.sessions[k].tick(self._member_state(loop_state, k)), self.updating)
+        ticking = list(self.updating)
+        self._each(lambda k: self.sessions[k].observe(self._member_state(loop_state, k)), ticking)
+        if self.pbt is not None:  # after this step's evals, before its checkpoints (which then hold the round)
+            self.pbt.after_evals([k for k in ticking if k not in self.failed])  # a member stopping now included
+        self._each(lambda k: self.sessions[k].checkpoint_if_due(self._member_state(loop_state, k)), ticking)
         self._sync_mask()
 
     def finish(self, loop_state: LoopStateFn) -> list[dict[str, Any]]:

@@ -23,7 +23,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlx.algos.protocols import Algorithm
 from rlx.algos.registry import ALGOS
-from rlx.config.schema import CheckpointConfig, EnvConfig, EvalConfig, LoggerConfig, NetworkConfig, RunConfig, StopConfig, WandbConfig
+from rlx.config.schema import (
+    CheckpointConfig,
+    EnvConfig,
+    EvalConfig,
+    LoggerConfig,
+    NetworkConfig,
+    PBTConfig,
+    RunConfig,
+    StopConfig,
+    WandbConfig,
+)
 from rlx.config.typed import as_dict, build
 from rlx.envs.make import EnvSpec, env_spec
 from rlx.errors import UserError
@@ -36,7 +46,7 @@ from rlx.train.session import Session
 # algo.loop -> module with run(algo, envs, session, device); imported on demand.
 LOOPS = {"on_policy": "rlx.train.loops.on_policy", "off_policy": "rlx.train.loops.off_policy",
          "async": "rlx.train.loops.async_workers", "ray": "rlx.train.loops.ray_workers"}
-TOP_LEVEL_GROUPS = ("algo", "env", "network", "eval", "checkpoint", "logger", "hydra", "tuned", "sweep", "stop")
+TOP_LEVEL_GROUPS = ("algo", "env", "network", "eval", "checkpoint", "logger", "hydra", "tuned", "sweep", "stop", "pbt")
 
 
 @dataclass
@@ -53,6 +63,7 @@ class Settings:
     logger: LoggerConfig
     wandb: WandbConfig
     stop: StopConfig | None = None  # read by the Session from the config (stop conditions)
+    pbt: PBTConfig | None = None  # population-based training of a job's members (rlx.train.pbt)
 
 
 def parse_settings(cfg: DictConfig | dict) -> Settings:
@@ -79,6 +90,7 @@ def parse_settings(cfg: DictConfig | dict) -> Settings:
         logger=build(LoggerConfig, logger_node, "logger"),
         wandb=build(WandbConfig, wandb_node, "logger.wandb"),
         stop=build(StopConfig, c.get("stop") or {}, "stop"),
+        pbt=build(PBTConfig, c.get("pbt") or {}, "pbt"),
     )
     check_rollout_batch(settings)
     return settings

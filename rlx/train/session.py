@@ -26,6 +26,7 @@ from rlx.train.evaluation import Evaluates
 from rlx.train.loop_state import LoopState, member_loop_state, restore_vector_env
 
 LOG_WINDOW = 20  # a log line's episode_return_mean/std and episode_length_mean: the last 20 finished episodes
+RECENT_EVALS = 10  # periodic eval returns a checkpoint keeps (population-based training scores the last few)
 # Stop reasons that end a run as finished (status "ok", or "pruned" for rlx tune's pruner), unlike signals.
 STOP_CONDITIONS = ("reward_threshold", "patience")
 # Callables told of every periodic evaluation, ``hook(env_steps, eval_return_mean)``; one that returns a
@@ -156,6 +157,7 @@ class Session:
         self.pending: list[dict[str, float]] = []
         self.recent_returns: list[float] = []
         self.recent_lengths: list[int] = []  # the same episodes' lengths
+        self.recent_evals: list[float] = []  # the last periodic eval returns (PBT's scores)
         self.rate = RateMeter()
         self.stop_requested: str | None = None
         self._t0 = time.perf_counter()
@@ -206,6 +208,12 @@ class Session:
 
     # -- the safe-point hook ---------------------------------------------------------------------
     def tick(self, loop_state: LoopStateFn) -> None:
+        self.observe(loop_state)
+        self.checkpoint_if_due(loop_state)
+
+    def observe(self, loop_state: LoopStateFn) -> None:
+        """The first half of :meth:`tick`: progress, the log line and the periodic evaluation when due (a
+        population's PBT round runs between the halves, so a checkpoint at this step holds its outcome)."""
         steps = self.env_steps
         self._take_finished_episodes()
         recent = float(np.mean(self.recent_returns)) if self.recent_returns else None
@@ -215,6 +223,10 @@ class Session:
         if self.cadence["eval"].due(steps) and steps < self.total_steps:
             self.evaluate(loop_state)
             self._check_stop()
+
+    def checkpoint_if_due(self, loop_state: LoopStateFn) -> None:
+        """The second half of :meth:`tick`: the periodic checkpoint when due."""
+        steps = self.env_steps
         if self.cadence["checkpoint"].due(steps) and steps < self.total_steps:
             self.save(loop_state, periodic=True)
 
@@ -262,6 +274,8 @@ class Session:
         returns = self.evaluator(self.algo.act, self.deterministic_eval)
         mean, std = float(returns.mean()), float(returns.std())
         self.counters.last_eval = (mean, std)
+        if self.env_steps < self.total_steps:  # periodic evals only: PBT scores members on them
+            self.recent_evals = (self.recent_evals + [mean])[-RECENT_EVALS:]
         self.logger.log({"env_steps": self.env_steps, "wall_s": round(self.wall_s(), 3),
                          "eval_return_mean": mean, "eval_return_std": std})
         self.counters.evals_since_best += 1
@@ -310,6 +324,7 @@ class Session:
                 "tracker": self.tracker.state_dict(),
                 "recent_returns": list(self.recent_returns),
                 "recent_lengths": list(self.recent_lengths),
+                "recent_evals": list(self.recent_evals),
                 "wandb_id": self.logger.wandb_id,
             },
             "rng": rng_state(),
@@ -330,6 +345,7 @@ class Session:
         self.tracker.load_state_dict(s["tracker"])
         self.recent_returns = list(s["recent_returns"])
         self.recent_lengths = list(s.get("recent_lengths", []))
+        self.recent_evals = list(s.get("recent_evals", []))
         self._start_steps = self.counters.env_steps
         self.rate = RateMeter(self.counters.env_steps)
         set_rng_state(state["rng"])
@@ -379,6 +395,8 @@ def _assert_finite(obj: Any, step: int, path: str = "") -> None:
             raise NonFiniteError(f"non-finite values in {path or 'state'} at env step {step}; last good checkpoint kept")
     elif isinstance(obj, dict):
         for k, v in obj.items():
+            if k == "hypers":  # hyperparameters, not weights: inf stands for "off" (target_kl=null)
+                continue
             _assert_finite(v, step, f"{path}.{k}" if path else str(k))
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
