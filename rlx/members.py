@@ -16,6 +16,7 @@ import dataclasses
 import math
 from typing import Any, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -150,6 +151,13 @@ class Members:
         t = torch.tensor([float(v) for v in values], dtype=torch.float32, device=self.device).reshape(-1, 1)
         self.hypers[name] = t
         return t
+
+    def hyper_list(self, name: str, current: Sequence[float]) -> list[float]:
+        """``current`` (a per-member list an optimizer or a Polyak step keeps) with the members whose
+        :attr:`hypers` value differs from it (beyond float32 rounding) replaced by that value: a resume of
+        unchanged values keeps the exact floats of the config."""
+        values = self.hypers[name].reshape(-1).tolist()
+        return [c if np.float32(c) == np.float32(v) else float(v) for c, v in zip(current, values, strict=True)]
 
     def hyper_state(self) -> dict[str, Any]:
         """The hyperparameters' current values (``[K, 1]`` each) and PBT's round count (``[K]``)."""

@@ -167,6 +167,11 @@ class Persistent:
         members = getattr(self, "members", None)
         if isinstance(members, Members) and "hypers" in state:
             members.load_hyper_state(state["hypers"])
+            self.hyperparameters_changed()
+
+    def hyperparameters_changed(self) -> None:
+        """``members.hypers`` were written (a resume, a PBT round): an algorithm that keeps some of them
+        elsewhere too (an optimizer's per-member lr list, Polyak τ per member) refreshes those copies."""
 
 
 def encoders(spec: EnvSpec, net: NetworkConfig) -> EncoderFactory:

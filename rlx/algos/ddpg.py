@@ -113,8 +113,15 @@ class DDPG(Persistent):
         self.actor_opt, self.critic_opt = MemberAdam(self.actor.parameters(), lrs), MemberAdam(self.critic.parameters(), lrs)
         self.noise = MemberExplorationNoise(noises)
         self.gamma = self.members.hyper(hps, "gamma")  # [K, 1]
+        self.members.hyper(hps, "lr"), self.members.hyper(hps, "tau")  # PBT's to change: hyperparameters_changed
         self.tau = [h.tau for h in hps]
         self.updates = 0
+
+    def hyperparameters_changed(self) -> None:
+        m = self.members
+        self.actor_opt.lr = m.hyper_list("lr", self.actor_opt.lr)
+        self.critic_opt.lr = m.hyper_list("lr", self.critic_opt.lr)
+        self.tau = m.hyper_list("tau", self.tau)
 
     # -- acting (the loop's env batch [K*N, *obs] <-> the members' [K, N, *obs]) ---------------------
     @torch.inference_mode()

@@ -796,7 +796,9 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
     title = root.resolve().name
     csv_path = write_csv(rows, out / "report.csv")
     md_path = out / "report.md"
-    md_path.write_text(render_markdown(rows, runs, title), encoding="utf-8")
+    from rlx.analysis.lineage import lineage_markdown, lineages
+
+    md_path.write_text(render_markdown(rows, runs, title) + lineage_markdown(lineages(root)), encoding="utf-8")
     png_path = plot_curves(rows, runs, out / "report.png", title)
     return ReportPaths(csv=csv_path, markdown=md_path, png=png_path)
 

@@ -145,6 +145,12 @@ def report_sweep(sweep_dir: Path) -> list:
               f"yet): continue {'it' if stopped == 1 else 'each'}, then `rlx report {sweep_dir}` again:")
         for line in shown:
             print(f"  {line}")
+    from rlx.analysis.lineage import lineages
+
+    for p in lineages(sweep_dir):  # a PBT sweep: rows are labelled by initial values; what won is a line of members
+        tree = " <- ".join([p.winner, *(src for _, _, _, src in p.ancestry)])
+        print(f"pbt: {p.rounds} rounds; winner {p.winner} (final eval {p.final_return:.1f}), weights through {tree}; "
+              f"schedule in report.md; replay: {p.replay}")
     print(f"report: {paths.markdown}, {paths.csv.name}, {paths.png.name}")
     return rows
 

@@ -226,6 +226,10 @@ def validate(overrides: list[str], notes: list[str] | None = None) -> DictConfig
                 raise UserError("pbt.enabled=true needs a population of at least 2 members: `rlx pbt <grid>` "
                                 "(or rlx sweep <grid> hydra/launcher=population pbt.enabled=true)")
             pbt_jobs.append((cfg, s))
+        elif s.pbt is not None and s.pbt.replay:
+            from rlx.train.pbt import check_pbt_settings
+
+            check_pbt_settings(s, [cfg])
     assert first is not None
     _check_pbt_populations(pbt_jobs)
     if notes is None:

@@ -84,6 +84,8 @@ class PBTConfig:
     keys: list[str] = param([], help="algo keys that mutate, e.g. [algo.lr, algo.clip_eps] ([]: the member keys the "
                                      "sweep varies)")
     bounds: dict = param({}, help="per key [low, high] (default: rlx.train.pbt.DEFAULT_BOUNDS)")
+    replay: str | None = param(None, help="a plain run whose hyperparameters follow this schedule (JSON, as rlx report "
+                                          "writes for a PBT winner: pbt_schedule_<member>.json)")
 
 
 @dataclass

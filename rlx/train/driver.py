@@ -36,7 +36,7 @@ from rlx.rundir.populations import population_dirs, update_population_status
 from rlx.train.evaluation import Evaluator
 from rlx.train.faults import fault_text, is_fault, record_fault
 from rlx.train.loop_state import batched_snapshot
-from rlx.train.pbt import PopulationBasedTraining, check_pbt
+from rlx.train.pbt import PopulationBasedTraining, ScheduleReplay, check_pbt, check_pbt_settings, read_schedule
 from rlx.train.population import MemberEvaluations, MemberView, PopulationSession, check_population
 from rlx.train.run import (
     LOOPS,
@@ -84,8 +84,7 @@ def train_job(cfgs: Sequence[DictConfig | Mapping[str, Any]], run_dirs: Sequence
     settings = [parse_settings(c) for c in configs]
     if len(configs) > 1:
         check_population(configs)
-    if settings[0].pbt is not None and settings[0].pbt.enabled:
-        check_pbt(settings[0].pbt, settings[0].algo_name, configs, settings[0].eval.every)
+    check_pbt_settings(settings[0], configs)
     dirs = [Path(d) for d in run_dirs]
     with contextlib.ExitStack() as locks:
         for d, s in zip(dirs, settings, strict=True):
@@ -136,6 +135,8 @@ def _run_job(configs: list[dict], settings: list[Settings], dirs: list[Path],
         if k > 1:
             sessions[0].logger.message(f"rlx: population of {k} in one process: {', '.join(str(d) for d in dirs)}")
         job = PopulationSession(algo, members, sessions, dirs, s0.env.num_envs, [s.run.seed for s in settings], evaluations)
+        if s0.pbt is not None and s0.pbt.replay and not s0.pbt.enabled and members is not None:
+            job.pbt = ScheduleReplay(read_schedule(s0.pbt.replay, s0.algo_name), algo, members, sessions[0])
         if s0.pbt is not None and s0.pbt.enabled:
             if k == 1:  # a PBT member resumed alone: its plain run, with the hyperparameters it had reached
                 sessions[0].logger.message("rlx: pbt: one member alone has no population to exploit; it trains on "

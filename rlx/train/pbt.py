@@ -44,7 +44,7 @@ DEFAULT_BOUNDS: dict[str, tuple[float, float]] = {
     "target_noise_clip": (0.0, 1.0),
 }
 # member keys that cannot change mid-run: switches, and values used only when the networks are built
-NOT_MUTABLE = ("anneal_lr", "anneal_clip", "log_std_init", "alpha")
+NOT_MUTABLE = ("anneal_lr", "anneal_clip", "log_std_init", "alpha", "noise_std")
 # a state entry every member keeps: its own random streams
 OWN_STATE = ("random",)
 
@@ -110,6 +110,20 @@ def check_pbt(cfg: PBTConfig, algo_name: str, configs: Sequence[Mapping[str, Any
     return bounds
 
 
+def check_pbt_settings(s: Any, configs: Sequence[Mapping[str, Any]]) -> None:
+    """A job's ``pbt.*`` (``s``: its first member's :class:`~rlx.train.run.Settings`), before anything is written."""
+    if s.pbt is None:
+        return
+    if s.pbt.enabled and s.pbt.replay:
+        raise UserError("pbt.enabled=true and pbt.replay: a replay is a plain run following a schedule; choose one")
+    if s.pbt.enabled:
+        check_pbt(s.pbt, s.algo_name, configs, s.eval.every)
+    elif s.pbt.replay:
+        if len(configs) > 1:
+            raise UserError("pbt.replay: a schedule is replayed by one plain run (rlx train ... pbt.replay=FILE)")
+        read_schedule(s.pbt.replay, s.algo_name)
+
+
 def explore(value: float, low: float, high: float, rng: np.random.Generator, resample_probability: float,
             perturb: Sequence[float]) -> float:
     """One explored value: with ``resample_probability`` drawn anew in [low, high] (log-uniformly when the
@@ -160,7 +174,8 @@ class PopulationBasedTraining:
         return int(self.members.pbt_rounds.max())
 
     def hyperparameters(self, k: int) -> dict[str, float]:
-        return {key: float(self.members.hypers[key[len("algo."):]][k, 0]) for key in self.bounds}
+        """Member k's current values (float32 in the algorithm: 7 significant digits are all there is)."""
+        return {key: float(f"{float(self.members.hypers[key[len('algo.'):]][k, 0]):.7g}") for key in self.bounds}
 
     def after_evals(self, training: list[int]) -> None:
         if not training:
@@ -190,6 +205,8 @@ class PopulationBasedTraining:
             for key, (lo, hi) in self.bounds.items():
                 after[key] = explore(before[src][key], lo, hi, rng, self.cfg.resample_probability, self.cfg.perturb)
                 self.members.hypers[key[len("algo."):]][dst, 0] = after[key]
+        if bottom:
+            self.algo.hyperparameters_changed()
             exploits.append({"member": self.names[dst], "from": self.names[src], "before": before[dst],
                              "copied": before[src], "after": after})
         self.members.pbt_rounds.fill_(number)
@@ -243,3 +260,52 @@ def member_schedule(path: Path, member: str) -> list[dict[str, Any]]:
     """A member's hyperparameters per round, from the lineage: ``[{"env_steps", "round", <key>: value}]``."""
     return [{"round": r["round"], "env_steps": r["env_steps"], **r["hyperparameters"][member]}
             for r in read_lineage(path) if member in r.get("hyperparameters", {})]
+
+
+def read_schedule(path: str | Path, algo_name: str) -> list[dict[str, Any]]:
+    """A schedule to replay (``pbt.replay``): a JSON list of ``{"env_steps": N, "algo.<key>": value, ...}``,
+    as ``rlx report`` writes for a PBT sweep's winner; bad files and keys are one line."""
+    p = Path(path)
+    try:
+        entries = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"pbt.replay={path}: cannot read a schedule ({e.__class__.__name__}: {e})") from None
+    allowed = mutable_keys(algo_name)
+    if not isinstance(entries, list) or not all(isinstance(x, dict) and isinstance(x.get("env_steps"), int) for x in entries):
+        raise UserError(f"pbt.replay={path}: expected a JSON list of {{\"env_steps\": N, \"algo.lr\": value, ...}}")
+    for x in entries:
+        bad = [k for k in x if k != "env_steps" and k not in allowed]
+        if bad:
+            raise UserError(f"pbt.replay={path}: {bad[0]} cannot change during a run of algo={algo_name}; "
+                            f"allowed: {', '.join(allowed)}")
+    return sorted(entries, key=lambda x: x["env_steps"])
+
+
+class ScheduleReplay:
+    """Ray's "PBT replay": a plain run whose hyperparameters follow a PBT member's schedule (``pbt.replay``),
+    each entry applied at the first safe point at or after its env step (where PBT applied it)."""
+
+    def __init__(self, schedule: Sequence[Mapping[str, Any]], algo: Any, members: Members, session: Session):
+        self.schedule, self.algo, self.members, self.session = list(schedule), algo, members, session
+        missing = sorted({k for x in self.schedule for k in x if k != "env_steps" and k[len("algo."):] not in members.hypers})
+        if missing:
+            raise UserError(f"pbt.replay: {missing[0]} is not a live hyperparameter of this algorithm yet")
+        # a resumed replay: what applies up to its checkpoint is in the checkpoint's hyperparameters already
+        self.next = sum(1 for x in self.schedule if 0 < x["env_steps"] <= session.env_steps)
+        if session.env_steps == 0:
+            self._apply([x for x in self.schedule if x["env_steps"] == 0])
+            self.next = sum(1 for x in self.schedule if x["env_steps"] == 0)
+
+    def _apply(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        for x in entries:
+            for key, value in x.items():
+                if key != "env_steps":
+                    self.members.hypers[key[len("algo."):]][0, 0] = float(value)
+        if entries:
+            self.algo.hyperparameters_changed()
+
+    def after_evals(self, training: list[int]) -> None:
+        steps = self.session.env_steps
+        due = [x for x in self.schedule[self.next:] if x["env_steps"] <= steps]
+        self.next += len(due)
+        self._apply(due)

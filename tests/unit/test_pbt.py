@@ -176,3 +176,39 @@ def test_rlx_train_with_pbt_is_refused_in_one_line_before_anything_is_written(tm
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "pbt.enabled=true needs a population of at least 2 members" in lines[0], r.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_the_report_names_the_winner_and_its_line_and_the_schedule_replays_as_a_plain_run(tmp_path):
+    from rlx.analysis.lineage import lineage_markdown, lineages
+    from rlx.train.driver import train
+
+    dirs = [tmp_path / "sweep" / f"m{k}" for k in range(4)]
+    summaries = train_job(_members(2048), dirs)
+    (p,) = lineages(tmp_path / "sweep")
+    finals = [s["eval_return_mean"] for s in summaries]
+    assert p.winner == f"m{finals.index(max(finals))}" and p.rounds == 3
+    rounds = read_lineage(tmp_path / "sweep")
+    for r, step, member, src in p.ancestry:  # each link is an exploit the lineage file records
+        assert {"member": member, "from": src} .items() <= next(
+            e for e in rounds[r - 1]["exploits"] if e["member"] == member).items() and step == rounds[r - 1]["env_steps"]
+    root = p.schedule[0]["member"]
+    assert p.schedule[0]["algo.lr"] == pytest.approx(LRS[int(root[1:])])
+    assert "## Population-based training" in lineage_markdown([p]) and f"winner **{p.winner}**" in lineage_markdown([p])
+    schedule = json.loads((tmp_path / "sweep" / f"pbt_schedule_{p.winner}.json").read_text())
+    assert [x["env_steps"] for x in schedule] == [0, 512, 1024, 1536]
+
+    replay = train(_cfg(*PPO, *PBT[1:], "total_steps=2048", f"algo.lr={LRS[int(root[1:])]}", "logger.every=64",
+                        f"pbt.replay={tmp_path / 'sweep' / f'pbt_schedule_{p.winner}.json'}"), tmp_path / "replay")
+    assert replay["status"] == "ok"
+    lines = [json.loads(x) for x in (tmp_path / "replay" / "metrics.jsonl").read_text().splitlines() if '"lr"' in x]
+    for entry, following in zip(schedule, schedule[1:] + [{"env_steps": 2048}], strict=True):
+        used = {round(x["lr"], 9) for x in lines if entry["env_steps"] < x["env_steps"] <= following["env_steps"]}
+        assert used == {round(float(np.float32(entry["algo.lr"])), 9)}, (entry, used)
+
+
+def test_a_bad_replay_schedule_is_one_line(tmp_path):
+    bad = tmp_path / "s.json"
+    bad.write_text(json.dumps([{"env_steps": 0, "algo.n_epochs": 3}]))
+    r = run_cli("train", f"pbt.replay={bad}", "logger.wandb.mode=disabled", cwd=tmp_path)
+    assert r.returncode == 2 and "algo.n_epochs cannot change during a run of algo=ppo" in r.stderr, r.stderr
+    assert not (tmp_path / "outputs").exists()
