@@ -16,6 +16,7 @@ import difflib
 import json
 import os
 import tempfile
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -185,8 +186,18 @@ def _short(value: str) -> str:
     return value if x.is_integer() or len(value) <= 8 else f"{x:.4g}"
 
 
-def _label(row: ConfigRow) -> str:
-    return ", ".join(f"{k}={_short(v)}" for k, v in row.config.items()) or "(all runs)"
+def _label(row: ConfigRow, shown: Sequence[str] | None = None) -> str:
+    """The legend entry: the group's values of ``shown`` keys (those that differ between groups; all by default)."""
+    items = [(k, v) for k, v in row.config.items() if shown is None or k in shown]
+    return ", ".join(f"{k}={_short(v)}" for k, v in items) or "(all runs)"
+
+
+def _differing_keys(rows: Sequence[ConfigRow]) -> list[str]:
+    """Keys whose value differs between the groups (one group: all its keys): what tells the lines apart."""
+    keys = list(dict.fromkeys(k for r in rows for k in r.config))
+    if len(rows) < 2:
+        return keys
+    return [k for k in keys if len({r.config.get(k) for r in rows}) > 1]
 
 
 def plot(runs: Sequence[PlotRun], rows: Sequence[ConfigRow], out: Path, metric: str, x: str, stat_name: str) -> Path:
@@ -199,6 +210,9 @@ def plot(runs: Sequence[PlotRun], rows: Sequence[ConfigRow], out: Path, metric: 
     fig = Figure(figsize=(8, 5), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
+    shown = _differing_keys(rows)  # the keys every group shares go into the title, not each legend entry
+    fixed = [f"{k}={_short(v)}" for k, v in rows[0].config.items() if k not in shown] if len(rows) > 1 else []
+    lows, highs = [], []
     for i, row in enumerate(rows):
         color = f"C{i % 10}"
         members = [r for r in runs if r.record.config_key == row.config_key]
@@ -209,18 +223,25 @@ def plot(runs: Sequence[PlotRun], rows: Sequence[ConfigRow], out: Path, metric: 
         if curve is not None:
             xs, center, lo, hi = curve
             ax.plot(xs, center, color=color, lw=1.8, marker="o" if xs.size == 1 else None,
-                    label=f"{_label(row)} (n={len(ok)}){note}")
+                    drawstyle="steps-post" if metric.startswith("hp/") else "default",  # PBT values hold between rounds
+                    label=f"{_label(row, shown)} (n={len(ok)}){note}")
+            lows.append(float(np.nanmin(center)))
+            highs.append(float(np.nanmax(center)))
             ax.fill_between(xs, lo, hi, color=color, alpha=0.2, lw=0)
         labelled = curve is not None
         for r in marked:  # failed, pruned, stopped, unfinished: dashed, the last point marked with the state
             xs, ys = r.record.curve
             if not xs.size:
                 continue  # nothing logged yet: counted in the legend and the table only
-            ax.plot(xs, ys, color=color, lw=1.0, ls="--", alpha=0.8, label=None if labelled else f"{_label(row)}{note}")
+            ax.plot(xs, ys, color=color, lw=1.0, ls="--", alpha=0.8, label=None if labelled else f"{_label(row, shown)}{note}")
             labelled = True
             ax.plot(xs[-1:], ys[-1:], color=color, marker="x", ms=8, mew=2)
             ax.annotate(r.state, (xs[-1], ys[-1]), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
     ax.legend(loc="best", fontsize=8)
+    if fixed:
+        ax.set_title(textwrap.shorten(", ".join(fixed), 110), fontsize=8)
+    if metric.startswith("hp/") and lows and min(lows) > 0 and max(highs) / min(lows) >= 10:
+        ax.set_yscale("log")  # a PBT hyperparameter such as lr, spanning decades
     ax.set_xlabel("env steps" if x == "env_steps" else "wall-clock seconds")
     ax.set_ylabel(f"{metric} ({'IQM' if stat_name == 'iqm' else 'mean'} over runs, 95% bootstrap CI)")
     ax.grid(True, alpha=0.3)

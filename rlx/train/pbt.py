@@ -168,6 +168,9 @@ class PopulationBasedTraining:
         if missing:  # an algorithm that declares a member key but does not read it from Members.hyper
             raise UserError(f"pbt.keys: {missing[0]} is not a live hyperparameter of this algorithm yet")
         self._drop_rounds_after(self.rounds)
+        if all(s.env_steps == 0 for s in self.sessions):  # the curves of rlx plot --metric hp/... start at 0
+            for k, s in enumerate(self.sessions):
+                s.logger.log({"env_steps": 0, "pbt_round": 0, **{f"hp/{key}": v for key, v in self.hyperparameters(k).items()}})
 
     @property
     def rounds(self) -> int:

@@ -143,7 +143,7 @@ def test_each_member_logs_its_hyperparameters_per_round(tmp_path):
     train_job(_members(1024), dirs)
     lines = [json.loads(x) for x in (dirs[0] / "metrics.jsonl").read_text().splitlines()]
     rounds = [x for x in lines if "pbt_round" in x]
-    assert [x["pbt_round"] for x in rounds] == [1] and rounds[0]["hp/algo.lr"] > 0
+    assert [x["pbt_round"] for x in rounds] == [0, 1] and rounds[0]["hp/algo.lr"] == pytest.approx(LRS[0])
     assert load_checkpoint(dirs[0] / "checkpoints" / "last.pt")["algo"]["hypers"]["pbt_rounds"].tolist() == [1]
 
 
