@@ -95,6 +95,9 @@ class RunConfig:
     total_steps: int = param(100_000, gt=0, help="env steps to train for")
     torch_threads: int = param(1, ge=0, help="torch intra-op threads (0: torch's default); 1 is fastest for small MLPs")
     overwrite: bool = param(False, help="start over in a run dir that already holds a run (deletes it first)")
+    init_from: str | None = param(None, help="start from this checkpoint's (or run dir's last.pt) weights, optimizer "
+                                             "state and statistics, with this config's hyperparameters (RL-Zoo's "
+                                             "--trained-agent); env steps count from 0")
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlx.config.typed import as_dict, whole_ints_in
 from rlx.envs.make import check_user_env, make_vec_env
 from rlx.errors import RunFault, UserError
-from rlx.members import stack_states
+from rlx.members import member_state, stack_states
 from rlx.rundir.files import write_json_atomic
 from rlx.rundir.lock import RunDirLock, claim_fresh
 from rlx.rundir.populations import population_dirs, update_population_status
@@ -85,6 +85,8 @@ def train_job(cfgs: Sequence[DictConfig | Mapping[str, Any]], run_dirs: Sequence
     if len(configs) > 1:
         check_population(configs)
     check_pbt_settings(settings[0], configs)
+    if settings[0].run.init_from:
+        _init_state(settings[0])  # a missing or foreign checkpoint: one line before any run dir is written
     dirs = [Path(d) for d in run_dirs]
     with contextlib.ExitStack() as locks:
         for d, s in zip(dirs, settings, strict=True):
@@ -107,6 +109,8 @@ def _run_job(configs: list[dict], settings: list[Settings], dirs: list[Path],
     members = getattr(algo, "members", None)
     if resumes and k > 1:  # the members' states stacked; each session then restores its counters and RNG
         algo.load_state_dict(stack_states([r["algo"] for r in resumes]))
+    elif s0.run.init_from and not resumes:
+        warm_start(algo, s0, k)
     batched = s0.env.batched
     if batched == "auto" and resumes and any(batched_snapshot((r.get("loop") or {}).get("envs")) for r in resumes):
         batched = True  # continue the checkpointed episodes in the kind of env they ran in
@@ -172,6 +176,29 @@ def _run_job(configs: list[dict], settings: list[Settings], dirs: list[Path],
         _say_done(sessions, dirs, summaries, job.stop_requested)
         return summaries
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
+
+
+def _init_state(s: Settings) -> dict[str, Any]:
+    from rlx.rundir.checkpoint import load_checkpoint
+
+    path = Path(str(s.run.init_from))
+    state = load_checkpoint(path / "checkpoints" / "last.pt" if path.is_dir() else path, with_buffer=False)
+    if state.get("algo_name") != s.algo_name:
+        raise UserError(f"init_from={path}: a checkpoint of algo={state.get('algo_name')}, not algo={s.algo_name}")
+    return state
+
+
+def warm_start(algo: Any, s: Settings, k: int) -> None:
+    """``init_from``: every member starts from the checkpoint's learned state (weights, target networks,
+    optimizer moments, observation statistics) with its own config's hyperparameters and its own random
+    streams."""
+    path, state = Path(str(s.run.init_from)), _init_state(s)
+    own = algo.state_dict()
+    learned = {name: value for name, value in state["algo"].items() if name not in ("hypers", "random")}
+    try:
+        algo.load_state_dict(stack_states([{**member_state(own, i, k), **learned} for i in range(k)]))
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise UserError(f"init_from={path}: its networks do not fit this config's ({str(e).splitlines()[0][:200]})") from None
 
 
 def _say_done(sessions: list[Any], dirs: list[Path], summaries: list[dict[str, Any]], signal: str | None) -> None:
