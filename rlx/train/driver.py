@@ -147,8 +147,9 @@ def _run_job(configs: list[dict], settings: list[Settings], dirs: list[Path],
                                            "with its current hyperparameters")
             elif members is not None:
                 bounds = check_pbt(s0.pbt, s0.algo_name, configs, s0.eval.every)
-                job.pbt = PopulationBasedTraining(s0.pbt, bounds, algo, members, sessions, dirs,
-                                                  min(s.run.seed for s in settings))
+                pbt = PopulationBasedTraining(s0.pbt, bounds, algo, members, sessions, dirs, min(s.run.seed for s in settings))
+                pbt.revive = job.revive
+                job.pbt = pbt
         loop = importlib.import_module(LOOPS[algo.loop])
         try:
             with stop_on_signals(job, sessions[0].logger):  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from torch import Tensor
@@ -163,6 +163,7 @@ class PopulationBasedTraining:
         self.cfg, self.bounds, self.algo, self.members = cfg, dict(bounds), algo, members
         self.sessions, self.run_dirs, self.seed = list(sessions), [Path(d) for d in run_dirs], seed
         self.names = [d.name for d in self.run_dirs]
+        self.revive: Callable[[int, dict[str, Any]], None] | None = None  # the job's: a failed member trains again
         self.lineage = Path(os.path.commonpath([str(d.parent.resolve()) for d in self.run_dirs])) / LINEAGE
         missing = [k for k in self.bounds if k[len("algo."):] not in members.hypers]
         if missing:  # an algorithm that declares a member key but does not read it from Members.hyper
@@ -180,23 +181,26 @@ class PopulationBasedTraining:
         """Member k's current values (float32 in the algorithm: 7 significant digits are all there is)."""
         return {key: float(f"{float(self.members.hypers[key[len('algo.'):]][k, 0]):.7g}") for key in self.bounds}
 
-    def after_evals(self, training: list[int]) -> None:
+    def after_evals(self, training: list[int], failed: list[int]) -> None:
         if not training:
             return
-        steps = min(self.sessions[k].env_steps for k in training)
-        if steps < (self.rounds + 1) * self.cfg.interval or steps >= min(self.sessions[k].total_steps for k in training):
+        # members step together (a revived member may lag: it did not count steps while failed)
+        steps = max(self.sessions[k].env_steps for k in training)
+        if steps < (self.rounds + 1) * self.cfg.interval or steps >= max(self.sessions[k].total_steps for k in training):
             return
         n = self.cfg.ready_evals
         scores = {k: float(np.mean(self.sessions[k].recent_evals[-n:])) for k in training
                   if len(self.sessions[k].recent_evals) >= n}
-        self.run_round(self.rounds + 1, steps, scores)
+        self.run_round(self.rounds + 1, steps, scores, failed)
 
-    def run_round(self, number: int, steps: int, scores: Mapping[int, float]) -> list[dict[str, Any]]:
-        """Round ``number``: rank ``scores`` (member -> score), the bottom quantile copies the top one."""
+    def run_round(self, number: int, steps: int, scores: Mapping[int, float], failed: Sequence[int] = ()) -> list[dict[str, Any]]:
+        """Round ``number``: rank ``scores`` (member -> score), the bottom quantile copies the top one; a
+        ``failed`` member (NaN) is replaced first, by a copy of a top member, and trains again."""
         rng = np.random.default_rng([self.seed, number, 0x9B7])
         ranked = sorted(scores, key=lambda k: (-scores[k], k))
         q = max(1, math.ceil(len(ranked) * self.cfg.quantile)) if len(ranked) >= 2 else 0
-        top, bottom = ranked[:q], ranked[len(ranked) - q:] if q else []
+        top = ranked[:q] if ranked else []
+        bottom = [*failed, *ranked[len(ranked) - q:]] if top and q else []
         sources = [int(top[int(rng.integers(len(top)))]) for _ in bottom]
         before = {k: self.hyperparameters(k) for k in range(self.members.k)}
         if bottom:
@@ -208,10 +212,12 @@ class PopulationBasedTraining:
             for key, (lo, hi) in self.bounds.items():
                 after[key] = explore(before[src][key], lo, hi, rng, self.cfg.resample_probability, self.cfg.perturb)
                 self.members.hypers[key[len("algo."):]][dst, 0] = after[key]
+            exploits.append({"member": self.names[dst], "from": self.names[src], "before": before[dst],
+                             "copied": before[src], "after": after, **({"failed": True} if dst in failed else {})})
+            if dst in failed and self.revive is not None:
+                self.revive(dst, {"pbt_round": number, "env_steps": steps, "from": self.names[src]})
         if bottom:
             self.algo.hyperparameters_changed()
-            exploits.append({"member": self.names[dst], "from": self.names[src], "before": before[dst],
-                             "copied": before[src], "after": after})
         self.members.pbt_rounds.fill_(number)
         copied = dict(zip(bottom, sources, strict=True))
         for k in scores:
@@ -307,7 +313,7 @@ class ScheduleReplay:
         if entries:
             self.algo.hyperparameters_changed()
 
-    def after_evals(self, training: list[int]) -> None:
+    def after_evals(self, training: list[int], failed: list[int]) -> None:
         steps = self.session.env_steps
         due = [x for x in self.schedule[self.next:] if x["env_steps"] <= steps]
         self.next += len(due)

@@ -30,7 +30,7 @@ from rlx.train.session import LoopStateFn, NonFiniteError, Session
 class RoundHook(Protocol):
     """Told at every safe point, after the members' periodic evals and before their checkpoints (PBT)."""
 
-    def after_evals(self, training: list[int]) -> None: ...
+    def after_evals(self, training: list[int], failed: list[int]) -> None: ...
 
 
 # Keys every algorithm lets vary per member; then each algorithm's own (its class's ``member_keys``).
@@ -211,6 +211,7 @@ class PopulationSession:
         self.evaluations = evaluations
         self.n, self.seeds = num_envs, list(seeds)
         self.failed: dict[int, str] = {}
+        self.revived: dict[int, list[dict[str, Any]]] = {}  # PBT: failed members replaced by an exploit
         self.tracker = _MemberTrackers(self)
         self.updating = list(range(len(self.sessions)))  # the members the algorithm updates (its active mask)
         self.pbt: RoundHook | None = None  # population-based training (rlx.train.pbt), set by the driver
@@ -245,6 +246,15 @@ class PopulationSession:
             self.sessions[k].logger.message(f"rlx: member {k} ({self.run_dirs[k]}) failed: {self.failed[k]}; the others go on")
         if self.members is not None:
             _zero_non_finite(self.algo, self.members.k, k)
+        self._sync_mask()
+
+    def revive(self, k: int, note: dict[str, Any]) -> None:
+        """Failed member k trains again (PBT has copied a healthy member into its rows): its summary will say
+        so (``pbt_revived``: when, from whom, the error it had), its run dir goes on as a run that recovered."""
+        error = self.failed.pop(k)
+        self.revived.setdefault(k, []).append({**note, "error": error})
+        self.sessions[k].logger.message(f"rlx: member {k} ({self.run_dirs[k]}) failed and is replaced by an exploit "
+                                        f"of {note.get('from')}; it trains on")
         self._sync_mask()
 
     def _each(self, fn: Callable[[int], None], members: Sequence[int]) -> None:
@@ -335,7 +345,7 @@ class PopulationSession:
         ticking = list(self.updating)
         self._each(lambda k: self.sessions[k].observe(self._member_state(loop_state, k)), ticking)
         if self.pbt is not None:  # after this step's evals, before its checkpoints (which then hold the round)
-            self.pbt.after_evals([k for k in ticking if k not in self.failed])  # a member stopping now included
+            self.pbt.after_evals([k for k in ticking if k not in self.failed], sorted(self.failed))
         self._each(lambda k: self.sessions[k].checkpoint_if_due(self._member_state(loop_state, k)), ticking)
         self._sync_mask()
 
@@ -348,6 +358,8 @@ class PopulationSession:
             if k not in self.failed:
                 try:
                     summaries.append(s.finish(self._member_state(loop_state, k)))
+                    if k in self.revived:
+                        summaries[-1]["pbt_revived"] = self.revived[k]
                     continue
                 except NonFiniteError as e:
                     self._fail(k, str(e))

@@ -2,6 +2,7 @@
 a resumed PBT population makes the same decisions as an uninterrupted one, bad settings are one line."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -100,6 +101,10 @@ def test_an_exploit_makes_a_member_its_source_and_leaves_the_others_untouched(tm
         for path, value in rows(before, k).items():
             assert torch.equal(rows(after, k)[path], value), (k, path)
     assert read_lineage(tmp_path)[-1]["exploits"][0]["copied"]["algo.lr"] == pytest.approx(LRS[0])
+    pbt.cfg = dataclasses.replace(pbt.cfg, quantile=0.5)  # the bottom two copy the top two: both recorded
+    exploits = pbt.run_round(2, 512, {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0})
+    assert sorted(e["member"] for e in exploits) == ["m0", "m1"] and {e["from"] for e in exploits} <= {"m2", "m3"}
+    assert read_lineage(tmp_path)[-1]["exploits"] == exploits
 
 
 def test_explore_stays_within_bounds_and_perturbs_or_resamples():
@@ -212,3 +217,28 @@ def test_a_bad_replay_schedule_is_one_line(tmp_path):
     r = run_cli("train", f"pbt.replay={bad}", "logger.wandb.mode=disabled", cwd=tmp_path)
     assert r.returncode == 2 and "algo.n_epochs cannot change during a run of algo=ppo" in r.stderr, r.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_member_that_fails_is_replaced_by_an_exploit_and_trains_on(tmp_path, monkeypatch):
+    """A NaN member (its loss poisoned once, at update 3) fails, is replaced at the next round by a copy of
+    a top member, trains its whole budget and says so in its summary; the lineage marks the exploit."""
+    from rlx.algos.ppo import PPO as PPOAlgorithm
+
+    original = PPOAlgorithm.update
+
+    def poisoned(self, rollout, progress):
+        metrics = original(self, rollout, progress)
+        if self.updates == 3:
+            metrics[2]["policy_loss"] = float("nan")
+        return metrics
+
+    monkeypatch.setattr(PPOAlgorithm, "update", poisoned)
+    dirs = [tmp_path / f"m{k}" for k in range(4)]
+    summaries = train_job(_members(2048), dirs)
+    revived = summaries[2]
+    assert revived["status"] == "ok" and revived["env_steps"] == 2048, revived
+    (note,) = revived["pbt_revived"]
+    assert note["pbt_round"] == 1 and "non-finite policy_loss" in note["error"] and note["from"] in ("m0", "m1", "m3")
+    first = read_lineage(tmp_path)[0]
+    assert {"member": "m2", "from": note["from"], "failed": True}.items() <= first["exploits"][0].items()
+    assert json.loads((dirs[2] / "summary.json").read_text())["status"] == "ok"
