@@ -38,6 +38,12 @@ def test_sweep_on_a_ray_cluster_runs_every_job_as_a_ray_task_and_writes_the_repo
     assert [row["algo.clip_eps"] for row in rows] == ["0.1", "0.3"]
     assert all(row["n_seeds"] == "2" and row["n_failed"] == "0" for row in rows)
     assert (sweep / "report.md").is_file() and "report.md" in r.stdout
+    # `rlx resume SWEEP_DIR` on a Ray sweep's dir (issue 22): every run goes on from its last.pt (here: extended)
+    r = run_cli("resume", str(sweep), "total_steps=1024", cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for job in jobs:
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        assert summary["status"] == "ok" and summary["env_steps"] == 1024, summary
 
 
 def test_a_job_whose_ray_worker_is_killed_is_recorded_as_failed_and_the_sweep_finishes(ray_cluster, tmp_path):
