@@ -8,12 +8,10 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from rlx.algos.common import ActionBounds, EntropyCommon, MemberTemperature, Persistent, encoders, frozen_copy
+from rlx.algos.common import EntropyCommon, TanhGaussianAgent, Temperature, frozen_copy
 from rlx.buffers.replay import Transitions
 from rlx.config.schema import NetworkConfig
 from rlx.envs.make import EnvSpec
-from rlx.errors import UserError
-from rlx.members import Members
 from rlx.networks.off_policy import MemberQEnsemble, MemberTanhGaussianActor, QEnsemble, TanhGaussianActor
 from rlx.objectives.targets import critic_regression_loss, sac_policy_loss, soft_bellman_target
 from rlx.optim.stacked import MemberAdam, member_rows
@@ -45,7 +43,7 @@ def polyak_members_(targets: Sequence[Tensor], onlines: Sequence[Tensor], tau: S
                              [r for k in ks for r in member_rows(onlines, k, members)], t)
 
 
-class SAC(Persistent):
+class SAC(TanhGaussianAgent):
     """Reparameterized tanh-Gaussian actor, twin critics with Polyak-averaged targets, α fixed or learned
     toward the target entropy −dim(A). Update order as SB3: temperature, critics, actor, targets.
 
@@ -67,19 +65,11 @@ class SAC(Persistent):
         """``hp``: one config (a plain run) or one per member; ``seeds``: member k's networks are initialized
         after ``torch.manual_seed(seeds[k])``, exactly as its plain run's; None: from the current RNG state."""
         hps = [hp] if isinstance(hp, SACConfig) else list(hp)
-        self.hp, self.hps, self.device = hps[0], hps, device
-        k = len(hps)
-        self.members = Members(k, device, spec.obs_shape, seeds)
-        self.random = self.members.random  # actions, replay minibatches, warm-up actions: member k's own stream
-        self.bounds = ActionBounds(spec.action_space, device)
-        self.encoders = enc = encoders(spec, net)
-        if k > 1 and enc() is not None:
-            raise UserError(f"a population of {k} needs network.encoder=mlp on vector observations (an observation "
-                            "encoder is not stacked per member yet); train image tasks as separate runs")
+        super().__init__(spec, hps, net, device, seeds)
+        enc = self.encoders
         actors, critics = [], []
-        for i in range(k):  # each member built as its plain run builds it (same RNG draws, same order)
-            if seeds is not None:
-                torch.manual_seed(seeds[i])
+        for i in range(len(hps)):  # each member built as its plain run builds it (same RNG draws, same order)
+            self.seed_member(i)
             actors.append(TanhGaussianActor(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, encoder=enc()))
             critics.append(QEnsemble(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, n=2, encoder=enc()))
         self.actor = MemberTanhGaussianActor(actors).to(device)
@@ -88,40 +78,26 @@ class SAC(Persistent):
         lrs = [h.lr for h in hps]
         self.actor_opt = MemberAdam(self.actor.parameters(), lrs)
         self.critic_opt = MemberAdam(self.critic.parameters(), lrs)
-        self.temperature = MemberTemperature([h.alpha for h in hps], -float(self.bounds.dim), lrs, device)
+        self.temperature = Temperature([h.alpha for h in hps], -float(self.bounds.dim), lrs, device)
         self.gamma = self.members.hyper(hps, "gamma")  # [K, 1]
+        self.members.hyper(hps, "lr"), self.members.hyper(hps, "tau")  # PBT's to change: hyperparameters_changed
         self.tau = [h.tau for h in hps]
-        self.updates = 0
 
-    # -- acting (the loop's env batch [K*N, *obs] <-> the members' [K, N, *obs]) ---------------------
-    @torch.inference_mode()
-    def explore(self, obs: Tensor) -> Tensor:
-        return self.bounds.to_env(self.members.join(self.actor.sample(self.members.split(obs), self.random)[0], obs))
-
-    @torch.inference_mode()
-    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
-        x = self.members.split(obs)
-        a = self.actor.mode(x) if deterministic else self.actor.sample(x)[0]
-        return self.bounds.to_env(self.members.join(a, obs))
-
-    @torch.inference_mode()
-    def act_member(self, k: int, obs: Tensor, deterministic: bool = True) -> Tensor:
-        """Member k's action for ``obs`` ``[B, *obs]`` (its evaluation): every member acts on it, row k is kept."""
-        x = obs.expand(self.members.k, *obs.shape)
-        a = self.actor.mode(x) if deterministic else self.actor.sample(x)[0]
-        return self.bounds.to_env(a[k])
+    def hyperparameters_changed(self) -> None:
+        m = self.members
+        for opt in (self.actor_opt, self.critic_opt, self.temperature.optimizer):
+            opt.lr = m.hyper_list("lr", opt.lr)
+        self.tau = m.hyper_list("tau", self.tau)
 
     # -- learning ------------------------------------------------------------------------------------
     def update(self, batch: Transitions, progress: float) -> list[dict[str, float]]:
         """One update of every active member on its own minibatch (``[K, B, ...]``; a plain buffer's
         ``[B, ...]`` for K=1). Returns each member's metrics."""
-        m = self.members
-        mask = None if bool(m.active.all()) else m.active
-        batch = member_batch(batch)
+        m, mask, batch = self.members, self.active_mask(), member_batch(batch)
         actions = self.bounds.to_unit(batch.actions)
         a_pi, logp_pi = self.actor.sample(batch.obs, self.random)  # a = f_φ(ε; s), differentiable in φ; [K, B, A], [K, B]
         alpha = self.temperature.value()  # [K, 1]: this step's α, the value before the temperature update
-        alpha_loss = self.temperature.update(logp_pi, mask)
+        alpha_loss = self.temperature.update(logp_pi, mask=mask)
 
         # Critics: J_Q = ½(Q_i(s, a) − y)², y = r + γ(1−d)(min_i Q'_i(s', a') − α log π(a'|s')), a' ~ π(·|s')
         with torch.no_grad():

@@ -11,23 +11,19 @@ parameter sets are disjoint), then ψ̄ ← τψ + (1−τ)ψ. α is fixed or le
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
-from rlx.algos.common import OFF_POLICY_ADAM, EntropyCommon, TanhGaussianAgent, Temperature, frozen_copy, make_optimizer, metrics
+from rlx.algos.common import EntropyCommon, TanhGaussianAgent, Temperature, frozen_copy
+from rlx.algos.sac import member_batch, polyak_members_
 from rlx.buffers.replay import Transitions
 from rlx.config.schema import NetworkConfig
 from rlx.envs.make import EnvSpec
 from rlx.networks.heads import ValueNet
-from rlx.networks.off_policy import QEnsemble
-from rlx.objectives.targets import (
-    bellman_target,
-    critic_regression_loss,
-    polyak_update_,
-    sac_policy_loss,
-    sac_temperature_loss,
-    soft_value_target,
-)
+from rlx.networks.off_policy import MemberQEnsemble, MemberTanhGaussianActor, MemberValueNet, QEnsemble, TanhGaussianActor
+from rlx.objectives.targets import bellman_target, critic_regression_loss, sac_policy_loss, soft_value_target
+from rlx.optim.stacked import MemberAdam
 
 
 @dataclass
@@ -36,43 +32,81 @@ class SACVConfig(EntropyCommon):
 
 
 class SACV(TanhGaussianAgent):
+    """A population of K members (issue 22; a plain run is K=1, the same code), as
+    :class:`rlx.algos.sac.SAC`: member k has its own actor, twin critics, value network and its target
+    (``[K, ...]`` stacked), its own lr, γ, τ and α (fixed or learned), its own Adam moments, minibatch and
+    random stream."""
+
     loop = "off_policy"
+    # config keys that may differ between the members of one population (hydra/launcher=population)
+    member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.tau", "algo.alpha")
     Config = SACVConfig
     action_spaces = ("continuous",)
-    persist = ("actor", "critic", "value", "value_target", "actor_opt", "critic_opt", "value_opt", "temperature", "updates")
+    persist = ("actor", "critic", "value", "value_target", "actor_opt", "critic_opt", "value_opt", "temperature",
+               "updates", "random")
 
-    def __init__(self, spec: EnvSpec, hp: SACVConfig, net: NetworkConfig, device: torch.device):
-        super().__init__(spec, hp, net, device)
+    def __init__(self, spec: EnvSpec, hp: SACVConfig | Sequence[SACVConfig], net: NetworkConfig, device: torch.device,
+                 seeds: Sequence[int] | None = None):
+        """``hp``: one config (a plain run) or one per member; ``seeds``: member k's networks are initialized
+        after ``torch.manual_seed(seeds[k])``, exactly as its plain run's; None: from the current RNG state."""
+        hps = [hp] if isinstance(hp, SACVConfig) else list(hp)
+        super().__init__(spec, hps, net, device, seeds)
         enc = self.encoders
-        self.critic = QEnsemble(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, n=2, encoder=enc()).to(device)
-        self.value = ValueNet(enc.features, net.hidden_sizes, net.activation, encoder=enc()).to(device)
+        actors, critics, values = [], [], []
+        for i in range(len(hps)):  # each member built as its plain run builds it (same RNG draws, same order)
+            self.seed_member(i)
+            actors.append(TanhGaussianActor(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, encoder=enc()))
+            critics.append(QEnsemble(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, n=2, encoder=enc()))
+            values.append(ValueNet(enc.features, net.hidden_sizes, net.activation, encoder=enc()))
+        self.actor = MemberTanhGaussianActor(actors).to(device)
+        self.critic = MemberQEnsemble(critics).to(device)
+        self.value = MemberValueNet(values).to(device)
         self.value_target = frozen_copy(self.value)
-        self.critic_opt = make_optimizer(self.critic.parameters(), hp.lr, **OFF_POLICY_ADAM)
-        self.value_opt = make_optimizer(self.value.parameters(), hp.lr, **OFF_POLICY_ADAM)
-        self.temperature = Temperature(hp.alpha, -float(self.bounds.dim), hp.lr, device)
+        lrs = [h.lr for h in hps]
+        self.actor_opt = MemberAdam(self.actor.parameters(), lrs)
+        self.critic_opt = MemberAdam(self.critic.parameters(), lrs)
+        self.value_opt = MemberAdam(self.value.parameters(), lrs)
+        self.temperature = Temperature([h.alpha for h in hps], -float(self.bounds.dim), lrs, device)
+        self.gamma = self.members.hyper(hps, "gamma")  # [K, 1]
+        self.members.hyper(hps, "lr"), self.members.hyper(hps, "tau")  # PBT's to change: hyperparameters_changed
+        self.tau = [h.tau for h in hps]
 
-    def update(self, batch: Transitions, progress: float) -> dict[str, float]:
-        hp = self.hp
-        a_pi, logp_pi = self.actor.sample(batch.obs)
-        alpha = self.temperature.value()
-        alpha_loss = self.temperature.update(sac_temperature_loss, logp_pi)
+    def hyperparameters_changed(self) -> None:
+        m = self.members
+        for opt in (self.actor_opt, self.critic_opt, self.value_opt, self.temperature.optimizer):
+            opt.lr = m.hyper_list("lr", opt.lr)
+        self.tau = m.hyper_list("tau", self.tau)
+
+    def update(self, batch: Transitions, progress: float) -> list[dict[str, float]]:
+        """One update of every active member on its own minibatch (``[K, B, ...]``; a plain buffer's
+        ``[B, ...]`` for K=1). Returns each member's metrics."""
+        mask, batch = self.active_mask(), member_batch(batch)
+        a_pi, logp_pi = self.actor.sample(batch.obs, self.random)  # [K, B, A], [K, B]
+        alpha = self.temperature.value()  # [K, 1]: this step's α, the value before the temperature update
+        alpha_loss = self.temperature.update(logp_pi, mask=mask)
         # min_i Q_i(s, a~π): the policy's objective, and (detached) the value network's target
-        q_pi = self.critic(batch.obs, a_pi, detach_params=True).min(dim=0).values
+        q_pi = self.critic(batch.obs, a_pi, detach_params=True).min(dim=1).values  # [K, B]
 
-        value_loss = critic_regression_loss(self.value(batch.obs), soft_value_target(q_pi.detach(), logp_pi.detach(), alpha))
+        v_target = soft_value_target(q_pi.detach(), logp_pi.detach(), alpha)
+        value_loss = critic_regression_loss(self.value(batch.obs).unsqueeze(1), v_target)  # [K]
         with torch.no_grad():
-            y = bellman_target(batch.rewards, self.value_target(batch.next_obs), batch.terminated, hp.gamma)
-        q = self.critic(batch.obs, self.bounds.to_unit(batch.actions))
+            y = bellman_target(batch.rewards, self.value_target(batch.next_obs), batch.terminated, self.gamma)
+        q = self.critic(batch.obs, self.bounds.to_unit(batch.actions))  # [K, 2, B]
         critic_loss = critic_regression_loss(q, y)
-        actor_loss = sac_policy_loss(q_pi, logp_pi, alpha)
+        actor_loss = sac_policy_loss(q_pi, logp_pi, alpha, dim=1)
 
+        # every gradient at the same parameters: one backward through the summed (disjoint) losses, then the steps
         optimizers = (self.value_opt, self.critic_opt, self.actor_opt)
         for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
-        (value_loss + critic_loss + actor_loss).backward()
+            opt.zero_grad()
+        (value_loss + critic_loss + actor_loss).sum().backward()
         for opt in optimizers:
-            opt.step()
-        polyak_update_(self.value_target.parameters(), self.value.parameters(), hp.tau)
+            opt.step(mask)
+        with torch.no_grad():
+            polyak_members_(list(self.value_target.parameters()), list(self.value.parameters()), self.tau,
+                            self.members.k, mask)
         self.updates += 1
-        return metrics(critic_loss=critic_loss, value_loss=value_loss, actor_loss=actor_loss, q_mean=q.mean(),
-                       alpha=alpha, alpha_loss=alpha_loss, entropy=-logp_pi.mean())
+        stats = torch.stack([critic_loss.detach(), value_loss.detach(), actor_loss.detach(), q.detach().mean(dim=(1, 2)),
+                             alpha[:, 0], alpha_loss, -logp_pi.detach().mean(dim=1)], dim=1)
+        keys = ("critic_loss", "value_loss", "actor_loss", "q_mean", "alpha", "alpha_loss", "entropy")
+        return [dict(zip(keys, row, strict=True)) for row in stats.tolist()]

@@ -7,13 +7,13 @@ its feature width): the actor its own, a critic ensemble one for all its members
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 from torch import Tensor, nn
 
 from rlx.networks.ensemble import EnsembleMLP
-from rlx.networks.heads import MemberNoise
+from rlx.networks.heads import MemberNoise, ValueNet
 from rlx.networks.mlp import mlp
 from rlx.networks.stacked import MemberMLP
 from rlx.objectives.distributions import tanh_gaussian_deterministic, tanh_gaussian_sample
@@ -175,3 +175,53 @@ class MemberQEnsemble(nn.Module):
         """``first``: only each member's first ``first`` critics (``[K, first, B]``)."""
         x = _member_features(self.encoder, obs, detach_params)
         return self.net(torch.cat([x, actions], dim=-1), detach_params, first).squeeze(-1)
+
+
+class MemberValueNet(nn.Module):
+    """K :class:`~rlx.networks.heads.ValueNet` s as one: ``[K, B, *obs]`` -> V(s) ``[K, B]`` (SAC-V's soft value)."""
+
+    def __init__(self, values: Sequence[ValueNet]):
+        super().__init__()
+        if len(values) > 1 and values[0].encoder is not None:
+            raise ValueError("MemberValueNet: an encoder only for K=1")
+        self.encoder = values[0].encoder
+        self.net = MemberMLP.from_mlps([cast(nn.Sequential, v.net) for v in values])  # ValueNet's is an MLP
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(_member_features(self.encoder, obs))[:, 0, :, 0]
+
+
+class MemberCategoricalActor(nn.Module):
+    """K :class:`CategoricalActor` s as one: ``[K, B, *obs]`` -> logits of π(·|s) ``[K, B, A]`` (discrete SAC)."""
+
+    def __init__(self, actors: Sequence[CategoricalActor]):
+        super().__init__()
+        if len(actors) > 1 and actors[0].encoder is not None:
+            raise ValueError("MemberCategoricalActor: an encoder only for K=1")
+        self.encoder = actors[0].encoder
+        self.net = MemberMLP.from_mlps([a.net for a in actors])
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(_member_features(self.encoder, obs))[:, 0]
+
+    def sample(self, obs: Tensor, random: MemberNoise) -> Tensor:
+        """a ~ π(·|s) ``[K, B]`` by the Gumbel-max draw argmax(logits + g), g from member k's own stream for row k."""
+        logits = self(obs)
+        return (torch.log_softmax(logits, dim=-1) + random.gumbel_like(logits)).argmax(-1)
+
+    def mode(self, obs: Tensor) -> Tensor:
+        return self(obs).argmax(-1)
+
+
+class MemberDiscreteQEnsemble(nn.Module):
+    """K :class:`DiscreteQEnsemble` s of E critics as one: ``[K, B, *obs]`` -> Q_i(s, ·) ``[K, E, B, A]``."""
+
+    def __init__(self, critics: Sequence[DiscreteQEnsemble]):
+        super().__init__()
+        if len(critics) > 1 and critics[0].encoder is not None:
+            raise ValueError("MemberDiscreteQEnsemble: an encoder only for K=1")
+        self.encoder = critics[0].encoder
+        self.net = MemberMLP.from_ensembles([c.net for c in critics])
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(_member_features(self.encoder, obs))

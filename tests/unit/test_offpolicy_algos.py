@@ -126,14 +126,14 @@ def test_sac_v_value_and_q_targets_by_hand() -> None:
     constant(algo.value_target, 4.0)  # V_ψ̄(s') = 4
     constant(algo.value, 0.0)  # V_ψ(s) = 0
     constant(algo.critic, 1.0, 0.0)
-    out = algo.update(batch(), 0.0)
+    (out,) = algo.update(batch(), 0.0)  # a plain run: a population of one
     # Q target r + γ(1−d)V_ψ̄(s') = [1 + 3.6, 2]
     y = [4.6, 2]
     assert out["critic_loss"] == pytest.approx(half_mse([1, 1], y) + half_mse([0, 0], y))
     # V target min_i Q_i(s, a^π) − α log π = min(1, 0) + 0.5 = 0.5, prediction 0
     assert out["value_loss"] == pytest.approx(half_mse([0, 0], [0.5, 0.5]))
     # the target value net moved toward the online one by τ (only its last bias differs: 4 vs ~0)
-    assert algo.value_target.net[-1].bias.item() == pytest.approx(4.0 * (1 - 0.005), abs=1e-3)
+    assert algo.value_target.net.biases[-1].item() == pytest.approx(4.0 * (1 - 0.005), abs=1e-3)
 
 
 def test_sac_discrete_exact_expectation_target_by_hand() -> None:
@@ -141,7 +141,7 @@ def test_sac_discrete_exact_expectation_target_by_hand() -> None:
     constant(algo.actor, [0.0, 0.0])  # uniform policy: π = [½, ½]
     constant(algo.critic_target, [2.0, 5.0], [3.0, 1.0])  # min over critics per action: [2, 1]
     constant(algo.critic, [1.0, 0.0], [0.0, 0.0])
-    out = algo.update(batch(actions=torch.tensor([0, 1])), 0.0)
+    (out,) = algo.update(batch(actions=torch.tensor([0, 1])), 0.0)  # a plain run: a population of one
     # V(s') = Σ_a π(a)(min Q'(a) − α log π(a)) = ½(2 + 1) + 0.5·log 2
     v = 1.5 + 0.5 * math.log(2)
     y = [1 + GAMMA * v, 2]
@@ -155,7 +155,7 @@ def test_offpolicy_ac_target_and_zero_weight_for_constant_q() -> None:
     constant(algo.critic_target, 5.0)
     constant(algo.critic, 1.0)
     actor_before = [p.clone() for p in algo.actor.parameters()]
-    out = algo.update(batch(), 0.0)
+    (out,) = algo.update(batch(), 0.0)  # a plain run: a population of one
     assert out["critic_loss"] == pytest.approx(half_mse([1, 1], [5.5, 2]))
     # Q̂ does not depend on a (still after the critic step: its bias moved, its weights are 0 and got
     # no gradient), so every leave-one-out weight Q̂(s, a_k) − b_k is 0 and the policy does not move.
