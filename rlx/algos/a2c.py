@@ -6,7 +6,8 @@ from typing import Sequence
 
 import torch
 
-from rlx.algos.common import OptimizerName, PopulationActorCritic
+from rlx.algos.common import OptimizerName
+from rlx.algos.recurrent import RecurrentPopulationActorCritic, env_major, episode_starts
 from rlx.buffers.rollout import Rollout
 from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
@@ -36,7 +37,7 @@ class A2CConfig:
     log_std_init: float = param(0.0, help="initial log std of the Gaussian policy")
 
 
-class A2C(PopulationActorCritic):
+class A2C(RecurrentPopulationActorCritic):
     """N envs stepped in lockstep for ``n_steps``; one synchronized gradient step per rollout on
     -log pi(a|s) A + vf_coef * 1/2 (V - G)^2 - ent_coef * H with GAE(lambda) advantages (n-step
     returns for lambda=1); truncated episodes bootstrap V(final obs).
@@ -44,7 +45,9 @@ class A2C(PopulationActorCritic):
     Like SB3's A2C (RMSprop, one global gradient clip) except that the value loss carries rlx's usual
     1/2 (SB3: the plain squared error); RMSprop's per-parameter scaling makes that matter only through
     the clip. A population of K members (issue 12; a plain run is K=1): each member its own weights,
-    lr, gamma, lambda, coefficients, clip norm and RMSprop/Adam state (:class:`PopulationActorCritic`)."""
+    lr, gamma, lambda, coefficients, clip norm and RMSprop/Adam state (:class:`PopulationActorCritic`). With a
+    recurrent core (``network.recurrent``) the rollout's env sequences are replayed from the state stored at its
+    start (:meth:`RecurrentPopulationActorCritic.replay`)."""
 
     loop = "on_policy"
     # config keys that may differ between the members of one population (hydra/launcher=population)
@@ -68,10 +71,16 @@ class A2C(PopulationActorCritic):
         advantages = gae(per_member.rewards, per_member.values, per_member.next_values, per_member.terminated,
                          per_member.done, self.gamma, self.gae_lambda)
         returns = advantages + per_member.values
-        obs, actions, old_values, advantages, returns = (
-            m.member_major(x) for x in (per_member.obs, per_member.actions, per_member.values, advantages, returns))
+        fields = (per_member.obs, per_member.actions, per_member.values, advantages, returns)
         entropy_grad = bool((self.ent_coef > 0).any())
-        log_prob, entropy, values = self.model.evaluate_actions(obs, actions, entropy_grad=entropy_grad)
+        if self.core is None:
+            obs, actions, old_values, advantages, returns = (m.member_major(x) for x in fields)  # [K, T*N, ...]
+            log_prob, entropy, values = self.model.evaluate_actions(obs, actions, entropy_grad=entropy_grad)
+        else:  # each env's sequence replayed from the rollout's start: [K, N*T, ...], env-major
+            obs, actions, old_values, advantages, returns, starts = (
+                env_major(x) for x in (*fields, episode_starts(per_member.done)))
+            log_prob, entropy, values = self.replay(obs, actions, starts, self.stored_start_state(obs.shape[1]), entropy_grad)
+            old_values, advantages, returns = (x.flatten(1, 2) for x in (old_values, advantages, returns))
         weights = normalize(advantages, dim=1) if hp.normalize_advantage else advantages
         policy_loss = -(log_prob * weights.detach()).mean(1)  # reinforce_loss per member
         v_loss = value_loss(values, returns, dim=1)
@@ -80,6 +89,7 @@ class A2C(PopulationActorCritic):
             loss = loss - self.ent_coef[:, 0] * entropy.mean(1)
         norms = self.gradient_step(loss)
         self.updates += 1
+        self.rollout_learned()
         columns = [policy_loss.detach(), v_loss.detach(), entropy.detach().mean(1), norms, lr[:, 0]]
         keys = ["policy_loss", "value_loss", "entropy", "grad_norm", "lr"]
         if returns.shape[1] > 1:  # one sample has no variance to explain

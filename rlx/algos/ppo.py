@@ -8,11 +8,12 @@ from typing import Sequence, cast
 import torch
 from torch import Tensor
 
-from rlx.algos.common import PopulationActorCritic
+from rlx.algos.recurrent import RecurrentPopulationActorCritic, env_major, episode_starts
 from rlx.buffers.rollout import Rollout
 from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
+from rlx.errors import UserError
 from rlx.objectives.policy import approx_kl_from_ratio, clipped_surrogate, explained_variance, normalize, probability_ratio, value_loss
 from rlx.objectives.returns import gae
 from rlx.optim.stacked import StackedAdam
@@ -25,7 +26,8 @@ class PPOConfig:
     gae_lambda: float = param(0.95, ge=0, le=1, help="GAE lambda")
     clip_eps: float = param(0.2, gt=0, help="PPO clip epsilon")
     n_steps: int = param(2048, ge=1, help="steps per env per rollout")
-    batch_size: int = param(64, ge=1, help="minibatch size")
+    batch_size: int = param(64, ge=1, help="minibatch size (samples; with network.recurrent: whole env sequences of "
+                                          "n_steps, a multiple of n_steps)")
     n_epochs: int = param(10, ge=1, help="passes over each rollout")
     ent_coef: float = param(0.0, ge=0, help="entropy bonus weight")
     vf_coef: float = param(0.5, ge=0, help="value loss weight")
@@ -39,14 +41,21 @@ class PPOConfig:
     log_std_init: float = param(0.0, help="initial log std of the Gaussian policy")
 
 
-class PPO(PopulationActorCritic):
+class PPO(RecurrentPopulationActorCritic):
     """Clipped-surrogate policy optimization over epochs x minibatches of one on-policy rollout, for a
     population of K members (issue 12; a plain run is K=1, the same code).
 
     Member k has its own weights, its own hyperparameters (``[K, 1]`` tensors through the pure
     objectives: lr, clip_eps, gamma, lambda, ent/vf coefficients, max_grad_norm, annealing, target_kl),
     its own minibatch shuffles, advantage normalization, gradient clipping and Adam state: members never
-    see each other. Acting, the member layout and persistence: :class:`PopulationActorCritic`."""
+    see each other. Acting, the member layout and persistence: :class:`PopulationActorCritic`.
+
+    With a recurrent core (``network.recurrent``) a minibatch is whole env sequences (CleanRL's
+    ``ppo_atari_lstm.py`` choice): each env's full n_steps replayed from the state stored at the rollout's
+    start, reset at its episode starts (:meth:`RecurrentPopulationActorCritic.replay`). Not SB3-contrib's
+    padded per-episode sequences: the replay is the rollout's computation exactly (ratio 1 before the first
+    step, no padding, no masks beyond the resets), at the cost of fewer minibatches per epoch whose samples
+    are correlated (consecutive steps of one env); ``batch_size`` then counts env sequences x n_steps."""
 
     loop = "on_policy"
     # config keys that may differ between the members of one population (hydra/launcher=population)
@@ -64,6 +73,9 @@ class PPO(PopulationActorCritic):
         self.gae_lambda = m.hyper(hps, "gae_lambda")
         self.anneal_clip = m.hyper(hps, "anneal_clip")
         self.target_kl = m.hyper(hps, "target_kl", none=math.inf)
+        if self.core is not None and (self.hp.batch_size % self.n_steps or self.hp.batch_size < self.n_steps):
+            raise UserError(f"algo.batch_size={self.hp.batch_size} with network.recurrent={net.recurrent}: a minibatch is "
+                            f"whole env sequences of algo.n_steps={self.n_steps}, so batch_size must be a multiple of it")
 
     # -- learning ------------------------------------------------------------------------------
     def update(self, rollout: Rollout, progress: float) -> list[dict[str, float]]:
@@ -76,9 +88,14 @@ class PPO(PopulationActorCritic):
         advantages = gae(per_member.rewards, per_member.values, per_member.next_values, per_member.terminated,
                          per_member.done, self.gamma, self.gae_lambda)
         returns = advantages + per_member.values
-        obs, actions, old_logp, old_values, advantages, returns = (
-            m.member_major(x) for x in (per_member.obs, per_member.actions, per_member.log_probs, per_member.values,
-                                        advantages, returns))  # [K, T*N, ...]
+        fields = (per_member.obs, per_member.actions, per_member.log_probs, per_member.values, advantages, returns)
+        if self.core is None:  # samples: [K, T*N, ...]
+            samples, per_minibatch = [m.member_major(x) for x in fields], hp.batch_size
+        else:  # env sequences: [K, N, T, ...], minibatches of whole ones
+            samples = [env_major(x) for x in (*fields, episode_starts(per_member.done))]
+            per_minibatch = hp.batch_size // self.n_steps
+            start_state = self.stored_start_state(samples[0].shape[1])
+        obs, actions, old_logp, old_values, advantages, returns = samples[:6]
         entropy_grad = bool((self.ent_coef > 0).any())
         active = m.active.clone()  # target_kl stops members' epochs one by one
         early_stop = math.isfinite(float(self.target_kl.min()))
@@ -86,9 +103,13 @@ class PPO(PopulationActorCritic):
         # early-stopped member's later minibatches do not count: its statistics equal its plain run's)
         record: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]] = []
         for _epoch in range(hp.n_epochs):
-            for idx in m.minibatches(obs.shape[1], hp.batch_size, active if early_stop else None):
-                mb = [m.take(x, idx) for x in (obs, actions, old_logp, old_values, advantages, returns)]
-                logp, entropy, values = self.model.evaluate_actions(mb[0], mb[1], entropy_grad=entropy_grad)
+            for idx in m.minibatches(obs.shape[1], per_minibatch, active if early_stop else None):
+                mb = [m.take(x, idx) for x in samples]
+                if self.core is None:
+                    logp, entropy, values = self.model.evaluate_actions(mb[0], mb[1], entropy_grad=entropy_grad)
+                else:
+                    logp, entropy, values = self.replay(mb[0], mb[1], mb[6], m.take(start_state, idx), entropy_grad)
+                    mb = [x.flatten(1, 2) for x in mb[:6]]  # [K, B*T, ...]: env-major, as replay returns
                 adv = normalize(mb[4], dim=1) if hp.normalize_advantage else mb[4]
                 ratio = probability_ratio(logp, mb[2])
                 policy_loss = -clipped_surrogate(ratio, adv, clip).mean(1)  # [K]
@@ -104,7 +125,10 @@ class PPO(PopulationActorCritic):
                 if not bool(active.any()):
                     break
         self.updates += 1
+        self.rollout_learned()
         means = _update_statistics(record, clip)
+        if self.core is not None:
+            old_values, returns = old_values.flatten(1, 2), returns.flatten(1, 2)
         stats = torch.cat([means, explained_variance(old_values, returns, dim=1).unsqueeze(1), lr, clip], 1)
         keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance", "lr", "clip_eps")
         return [dict(zip(keys, row, strict=True)) for row in stats.tolist()]

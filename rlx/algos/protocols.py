@@ -7,8 +7,9 @@ population runner (rlx/train/population.py) needs.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol, Sequence, runtime_checkable
 
+import numpy as np
 from torch import Tensor
 
 from rlx.buffers.rollout import Rollout
@@ -48,6 +49,42 @@ class OnPolicyAlgorithm(Algorithm, Protocol):
         ...
 
     def update(self, rollout: Rollout, progress: float) -> Metrics: ...
+
+
+@runtime_checkable
+class StatefulOnPolicyAlgorithm(OnPolicyAlgorithm, Protocol):
+    """An on-policy algorithm that may act with memory (``network.recurrent``: PPO, A2C). When ``recurrent``,
+    ``explore`` and ``value`` read and advance a state per loop env, so the loop tells it after every step
+    which envs' episodes ended (terminated or truncated; their state is reset before their next
+    observation), and asks V(final observation) of a truncated episode at that step, before the reset (the
+    state it needs is gone afterwards)."""
+
+    @property
+    def recurrent(self) -> bool: ...
+
+    def episodes_ended(self, done: np.ndarray) -> None:
+        """``done`` ``[n_envs]`` (the loop's env order) of the step just taken."""
+        ...
+
+
+@runtime_checkable
+class RecurrentActor(Protocol):
+    """Acting with memory, for evaluation (rlx.train.evaluation.Evaluator, ``rlx eval``, ``--video``): the
+    evaluator holds the state of its own envs and marks where their episodes start; the training state
+    (:class:`StatefulOnPolicyAlgorithm`) is left alone. ``recurrent`` False: act with ``act`` instead."""
+
+    @property
+    def recurrent(self) -> bool: ...
+
+    def initial_state(self, n_envs: int) -> Tensor:
+        """The state of ``n_envs`` envs (the evaluator's env order) at their episode start."""
+        ...
+
+    def act_recurrent(self, obs: Tensor, state: Tensor, starts: Tensor,
+                      deterministic: bool = True) -> tuple[Tensor, Tensor]:
+        """(actions, the next state) for ``obs`` ``[n_envs, *obs]``; ``starts`` ``[n_envs]`` bool: the envs whose
+        episode starts with this observation (their state is reset first)."""
+        ...
 
 
 class OffPolicyAlgorithm(Algorithm, Protocol):

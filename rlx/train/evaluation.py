@@ -5,12 +5,13 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Collection, Protocol, Sequence
+from typing import Callable, Collection, Protocol, Sequence, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from rlx.algos.protocols import RecurrentActor
 from rlx.envs.batched import VecEnv
 from rlx.envs.make import EnvFactory, make_vec_env, resolve_env_id
 from rlx.errors import UserError
@@ -25,6 +26,15 @@ def to_env_actions(actions: torch.Tensor, action_space: gym.Space) -> np.ndarray
     if isinstance(action_space, gym.spaces.Box):
         return np.clip(a, action_space.low, action_space.high)
     return a
+
+
+def recurrent_actor(act: ActFn | RecurrentActor) -> RecurrentActor | None:
+    """The policy with memory behind ``act``, if it has one (``network.recurrent``), else None. The evaluator's
+    callers hand it ``algo.act`` (Session, rlx eval, a population's evaluations); a recurrent policy needs
+    the state of each eval env and where their episodes start, so the evaluator acts through the
+    algorithm that method belongs to (:class:`rlx.algos.protocols.RecurrentActor`) instead."""
+    owner = act if isinstance(act, RecurrentActor) else getattr(act, "__self__", None)  # a bound method's algorithm
+    return owner if isinstance(owner, RecurrentActor) and owner.recurrent else None
 
 
 class Evaluates(Protocol):
@@ -72,15 +82,17 @@ class Evaluator:
             self.envs = make_vec_env(env_id, self.per_block * len(self.seeds), self.seed, kwargs, max_episode_steps,
                                      wrappers=wrappers)
 
-    def __call__(self, act: ActFn, deterministic: bool = True) -> np.ndarray:
+    def __call__(self, act: ActFn | RecurrentActor, deterministic: bool = True) -> np.ndarray:
         """The returns of ``act``, for an evaluator of one seed."""
         if len(self.seeds) != 1:
             raise ValueError(f"an evaluator of {len(self.seeds)} blocks: use evaluate_blocks")
         return self.evaluate_blocks(act, [0], deterministic)[0]
 
-    def evaluate_blocks(self, act: ActFn, blocks: Collection[int], deterministic: bool = True) -> dict[int, np.ndarray]:
+    def evaluate_blocks(self, act: ActFn | RecurrentActor, blocks: Collection[int],
+                        deterministic: bool = True) -> dict[int, np.ndarray]:
         """Each of ``blocks``' returns; ``act`` acts on all blocks' observations at once (``[blocks*n, *obs]``,
-        block-major); the envs of blocks not asked for step along and are not counted."""
+        block-major); the envs of blocks not asked for step along and are not counted. A recurrent policy
+        (:func:`recurrent_actor`) acts from a state per eval env, reset where each env's episode starts."""
         n = self.per_block
         quota = np.zeros(n * len(self.seeds), dtype=np.int64)
         for b in blocks:
@@ -88,6 +100,9 @@ class Evaluator:
         returns: dict[int, list[float]] = {b: [] for b in blocks}
         ep_ret = np.zeros(len(quota))
         obs, _ = self.envs.reset(seed=[s + i for s in self.seeds for i in range(n)])
+        recurrent = recurrent_actor(act)
+        state = recurrent.initial_state(len(quota)) if recurrent is not None else None
+        starts = torch.ones(len(quota), dtype=torch.bool, device=self.device)  # every env starts an episode
         # Stochastic evaluation must not consume the training RNG stream (resume/determinism).
         # torch.manual_seed reseeds every CUDA device too: fork those (once CUDA is in use) as well, or each
         # evaluation would reset the training's CUDA streams (replay sampling, minibatch shuffles, noise).
@@ -95,8 +110,14 @@ class Evaluator:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.seed)
             while (quota > 0).any():
-                actions = act(torch.as_tensor(obs, dtype=torch.float32, device=self.device), deterministic)
+                obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+                if recurrent is not None:
+                    actions, state = recurrent.act_recurrent(obs_t, cast(torch.Tensor, state), starts, deterministic)
+                else:
+                    actions = cast(ActFn, act)(obs_t, deterministic)
                 obs, rewards, terminated, truncated, _ = self.envs.step(to_env_actions(actions, self.envs.single_action_space))
+                if recurrent is not None:  # the next observation of these envs starts an episode (same-step autoreset)
+                    starts = torch.as_tensor(terminated | truncated, device=self.device)
                 ep_ret += rewards
                 for i in np.flatnonzero(terminated | truncated):
                     if quota[i] > 0:

@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlx.algos.protocols import Algorithm
+from rlx.algos.recurrent import RecurrentPopulationActorCritic
 from rlx.algos.registry import ALGOS
 from rlx.config.schema import (
     CheckpointConfig,
@@ -171,6 +172,9 @@ def build_algorithm(settings: Settings | Sequence[Settings], spec: EnvSpec, devi
     without one, the one member's algorithm. One Settings: a plain run's (a job of one)."""
     group = [settings] if isinstance(settings, Settings) else list(settings)
     s0, cls = group[0], cast(Any, ALGOS[group[0].algo_name])
+    if s0.network.recurrent != "none" and not issubclass(cls, RecurrentPopulationActorCritic):
+        raise UserError(f"network.recurrent={s0.network.recurrent}: recurrent policies are for algo=ppo and algo=a2c, "
+                        f"not algo={s0.algo_name}; set network.recurrent=none")
     if getattr(cls, "member_keys", ()):
         return cls(spec, [s.algo for s in group], s0.network, device, seeds=[s.run.seed for s in group])
     if len(group) > 1:

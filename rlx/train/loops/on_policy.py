@@ -1,7 +1,8 @@
 """The on-policy loop shared by every on-policy algorithm: rollout -> bootstrap -> update.
 
 It knows the algorithm only through :class:`rlx.algos.protocols.OnPolicyAlgorithm` (``n_steps``,
-``explore``, ``policy_input``, ``value``, ``update``). A population's envs are one member-major vector env
+``explore``, ``policy_input``, ``value``, ``update``; a recurrent one also hears of episode ends:
+:class:`~rlx.algos.protocols.StatefulOnPolicyAlgorithm`). A population's envs are one member-major vector env
 and its session a :class:`rlx.train.population.PopulationSession`: the loop is the same (it returns the
 session's ``finish``: one summary, or one per member).
 The rollout stores what the policy saw (its normalized input), so an update never re-normalizes old
@@ -15,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlx.algos.protocols import OnPolicyAlgorithm
+from rlx.algos.protocols import OnPolicyAlgorithm, StatefulOnPolicyAlgorithm
 from rlx.buffers.rollout import RolloutBuffer
 from rlx.envs.batched import VecEnv
 from rlx.envs.make import RewardNormalizer
@@ -36,6 +37,10 @@ def run(algo: OnPolicyAlgorithm, envs: VecEnv, session: LoopSession, device: tor
         obs_dtype=torch.uint8 if stores_as_uint8(envs.single_observation_space) else torch.float32,
     )
     final_obs = torch.zeros_like(buffer.data.obs)  # where an episode was truncated: its last observation
+    # network.recurrent: the algorithm's per-env state is reset where episodes end, and V(final obs) needs the
+    # state of that step, so it is asked then (the others: one batched call after the rollout)
+    stateful = algo if isinstance(algo, StatefulOnPolicyAlgorithm) and algo.recurrent else None
+    final_values_now = torch.zeros(algo.n_steps, n_envs, device=device)
     obs = session.initial_obs(envs)
     reward_norm = RewardNormalizer.for_run(session, algo, n_envs)  # env.normalize_reward (None: off)
 
@@ -59,12 +64,16 @@ def run(algo: OnPolicyAlgorithm, envs: VecEnv, session: LoopSession, device: tor
                 truncated_any = True
                 for i in np.flatnonzero(truncated):
                     final_obs[t, i] = torch.as_tensor(info["final_obs"][i], device=device)
+                if stateful is not None:
+                    final_values_now[t] = stateful.value(final_obs[t])
+            if stateful is not None:
+                stateful.episodes_ended(done)
             buffer.add(obs if seen is None else seen.cpu().numpy(), actions, log_probs, values, rewards, terminated, done)
             obs = next_obs
         last_values = algo.value(torch.as_tensor(obs, dtype=torch.float32, device=device))
         final_values = None
         if truncated_any:  # V(final obs) for time-limit truncations, in one batched call
-            final_values = algo.value(final_obs).reshape(algo.n_steps, n_envs)
+            final_values = final_values_now if stateful is not None else algo.value(final_obs).reshape(algo.n_steps, n_envs)
         rollout = buffer.finish(last_values, final_values)
         session.record(algo.update(rollout, session.progress))
         session.tick(loop_state)
