@@ -6,6 +6,8 @@
     python scripts/bench.py --quick      # short runs, 1 repeat (a smoke test of the numbers)
     python scripts/bench.py --tasks ppo_cartpole,sac_pendulum --repeats 5 --markdown benchmarks/results.md
     python scripts/bench.py --population --ks 1,4,16,64 --markdown benchmarks/population.md   # issue 12
+    python scripts/bench.py --peers      # rlx vs SB3, SBX and rejax, each peer in its own venv (issue 27)
+    python scripts/bench.py --peers --quick --repeats 2    # PPO CartPole 20k, SAC Pendulum 1k
 
 For every task rlx and the peer (../shared/peer/sb3_baseline.py) run the same algorithm, env, steps,
 seed and hyperparameters, alternating, each in a fresh process with one torch thread. Reported:
@@ -26,6 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PEER = REPO.parent / "shared" / "peer" / "sb3_baseline.py"
@@ -40,7 +43,7 @@ class Task:
     steps: int
     quick_steps: int
     num_envs: int
-    updates: callable  # steps -> number of gradient updates rlx/SB3 perform
+    updates: Callable[[int], int]  # steps -> number of gradient updates rlx/SB3 perform
     floor: str      # which bare-update loop measures this task's updates
 
 
@@ -108,7 +111,19 @@ def main() -> None:
     ap.add_argument("--ks", help="population sizes for --population")
     ap.add_argument("--steps", type=int, help="env steps per member for --population")
     ap.add_argument("--peer-python", default=sys.executable, help="the Python that has stable-baselines3 (a separate venv)")
+    ap.add_argument("--peers", action="store_true",
+                    help="rlx vs SB3, SBX and rejax (PPO CartPole 100k, SAC Pendulum 5k), each peer in its own venv "
+                         "under ~/.cache/rlx-peers (created on first use); writes benchmarks/peers.{json,md}")
+    ap.add_argument("--peer-libs", default="sb3,sbx,rejax", help="--peers: which peers")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks", help="--peers: where peers.json/peers.md go")
     args = ap.parse_args()
+    if args.peers:
+        sys.path.insert(0, str(REPO))
+        from scripts.peers.bench_peers import TASKS as PEER_TASKS, main as peers_main
+
+        tasks = [t for t in args.tasks.split(",") if t in PEER_TASKS] if args.tasks != ",".join(TASKS) else list(PEER_TASKS)
+        peers_main(tasks, args.repeats, args.quick, args.seed, args.peer_libs.split(","), args.out, sys.argv[1:])
+        return
     if args.population:
         sys.path.insert(0, str(REPO))
         from scripts.bench_population import main as population_main
@@ -117,9 +132,9 @@ def main() -> None:
         sac = args.population_algo == "sac"
         ks = args.ks or ("1,4,16" if sac else "1,4,16,64")
         steps = args.steps or (10_000 if sac else 100_000)
-        task = ("sac", "pendulum", "Pendulum-v1") if sac else ("ppo", "cartpole", "CartPole-v1")
+        ptask = ("sac", "pendulum", "Pendulum-v1") if sac else ("ppo", "cartpole", "CartPole-v1")
         population_main([int(k) for k in ks.split(",")], steps, 1 if args.quick else args.repeats, peer,
-                        args.peer_python, args.markdown, *task)
+                        args.peer_python, args.markdown, *ptask)
         return
     repeats = 1 if args.quick else args.repeats
     have_peer = not args.no_peer and args.peer.is_file()

@@ -3,6 +3,7 @@ line of the run also lands in RUN_DIR/rlx.log."""
 import re
 import sys
 import threading
+import time
 import types
 from io import StringIO
 
@@ -203,3 +204,24 @@ def test_a_wandb_run_that_breaks_mid_run_is_dropped_with_one_warning(tmp_path, f
     assert out.getvalue().count("W&B stopped logging (OSError") == 1
     assert fake_wandb.calls[-1] == ("finish", 1)  # its files closed, marked as not a clean end
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 4  # metrics.jsonl has every line
+
+
+def test_the_runs_end_waits_for_a_wandb_still_starting_and_flushes_every_record_in_order(tmp_path, fake_wandb):
+    """Every record logged before W&B was up reaches it, in order, and ``close`` returns only once W&B has them
+    all and finished: a run that ends while W&B is still starting (short runs: W&B takes seconds) loses nothing."""
+    logger, _ = _logger(tmp_path)
+    for k in range(1, 9):
+        logger.log({"env_steps": 128 * k, "sps": float(k)})
+    logger.summary({"status": "ok", "env_steps": 1024})
+    assert logger.wandb_run is None and fake_wandb.inits and fake_wandb.calls == []  # still starting
+    opened = threading.Timer(0.3, fake_wandb.gate.set)  # W&B comes up only after close() began waiting
+    opened.start()
+    t = time.perf_counter()
+    logger.close(0)
+    waited = time.perf_counter() - t
+    opened.join()
+    assert waited >= 0.25  # close() waited for W&B ...
+    kinds = [c[0] for c in fake_wandb.calls]  # ... and on its return W&B has everything, in order, and finished
+    assert kinds == ["define_metric"] * 2 + ["log"] * 8 + ["summary"] * 2 + ["finish"]
+    assert [c[1]["env_steps"] for c in fake_wandb.calls if c[0] == "log"] == [128 * k for k in range(1, 9)]
+    assert fake_wandb.calls[-1] == ("finish", 0)

@@ -1,0 +1,204 @@
+"""rlx vs Stable-Baselines3, SBX and rejax, side by side in one invocation (``scripts/bench.py --peers``).
+
+Each peer lives in its own venv under ``~/.cache/rlx-peers/<peer>`` (``$RLX_PEERS_CACHE``), created here
+on first use from the package registries, so their torch/jax never enter rlx's venv:
+
+    sb3    pip install torch==2.13.0 stable-baselines3
+    sbx    pip install torch==2.13.0 sbx-rl            (jax, flax, optax come with it)
+    rejax  pip install rejax 'gymnax<1'                (rejax 0.1.x needs gymnax 0.0.x)
+
+(torch first, pinned to rlx's version: where the CPU wheel lies in pip's cache or find-links, no CUDA
+wheels are fetched.) Tasks: PPO CartPole-v1 100k (RL-Zoo's preset: 8 envs, 32 steps, 20 epochs, batch
+256) and SAC Pendulum-v1 5k (lr 1e-3), the same seed and hyperparameters on every side; rejax has PPO only
+(gymnax's CartPole, the whole training loop one compiled program). Every run is a fresh process, one
+thread (OMP/MKL/XLA), and the libraries take turns within each repeat (the order rotates per repeat),
+so drifts in machine load hit all of them. Reported per task and library: median steps/s over the
+library's own timed ``learn`` (rejax: the first call, compile included, and the compiled second call),
+median wall of the whole process (start-up, imports and compile included: time to the trained policy
+from the command line), the final eval return, and rlx's ratio to each peer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+CACHE = Path(os.environ.get("RLX_PEERS_CACHE", Path.home() / ".cache" / "rlx-peers"))
+
+# peer -> (packages installed first, then the peer's own packages), and the script it runs
+PEERS: dict[str, tuple[list[str], list[str], str]] = {
+    "sb3": (["torch==2.13.0"], ["stable-baselines3"], "sb3_baseline.py"),
+    "sbx": (["torch==2.13.0"], ["sbx-rl"], "sbx_baseline.py"),
+    "rejax": ([], ["rejax", "gymnax<1"], "rejax_ppo_baseline.py"),
+}
+
+# task -> (rlx algo, rlx env, gymnasium id, steps, quick steps, peers that have it)
+TASKS: dict[str, tuple[str, str, str, int, int, tuple[str, ...]]] = {
+    "ppo_cartpole": ("ppo", "cartpole", "CartPole-v1", 100_000, 20_000, ("sb3", "sbx", "rejax")),
+    "sac_pendulum": ("sac", "pendulum", "Pendulum-v1", 5_000, 1_000, ("sb3", "sbx")),
+}
+TITLES = {"ppo_cartpole": "PPO CartPole-v1", "sac_pendulum": "SAC Pendulum-v1"}
+NAMES = {"rlx": "rlx", "sb3": "SB3", "sbx": "SBX", "rejax": "rejax"}
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled",
+       "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+       "JAX_PLATFORMS": "cpu", "PYTHONHASHSEED": "0"}
+
+
+def venv_python(peer: str) -> Path:
+    return CACHE / peer / "bin" / "python"
+
+
+def ensure_venv(peer: str, log=print) -> Path:
+    """The peer's venv, created and installed on first use (a ``.ready`` file names what it holds)."""
+    first, pkgs, _ = PEERS[peer]
+    root, python = CACHE / peer, venv_python(peer)
+    ready = root / ".ready"
+    want = json.dumps(first + pkgs)
+    if ready.is_file() and ready.read_text() == want and python.is_file():
+        return python
+    log(f"peers: creating {root} ({' '.join(first + pkgs)}); one-time, minutes")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True)
+    with open(root / "install.log", "w") as out:
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        if first:  # the CPU torch wheel where it is cached; without it pip picks the registry's default
+            subprocess.run(pip + first, stdout=out, stderr=subprocess.STDOUT, check=False)
+        r = subprocess.run(pip + first + pkgs, stdout=out, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        raise RuntimeError(f"peers: installing {peer} failed; see {root / 'install.log'}")
+    ready.write_text(want)
+    return python
+
+
+def versions(peer: str) -> str:
+    mods = {"sb3": ["stable_baselines3", "torch"], "sbx": ["sbx", "jax", "stable_baselines3"],
+            "rejax": ["rejax", "jax", "gymnax"]}[peer]
+    code = ("import importlib.metadata as m, json; "
+            f"print(json.dumps({{k: m.version(k) for k in {[m.replace('_', '-') for m in mods]!r}}}))")
+    code = code.replace("'sbx'", "'sbx-rl'")
+    r = subprocess.run([str(venv_python(peer)), "-c", code], capture_output=True, text=True)
+    if r.returncode != 0:
+        return "?"
+    return ", ".join(f"{k} {v}" for k, v in json.loads(r.stdout).items())
+
+
+def _timed(cmd: list[str], cwd: str | Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=cwd)
+    return r, time.perf_counter() - t
+
+
+def run_one(lib: str, task: str, steps: int, seed: int) -> dict[str, Any]:
+    algo, env, env_id = TASKS[task][:3]
+    if lib == "rlx":
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-c", "from rlx.app.cli import main; main()", "train", f"algo={algo}", f"env={env}",
+                   f"total_steps={steps}", f"seed={seed}", "eval.every=0", "checkpoint.every=0", "logger.progress=false",
+                   "logger.wandb.mode=disabled", "torch_threads=1", "device=cpu", f"hydra.run.dir={tmp}/run"]
+            r, wall = _timed(cmd, cwd=tmp)
+            if r.returncode != 0:
+                raise RuntimeError(f"rlx failed on {task}: {r.stderr.strip()[-500:]}")
+            s = json.loads(Path(tmp, "run", "summary.json").read_text())
+        return {"sps": s["sps"], "learn_s": s["wall_s"], "process_s": wall, "return": s["eval_return_mean"]}
+    script = str(HERE / PEERS[lib][2])
+    if lib == "rejax":
+        r, wall = _timed([str(venv_python(lib)), script, "1", str(steps)])
+    else:
+        r, wall = _timed([str(venv_python(lib)), script, algo, env_id, str(steps), str(seed)])
+    if r.returncode != 0:
+        raise RuntimeError(f"{lib} failed on {task}: {r.stderr.strip()[-800:]}")
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    if lib == "rejax":  # one process trains twice (first call compiles): the process wall counts the first
+        return {"sps": steps / d["first_call_s"], "learn_s": d["first_call_s"], "compiled_s": d["compiled_call_s"],
+                "compiled_sps": steps / d["compiled_call_s"], "process_s": wall - d["compiled_call_s"],
+                "return": d["final_eval_mean"][0]}
+    return {"sps": d["sps"], "learn_s": d["wall_s"], "process_s": wall, "return": d["eval_mean"]}
+
+
+def main(tasks: list[str], repeats: int, quick: bool, seed: int, peers: list[str], out_dir: Path | None,
+         argv: list[str]) -> dict[str, Any]:
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    ready = []
+    for peer in peers:
+        try:
+            ensure_venv(peer, log)
+            ready.append(peer)
+        except Exception as e:  # one peer that cannot install does not stop the others
+            log(f"peers: {peer} unavailable ({e}); left out")
+    rows: list[dict[str, Any]] = []
+    load0 = os.getloadavg()
+    for task in tasks:
+        steps = TASKS[task][4] if quick else TASKS[task][3]
+        libs = ["rlx"] + [p for p in TASKS[task][5] if p in ready]
+        runs: dict[str, list[dict[str, Any]]] = {lib: [] for lib in libs}
+        for i in range(repeats):
+            order = libs[i % len(libs):] + libs[:i % len(libs)]  # rotate: nobody always goes first
+            for lib in order:
+                runs[lib].append(run_one(lib, task, steps, seed))
+                log(f"{TITLES[task]} {steps:,} repeat {i + 1}/{repeats}: {lib} {runs[lib][-1]['sps']:,.1f} steps/s, "
+                    f"process {runs[lib][-1]['process_s']:.1f} s, return {runs[lib][-1]['return']:.1f}")
+        for lib in libs:
+            def med(k: str, lib_runs: list[dict[str, Any]] = runs[lib]) -> float:
+                return statistics.median(r[k] for r in lib_runs)
+
+            row = {"task": task, "title": TITLES[task], "steps": steps, "lib": lib, "runs": runs[lib],
+                   "sps": med("sps"), "learn_s": med("learn_s"), "process_s": med("process_s"), "return": med("return")}
+            if lib == "rejax":
+                row.update(compiled_s=med("compiled_s"), compiled_sps=med("compiled_sps"))
+            rows.append(row)
+    result = {
+        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "loadavg_start": [round(x, 2) for x in load0], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "repeats": repeats, "quick": quick, "seed": seed, "command": "python scripts/bench.py " + " ".join(argv),
+        "versions": {p: versions(p) for p in ready}, "rows": rows,
+    }
+    table = render(result)
+    print(table)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "peers.json").write_text(json.dumps(result, indent=1) + "\n")
+        (out_dir / "peers.md").write_text(table + "\n")
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    lines = ["# rlx vs SB3, SBX and rejax", "",
+             f"Measured {result['measured']} on {result['machine']}; load average {result['loadavg_start'][0]} at the "
+             f"start, {result['loadavg_end'][0]} at the end (1 min); one thread per process, seed {result['seed']}, "
+             f"median of {result['repeats']} alternating repeats{' (--quick: short runs)' if result['quick'] else ''}.",
+             f"Command: `{result['command']}`. Peers: " + "; ".join(f"{NAMES[p]}: {v}" for p, v in result["versions"].items())
+             + ".", "",
+             "| task | steps | library | steps/s (learn) | learn s | process s | rlx / it (steps/s) | rlx / it (process) "
+             "| final return |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        base = next(x for x in rows if x["task"] == r["task"] and x["lib"] == "rlx")
+        same = r["lib"] == "rlx"
+        sps_ratio = "-" if same else f"{base['sps'] / r['sps']:.2f}x"
+        wall_ratio = "-" if same else f"{r['process_s'] / base['process_s']:.2f}x"
+        lines.append(f"| {r['title']} | {r['steps']:,} | {NAMES[r['lib']]} | {r['sps']:,.1f} | {r['learn_s']:.1f} | "
+                     f"{r['process_s']:.1f} | {sps_ratio} | {wall_ratio} | {r['return']:.1f} |")
+        if r["lib"] == "rejax":
+            lines.append(f"| {r['title']} | {r['steps']:,} | rejax, compiled (2nd call) | {r['compiled_sps']:,.1f} | "
+                         f"{r['compiled_s']:.1f} | - | {base['sps'] / r['compiled_sps']:.2f}x | - | - |")
+    lines += ["", "steps/s (learn): env steps over the library's own timed training call (rlx: summary.json's `wall_s`; "
+              "SB3/SBX: `model.learn`, SBX's JIT compile included; rejax: the first `train` call, compile included). "
+              "process s: the whole process from the command line to the trained policy (interpreter start-up, imports, "
+              "env and model construction, compile, training; rejax's second, compiled call subtracted). "
+              "rlx / it > 1: rlx is faster. Final return: rlx/SB3/SBX deterministic, 10 episodes (rlx: its final eval); "
+              "rejax: its own final evaluation."]
+    return "\n".join(lines)
