@@ -8,18 +8,20 @@ their own n-step rollouts and apply them to the shared parameters without waitin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rlx.algos.a2c import A2CConfig
-from rlx.algos.common import ActorCritic, ActorCriticAgent, advantage_actor_critic_update, make_optimizer
+from rlx.algos.common import STEP_KEYS, ActorCritic, anneal_lr, gradient_step, make_optimizer
 from rlx.buffers.rollout import Rollout
 from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
+from rlx.objectives.policy import explained_variance, normalize, reinforce_loss, value_loss
+from rlx.objectives.returns import gae
 
 
 @dataclass
@@ -57,6 +59,66 @@ def share_optimizer_state_(optimizer: torch.optim.Optimizer) -> None:
         for v in state.values():
             if isinstance(v, Tensor):
                 v.share_memory_()
+
+
+class WorkerModel:
+    """A worker's plain (unstacked) :class:`ActorCritic` and the optimizer its gradients go to, acting as the
+    on-policy loop asks (:class:`rlx.algos.protocols.OnPolicyAlgorithm`) with torch's RNG (each worker
+    process seeds its own). A3C's workers are not a population: Hogwild updates of one shared model, whose
+    parameters torch's optimizers step tensor by tensor in shared memory; ``update`` is the subclass's."""
+
+    def __init__(self, hp: A3CConfig, model: ActorCritic, optimizer: torch.optim.Optimizer):
+        self.hp, self.model, self.optimizer = hp, model, optimizer
+        self.device, self.n_steps = torch.device("cpu"), hp.n_steps
+
+    def explore(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.model.explore(obs)
+
+    def value(self, obs: Tensor) -> Tensor:
+        return self.model.value(obs)
+
+    def policy_input(self, obs: Tensor) -> Tensor | None:
+        return None  # no observation normalization in A3C (A3C.__init__ refuses it): the raw obs is what it saw
+
+    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        return self.model.act(obs, deterministic)
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+
+    def anneal(self, progress: float) -> float:
+        """The learning rate for this update: linearly decayed when the config says ``anneal_lr``."""
+        if self.hp.anneal_lr:
+            return anneal_lr(self.optimizer, progress)
+        return self.optimizer.param_groups[0]["lr"]
+
+    def a2c_step(self, rollout: Rollout, local_params: Sequence[nn.Parameter] | None = None) -> dict[str, float]:
+        """One gradient step on a whole [T, N] rollout:  L = -mean(log pi(a|s) A) + vf_coef * 1/2 mean((V(s) - G)^2)
+        - ent_coef * mean(H)  with GAE(lambda) advantages A and A + V(s) value targets G (lambda=1: n-step
+        returns to the rollout end); truncated episodes bootstrap V(final obs). ``local_params``: this
+        worker's local copy of the parameters the optimizer owns (their gradients are handed over)."""
+        hp, model = self.hp, self.model
+        advantages = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done,
+                         hp.gamma, hp.gae_lambda)
+        returns = (advantages + rollout.values).reshape(-1)
+        obs, actions = rollout.flat("obs", "actions")
+        weights = normalize(advantages.reshape(-1)) if hp.normalize_advantage else advantages.reshape(-1)
+        log_prob, entropy, values = model.evaluate_actions(obs, actions, entropy_grad=hp.ent_coef > 0)
+        policy_loss = reinforce_loss(log_prob, weights)
+        v_loss = value_loss(values, returns)
+        entropy_mean = entropy.mean()
+        loss = policy_loss + hp.vf_coef * v_loss
+        if hp.ent_coef > 0:
+            loss = loss - hp.ent_coef * entropy_mean
+        norm = gradient_step(self.optimizer, loss, hp.max_grad_norm, local_params)
+        stats = torch.stack([policy_loss.detach(), v_loss.detach(), entropy_mean.detach(), norm]).tolist()
+        metrics = dict(zip(STEP_KEYS, stats, strict=True))
+        if returns.numel() > 1:
+            metrics["explained_variance"] = explained_variance(rollout.values.reshape(-1), returns).item()
+        return metrics
 
 
 class A3C:
@@ -107,26 +169,21 @@ class A3C:
             self.worker_updates.copy_(state["worker_updates"])
 
 
-class A3CWorker(ActorCriticAgent):
+class A3CWorker(WorkerModel):
     """One worker's view for the shared on-policy loop: acts with a local copy of the shared model,
     computes the A2C loss gradient on it, hands the gradient to the shared parameters and steps the
     shared optimizer (no lock: Hogwild), then pulls the latest shared weights."""
 
     def __init__(self, shared: A3C, rank: int):
-        self.shared, self.rank, self.hp = shared, rank, shared.hp
-        self.model = ActorCritic(shared.spec, shared.net, False, shared.hp.log_std_init)
-        self.model.load_state_dict(shared.model.state_dict())
-        self.optimizer = shared.optimizer
+        model = ActorCritic(shared.spec, shared.net, False, shared.hp.log_std_init)
+        model.load_state_dict(shared.model.state_dict())
+        super().__init__(shared.hp, model, shared.optimizer)
+        self.shared, self.rank = shared, rank
         self.local_params = list(self.model.parameters())  # their gradients go to the shared ones
-        self.n_steps = shared.hp.n_steps
 
     def update(self, rollout: Rollout, progress: float) -> dict[str, float]:
-        hp = self.hp
         lr = self.anneal(progress)  # progress of all workers together (the shared step counter)
-        metrics = advantage_actor_critic_update(
-            self.model, self.optimizer, rollout, gamma=hp.gamma, lam=hp.gae_lambda, vf_coef=hp.vf_coef,
-            ent_coef=hp.ent_coef, max_grad_norm=hp.max_grad_norm, normalize_advantage=hp.normalize_advantage,
-            local_params=self.local_params)
+        metrics = self.a2c_step(rollout, self.local_params)
         self.model.load_state_dict(self.shared.model.state_dict())
         self.shared.worker_updates[self.rank] += 1
         return {**metrics, "lr": lr}

@@ -9,16 +9,23 @@ Per rollout:
    (:mod:`rlx.objectives.natural_gradient`);
 3. the value function, fitted separately: ``n_critic_updates`` epochs of Adam on 1/2 (V(s) - target)^2
    in minibatches of ``batch_size``.
+
+A population of K members (issue 22; a plain run is K=1): every member's policy step at once, ``[K, P]``
+gradients through a batched conjugate gradient (each member its own CG coefficients, step size and line
+search: each accepts its own step), and the value functions fitted by one stacked Adam with each member's
+own minibatch shuffles.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from rlx.algos.common import ActorCritic, ActorCriticAgent, gradient_step, make_optimizer, minibatches
+from rlx.algos.common import PopulationAgent
 from rlx.buffers.rollout import Rollout
 from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
@@ -29,12 +36,11 @@ from rlx.objectives.natural_gradient import (
     conjugate_gradient,
     fisher_vector_product,
     flat_grad,
-    flat_params,
     max_step_size,
-    set_flat_params,
 )
 from rlx.objectives.policy import explained_variance, normalize, value_loss
 from rlx.objectives.returns import gae
+from rlx.optim.stacked import StackedAdam, clip_grad_norm_stacked_, gather_stacked_grads, stack_parameters
 
 
 @dataclass
@@ -57,90 +63,117 @@ class TRPOConfig:
     log_std_init: float = param(0.0, help="initial log std of the Gaussian policy")
 
 
-class TRPO(ActorCriticAgent):
+class TRPO(PopulationAgent):
     """Natural-gradient policy step inside a KL trust region + a separately fitted value function.
 
-    Acting (explore/value/act) and persistence come from :class:`ActorCriticAgent`; ``optimizer`` is the
-    value function's (the policy is moved by the line search, not by an optimizer)."""
+    Acting (explore/value/act), the member layout and persistence come from :class:`PopulationAgent`;
+    ``policy_params`` (what the natural step moves) and ``critic_params`` are ``[K, P]`` buffers, and
+    ``optimizer`` is the value function's (the policy is moved by the line search, not by an optimizer)."""
 
     loop = "on_policy"
+    # config keys that may differ between the members of one population (hydra/launcher=population)
+    member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.gae_lambda", "algo.max_kl", "algo.cg_damping",
+                                    "algo.line_search_shrink", "algo.max_grad_norm", "algo.anneal_lr", "algo.log_std_init")
     Config = TRPOConfig
     action_spaces = ("discrete", "continuous")
 
-    def __init__(self, spec: EnvSpec, hp: TRPOConfig, net: NetworkConfig, device: torch.device):
-        self.hp, self.device = hp, device
+    def __init__(self, spec: EnvSpec, hp: TRPOConfig | Sequence[TRPOConfig], net: NetworkConfig, device: torch.device,
+                 seeds: Sequence[int] | None = None):
+        hps = [hp] if isinstance(hp, TRPOConfig) else list(hp)
         # separate encoders: the policy's parameters are exactly what the natural step moves
-        self.model = ActorCritic(spec, net, hp.normalize_obs, hp.log_std_init, share_encoder=False).to(device)
-        self.optimizer = make_optimizer(self.model.critic.parameters(), hp.lr)
-        self.n_steps = hp.n_steps
-        self.updates = 0
+        super().__init__(spec, hps, net, device, seeds, share_encoder=False)
+        m, k = self.members, len(hps)
+        self.policy_params = stack_parameters(list(self.model.policy.parameters()), members=k)
+        self.critic_params = stack_parameters(list(self.model.critic.parameters()), members=k)
+        self.optimizer = StackedAdam(self.critic_params, lr=[h.lr for h in hps], eps=1e-5)  # make_optimizer's Adam
+        self.gae_lambda = m.hyper(hps, "gae_lambda")
+        self.max_kl, self.cg_damping = m.hyper(hps, "max_kl"), m.hyper(hps, "cg_damping")
+        self.line_search_shrink = m.hyper(hps, "line_search_shrink")
+        self.max_grad_norm = m.hyper(hps, "max_grad_norm", none=math.inf)  # inf: no clip (x 1, exact)
 
-    def update(self, rollout: Rollout, progress: float) -> dict[str, float]:
-        hp, model = self.hp, self.model
-        lr = self.anneal(progress)
-        advantages = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done,
-                         hp.gamma, hp.gae_lambda)
-        returns = (advantages + rollout.values).reshape(-1)
-        obs, actions, old_values = rollout.flat("obs", "actions", "values")
-        advantages = advantages.reshape(-1)
+    def update(self, rollout: Rollout, progress: float) -> list[dict[str, float]]:
+        hp, m = self.hp, self.members
+        lr = self.annealed(self.lr, progress)
+        self.optimizer.set("lr", lr)
+        per_member = m.per_member(rollout)  # [T, K, N, ...]
+        advantages = gae(per_member.rewards, per_member.values, per_member.next_values, per_member.terminated,
+                         per_member.done, self.gamma, self.gae_lambda)
+        returns = advantages + per_member.values
+        obs, actions, old_values, advantages, returns = (
+            m.member_major(x) for x in (per_member.obs, per_member.actions, per_member.values, advantages, returns))
         if hp.normalize_advantage:
-            advantages = normalize(advantages)
-        metrics = self.policy_step(model.features(obs), actions, advantages)
-        metrics.update(self.fit_value(obs, returns), lr=lr)
-        metrics["explained_variance"] = explained_variance(old_values, returns).item()
+            advantages = normalize(advantages, dim=1)
+        metrics = self.policy_step(self.model.features(obs), actions, advantages)
+        metrics["value_loss"] = self.fit_value(obs, returns)
+        metrics["lr"] = lr[:, 0]
+        metrics["explained_variance"] = explained_variance(old_values, returns, dim=1)
         self.updates += 1
-        return metrics
+        keys = list(metrics)
+        return [dict(zip(keys, row, strict=True)) for row in torch.stack([metrics[key] for key in keys], 1).tolist()]
 
-    def policy_step(self, x: Tensor, actions: Tensor, advantages: Tensor) -> dict[str, float]:
-        """One trust-region step of the policy on the heads' input ``x`` (normalized observations)."""
-        hp, policy = self.hp, self.model.policy
-        params = [p for p in policy.parameters() if p.requires_grad]
+    def policy_step(self, x: Tensor, actions: Tensor, advantages: Tensor) -> dict[str, Tensor]:
+        """One trust-region step of every member's policy on the heads' input ``x`` ``[K, B, ...]``
+        (normalized observations); returns ``[K]`` metrics."""
+        policy, k = self.model.policy, self.members.k
+        params = [p for p in policy.parameters() if p.requires_grad]  # [K, ...] views of policy_params
         with torch.no_grad():
             # pi_old from the current parameters and normalizer, so the ratio is exactly 1 at theta_old
             old = policy.distribution(x)
             old_logp = old.log_prob(actions)
         with double_backward():
             dist = policy.distribution(x)
-            surrogate = (torch.exp(dist.log_prob(actions) - old_logp) * advantages).mean()
-            kl = kl_divergence(old, dist).mean()
-            g = flat_grad(surrogate, params, retain_graph=True)
-            grad_kl = flat_grad(kl, params, create_graph=True)
+            surrogate = (torch.exp(dist.log_prob(actions) - old_logp) * advantages).mean(1)  # [K]
+            kl = kl_divergence(old, dist).mean(1)
+            # members are independent: the gradients of the sums are every member's own, [K, P]
+            g = flat_grad(surrogate.sum(), params, retain_graph=True, members=k)
+            grad_kl = flat_grad(kl.sum(), params, create_graph=True, members=k)
 
             def fvp(v: Tensor) -> Tensor:
-                return fisher_vector_product(grad_kl, params, v, hp.cg_damping)
+                return fisher_vector_product(grad_kl, params, v, self.cg_damping)
 
-            direction = conjugate_gradient(fvp, g, hp.cg_iters)
-            beta = max_step_size(direction, fvp(direction), hp.max_kl)
+            direction = conjugate_gradient(fvp, g, self.hp.cg_iters)
+            beta = max_step_size(direction, fvp(direction), self.max_kl[:, 0])  # [K]
         with torch.no_grad():
-            entropy = dist.entropy().mean().item()  # only logged
-        metrics = {"policy_objective": surrogate.item(), "entropy": entropy, "grad_norm": g.norm().item()}
-        if not torch.isfinite(beta):  # g = 0 (e.g. all advantages equal): nothing to improve
-            return {**metrics, "line_search_accepted": 0.0, "line_search_steps": 0.0, "kl": 0.0}
-        theta_old = flat_params(params)
-        base = surrogate.item()
+            entropy = dist.entropy().mean(1)  # only logged
+        surrogate = surrogate.detach()
+        # g = 0 (e.g. all advantages equal): beta is inf, nothing to improve; that member does not search
+        searching = torch.isfinite(beta) & self.members.active
+        full_step = torch.where(searching.unsqueeze(1), beta.unsqueeze(1) * direction, torch.zeros_like(direction))
+        theta_old = self.policy_params.detach().clone()
 
         @torch.no_grad()
-        def evaluate(step: Tensor) -> tuple[float, float]:
-            set_flat_params(params, theta_old + step)
+        def evaluate(step: Tensor) -> tuple[Tensor, Tensor]:
+            self.policy_params.copy_(theta_old + step)
             new = policy.distribution(x)
-            gain = (torch.exp(new.log_prob(actions) - old_logp) * advantages).mean().item() - base
-            return gain, kl_divergence(old, new).mean().item()
+            gain = (torch.exp(new.log_prob(actions) - old_logp) * advantages).mean(1) - surrogate
+            return gain, kl_divergence(old, new).mean(1)
 
-        step, tried, gain, step_kl = backtracking_line_search(evaluate, beta * direction, hp.max_kl,
-                                                              hp.line_search_shrink, hp.line_search_max_iter)
-        set_flat_params(params, theta_old + step if step is not None else theta_old)
-        return {**metrics, "line_search_accepted": float(step is not None), "line_search_steps": float(tried),
-                "kl": step_kl if step is not None else 0.0, "surrogate_gain": gain if step is not None else 0.0,
-                "expected_gain": (g @ (beta * direction)).item()}
+        accepted, step, tried, gain, step_kl = backtracking_line_search(
+            evaluate, full_step, self.max_kl[:, 0], self.line_search_shrink[:, 0], self.hp.line_search_max_iter, searching)
+        with torch.no_grad():
+            self.policy_params.copy_(theta_old + step)  # rejected (or stopped) members: theta_old (a zero step)
+        zero = torch.zeros_like(gain)
+        return {"policy_objective": surrogate, "entropy": entropy, "grad_norm": torch.linalg.vector_norm(g, dim=1),
+                "line_search_accepted": accepted.float(), "line_search_steps": tried.float(),
+                "kl": torch.where(accepted, step_kl, zero), "surrogate_gain": torch.where(accepted, gain, zero),
+                "expected_gain": torch.where(searching, (g * full_step).sum(1), zero)}
 
-    def fit_value(self, obs: Tensor, returns: Tensor) -> dict[str, float]:
-        """``n_critic_updates`` epochs of minibatch regression of V(s) onto the GAE returns."""
-        hp, model = self.hp, self.model
+    def fit_value(self, obs: Tensor, returns: Tensor) -> Tensor:
+        """``n_critic_updates`` epochs of minibatch regression of each member's V(s) onto its GAE returns,
+        member k's minibatches from its own shuffles; returns the ``[K]`` mean losses."""
+        hp, m, model = self.hp, self.members, self.model
         x = model.features(obs)
+        active = m.active
+        mask = None if bool(active.all()) else active
         losses = []
         for _ in range(hp.n_critic_updates):
-            for idx in minibatches(x.shape[0], hp.batch_size, x.device):
-                loss = value_loss(model.critic(x[idx]), returns[idx])
-                gradient_step(self.optimizer, loss, hp.max_grad_norm)
+            for idx in m.minibatches(x.shape[1], hp.batch_size):
+                loss = value_loss(model.critic(m.take(x, idx)), m.take(returns, idx), dim=1)  # [K]
+                self.optimizer.zero_grad()
+                loss.sum().backward()
+                gather_stacked_grads(self.critic_params)
+                assert self.critic_params.grad is not None
+                clip_grad_norm_stacked_(self.critic_params.grad, self.max_grad_norm[:, 0])
+                self.optimizer.step(mask)
                 losses.append(loss.detach())
-        return {"value_loss": torch.stack(losses).mean().item()}
+        return torch.stack(losses).mean(0)

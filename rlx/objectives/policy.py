@@ -47,9 +47,33 @@ def value_loss(values: Tensor, targets: Tensor, old_values: Tensor | None = None
     return 0.5 * (err.mean() if dim is None else err.mean(dim))
 
 
-def normalize(x: Tensor, eps: float = 1e-8, dim: int | None = None) -> Tensor:
+def masked_mean(x: Tensor, mask: Tensor | None = None, dim: int = 1) -> Tensor:
+    """Mean along ``dim`` over the samples where ``mask`` is 1 (a padded batch ``[K, L]``: each member's own
+    L_k samples; None: all of them). A row without samples gives 0."""
+    if mask is None:
+        return x.mean(dim)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def masked_var(x: Tensor, mask: Tensor, dim: int = 1, keepdim: bool = False) -> Tensor:
+    """Unbiased variance sum_i m_i (x_i - mean)^2 / (n - 1) along ``dim`` over the masked samples (n of them),
+    as ``Tensor.var`` of each row's own samples (0 where n < 2)."""
+    n = mask.sum(dim, keepdim=True)
+    centred = (x - (x * mask).sum(dim, keepdim=True) / n.clamp(min=1)) * mask
+    var = (centred ** 2).sum(dim, keepdim=True) / (n - 1).clamp(min=1)
+    return var if keepdim else var.squeeze(dim)
+
+
+def normalize(x: Tensor, eps: float = 1e-8, dim: int | None = None, mask: Tensor | None = None) -> Tensor:
     """Zero-mean, unit-std (advantage normalization); a single element is only centred. ``dim``: along
-    that dim only (a population's ``[K, B]`` advantages: each member's own statistics)."""
+    that dim only (a population's ``[K, B]`` advantages: each member's own statistics); ``mask`` (with
+    ``dim``): over each row's masked samples only (a padded batch; the padding comes out 0)."""
+    if mask is not None:
+        dim = 1 if dim is None else dim
+        n = mask.sum(dim, keepdim=True)
+        centred = (x - (x * mask).sum(dim, keepdim=True) / n.clamp(min=1)) * mask
+        std = masked_var(x, mask, dim, keepdim=True).sqrt()
+        return torch.where(n < 2, centred, centred / (std + eps))
     if dim is not None:
         mean = x.mean(dim, keepdim=True)
         if x.shape[dim] < 2:
@@ -60,11 +84,16 @@ def normalize(x: Tensor, eps: float = 1e-8, dim: int | None = None) -> Tensor:
     return (x - x.mean()) / (x.std() + eps)
 
 
-def explained_variance(pred: Tensor, target: Tensor, dim: int | None = None) -> Tensor:
+def explained_variance(pred: Tensor, target: Tensor, dim: int | None = None, mask: Tensor | None = None) -> Tensor:
     """1 - Var[target - pred] / Var[target]: 1 is a perfect critic, 0 no better than a constant.
-    ``dim``: one value per row along it (a population's ``[K, B]``)."""
-    var = target.var() if dim is None else target.var(dim)
-    resid = (target - pred).var() if dim is None else (target - pred).var(dim)
+    ``dim``: one value per row along it (a population's ``[K, B]``); ``mask`` (with ``dim``): over each
+    row's masked samples only (a padded batch)."""
+    if mask is not None:
+        dim = 1 if dim is None else dim
+        var, resid = masked_var(target, mask, dim), masked_var(target - pred, mask, dim)
+    else:
+        var = target.var() if dim is None else target.var(dim)
+        resid = (target - pred).var() if dim is None else (target - pred).var(dim)
     return torch.where(var == 0, torch.full_like(var, float("nan")), 1 - resid / var)
 
 

@@ -11,11 +11,13 @@ import torch
 from torch import Tensor
 
 
-def reward_to_go(rewards: Tensor, done: Tensor, gamma: float, bootstrap: Tensor | None = None) -> Tensor:
+def reward_to_go(rewards: Tensor, done: Tensor, gamma: float | Tensor, bootstrap: Tensor | None = None) -> Tensor:
     """Discounted reward-to-go, the "causality trick": G_t = sum_{t'>=t} gamma^(t'-t) r_t'.
 
     Restarts at episode boundaries (``done``). ``bootstrap`` is the value of the state after the last
     step, added (discounted) for an episode the rollout cut off before it ended; zero if omitted.
+    ``gamma`` may be a tensor broadcasting against one step's ``rewards[t]`` (``[L, K]`` batches of K
+    members with ``[K]`` discounts).
     """
     returns = torch.empty_like(rewards)
     running = torch.zeros_like(rewards[0]) if bootstrap is None else bootstrap.to(rewards.dtype)
@@ -60,14 +62,15 @@ def gae(
 
 
 def episode_returns(
-    rewards: Tensor, next_values: Tensor, terminated: Tensor, done: Tensor, gamma: float
+    rewards: Tensor, next_values: Tensor, terminated: Tensor, done: Tensor, gamma: float | Tensor
 ) -> Tensor:
     """Monte-Carlo reward-to-go of complete episodes (the causality trick), truncation-aware.
 
     Every episode in the batch must end with ``done``. A time-limit truncation is not a terminal state:
     gamma * V(final obs) (``next_values`` there) is folded into its last reward before the reward-to-go,
     so G_t = sum_{t'=t}^{T} gamma^(t'-t) r_t' + gamma^(T+1-t) V(s_{T+1}); with zero ``next_values`` it
-    is the plain reward-to-go of the observed segment.
+    is the plain reward-to-go of the observed segment. Time is the leading dim; ``gamma`` as in
+    :func:`reward_to_go`.
     """
     truncated = done.to(rewards.dtype) * (1.0 - terminated.to(rewards.dtype))
     return reward_to_go(rewards + gamma * truncated * next_values, done, gamma)

@@ -237,8 +237,8 @@ def test_ray_settings_are_checked(monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["algo=sac_v"], "hydra/launcher=population: algo=sac_v has no population support yet"),
-    (["algo=ppo,trpo"], "hydra/launcher=population: algo=trpo has no population support yet"),
+    (["algo=a3c"], "hydra/launcher=population: algo=a3c has no population support yet"),
+    (["algo=ppo,a3c"], "hydra/launcher=population: algo=a3c has no population support yet"),
     (["hydra.launcher.max_members=0"], "hydra.launcher.max_members=0: must be an integer >= 1"),
     (["hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0: must be an integer >= 1"),
 ])

@@ -135,16 +135,44 @@ def test_max_step_size_puts_the_quadratic_kl_model_on_the_boundary():
 def test_line_search_backtracks_until_kl_and_improvement_hold():
     # KL grows as |step|^2, gain is positive only for |step| < 1: step 4 -> 3.2 -> 2.56 -> ... -> 0.8^k * 4
     def evaluate(step):
-        return (1.0 - step.abs().item(), step.abs().item() ** 2)
-    step, tried, gain, kl = backtracking_line_search(evaluate, torch.tensor([4.0]), max_kl=2.0, shrink=0.8, max_iter=10)
+        size = step.abs().sum(-1)
+        return 1.0 - size, size**2
+    accepted, step, tried, gain, kl = backtracking_line_search(evaluate, torch.tensor([4.0]), max_kl=2.0, shrink=0.8,
+                                                               max_iter=10)
     # first k with 4 * 0.8^k < 1 (needs gain > 0; kl <= 2 then too): k = 7 (4 * 0.8^7 = 0.839)
-    assert tried == 8 and step.item() == pytest.approx(4 * 0.8**7)
-    assert gain == pytest.approx(1 - 4 * 0.8**7) and kl == pytest.approx((4 * 0.8**7) ** 2)
+    assert accepted and tried == 8 and step.item() == pytest.approx(4 * 0.8**7)
+    assert gain.item() == pytest.approx(1 - 4 * 0.8**7) and kl.item() == pytest.approx((4 * 0.8**7) ** 2)
+
+
+def test_line_search_of_members_accepts_each_members_own_step():
+    # member 0 as above (accepted after 8 tries); member 1 at once; member 2 never (rejected: a zero step)
+    full = torch.tensor([[4.0], [0.5], [3.0]])
+
+    def evaluate(step):
+        size = step.abs().sum(-1)
+        return torch.tensor([1.0, 1.0, -1.0]) - size * torch.tensor([1.0, 0.0, 0.0]), size**2
+    accepted, step, tried, gain, kl = backtracking_line_search(evaluate, full, max_kl=torch.tensor([2.0, 2.0, 2.0]),
+                                                               shrink=0.8, max_iter=10)
+    assert accepted.tolist() == [True, True, False] and tried.tolist() == [8, 1, 10]
+    torch.testing.assert_close(step[:, 0], torch.tensor([4 * 0.8**7, 0.5, 0.0]))
+
+
+def test_conjugate_gradient_of_members_solves_each_members_system():
+    g = torch.Generator().manual_seed(2)
+    M = torch.randn(3, 4, 4, generator=g, dtype=torch.float64)
+    A = M @ M.transpose(1, 2) + 0.5 * torch.eye(4, dtype=torch.float64)
+    b = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    b[1] = 0.0  # member 1 converged from the start: it stays at 0 while the others iterate
+    x = conjugate_gradient(lambda v: (A @ v.unsqueeze(-1)).squeeze(-1), b, max_iter=4, residual_tol=1e-20)
+    for k in range(3):
+        torch.testing.assert_close(x[k], conjugate_gradient(lambda v, k=k: A[k] @ v, b[k], max_iter=4, residual_tol=1e-20))
+    assert torch.equal(x[1], torch.zeros(4, dtype=torch.float64))
 
 
 def test_line_search_rejects_when_no_step_helps():
-    step, tried, _, _ = backtracking_line_search(lambda s: (-1.0, 0.0), torch.tensor([1.0]), max_kl=0.01, max_iter=5)
-    assert step is None and tried == 5
+    accepted, step, tried, _, _ = backtracking_line_search(lambda s: (torch.tensor(-1.0), torch.tensor(0.0)),
+                                                           torch.tensor([1.0]), max_kl=0.01, max_iter=5)
+    assert not accepted and torch.equal(step, torch.zeros(1)) and tried == 5
 
 
 def test_flat_params_round_trip_keeps_parameter_storage():

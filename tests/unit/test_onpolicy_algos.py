@@ -35,11 +35,12 @@ def linear_algo(cls, critic_w=(0.0, 0.0), critic_b=0.0, **hp):
     algo = cls(SPEC, cls.Config(optimizer="sgd", max_grad_norm=NO_CLIP, **hp), LINEAR, torch.device("cpu"))
     with torch.no_grad():
         policy, critic = algo.model.policy.net, getattr(algo.model.critic, "net", None)
-        if isinstance(policy, StackedMLP):  # a population algorithm (A2C): member 0 of [1, in, out] stacks
+        if isinstance(policy, StackedMLP):  # a population algorithm: member 0 of [1, in, out] stacks
             policy.weights[0].zero_()
             policy.biases[0].zero_()
-            critic.weights[0].copy_(T(list(critic_w)).reshape(1, -1, 1))
-            critic.biases[0].fill_(critic_b)
+            if critic is not None:  # REINFORCE without a baseline has no critic
+                critic.weights[0].copy_(T(list(critic_w)).reshape(1, -1, 1))
+                critic.biases[0].fill_(critic_b)
             return algo
         policy[0].weight.zero_()
         policy[0].bias.zero_()
@@ -96,7 +97,7 @@ def test_reinforce_step_with_baseline_hand_computed():
     # V(s) = s[0]: baseline (1, 0, 1) -> weights A = G - V = (1.75, 3.5, 2.0)
     algo = linear_algo(Reinforce, critic_w=(1.0, 0.0), baseline=True, gamma=0.5, lr=0.1, critic_lr=0.2)
     before = params(algo)
-    metrics = algo.update(rollout(**EPISODE), 0.0)
+    (metrics,) = algo.update(rollout(**EPISODE), 0.0)  # a population of one: one member's metrics
     d = deltas(algo, before)
     # policy: -1/6 (A0 + A2, A2 - A1) = -1/6 (3.75, -1.5); bias -1/6 (A0 - A1 + A2) = -0.25/6
     torch.testing.assert_close(d["policy.net.0.weight"], 0.1 * T([3.75 / 6, -1.5 / 6], [-3.75 / 6, 1.5 / 6]))
@@ -110,13 +111,13 @@ def test_reinforce_step_with_baseline_hand_computed():
 def test_reinforce_holds_unfinished_episode_until_it_ends():
     algo = linear_algo(Reinforce, baseline=False, gamma=0.5, lr=0.1)
     first = {k: v[:2] for k, v in EPISODE.items()}  # the rollout ends before the episode does
-    assert algo.update(rollout(**first), 0.0) == {}
+    assert algo.update(rollout(**first), 0.0) == [{}]
     before = params(algo)
     algo.update(rollout(**{k: v[2:] for k, v in EPISODE.items()}), 0.0)
     reference = linear_algo(Reinforce, baseline=False, gamma=0.5, lr=0.1)
     reference.update(rollout(**EPISODE), 0.0)
     for k, v in deltas(algo, before).items():  # same step as seeing the whole episode at once
-        torch.testing.assert_close(v, dict(reference.model.named_parameters())[k].detach() - before[k])
+        torch.testing.assert_close(v, params(reference)[k] - before[k])
 
 
 def test_episode_returns_fold_truncation_bootstrap():
@@ -129,19 +130,44 @@ def test_episode_returns_fold_truncation_bootstrap():
 
 def test_complete_episodes_batches_whole_episodes_in_time_order():
     # env 0: episode ends at t=1, the next one runs past the rollout; env 1: no episode ends.
-    ce = CompleteEpisodes()
+    ce = CompleteEpisodes()  # one member with both envs
     r1 = Rollout(obs=torch.arange(6.0).reshape(3, 2, 1), actions=torch.zeros(3, 2, dtype=torch.long),
                  log_probs=torch.zeros(3, 2), values=torch.zeros(3, 2), rewards=torch.arange(6.0).reshape(3, 2),
                  terminated=T([0, 0], [1, 0], [0, 0]), done=T([0, 0], [1, 0], [0, 0]), next_values=torch.zeros(3, 2))
     b = ce(r1)
-    torch.testing.assert_close(b["rewards"], T(0, 2))  # env 0, t = 0, 1
+    torch.testing.assert_close(b.rewards, T([0, 2]))  # env 0, t = 0, 1
     r2 = Rollout(**{**r1.__dict__, "rewards": torch.arange(10.0, 16.0).reshape(3, 2),
                     "terminated": T([1, 0], [0, 0], [0, 1]), "done": T([1, 0], [0, 0], [0, 1])})
     b = ce(r2)
     # env 0: held t=2 (reward 4) + new t=0 (10); env 1: held 1, 3, 5 + new 11, 13, 15
-    torch.testing.assert_close(b["rewards"], T(4, 10, 1, 3, 5, 11, 13, 15))
-    torch.testing.assert_close(b["done"], T(0, 1, 0, 0, 0, 0, 0, 1))
-    assert [len(p["rewards"]) for p in ce.pending] == [2, 0]  # env 0's new episode is held
+    torch.testing.assert_close(b.rewards, T([4, 10, 1, 3, 5, 11, 13, 15]))
+    torch.testing.assert_close(b.done, T([0, 1, 0, 0, 0, 0, 0, 1]))
+    assert ce.state_dict()["length"].tolist() == [[2, 0]]  # env 0's new episode is held
+    torch.testing.assert_close(ce.state_dict()["rewards"][0, 0], T(12, 14))
+
+
+def test_complete_episodes_of_two_members_are_each_members_own_padded_batch():
+    """Members' batches have their own lengths: member 0's episodes end, member 1's do not (yet); each
+    member's rows equal what a one-member CompleteEpisodes of its own envs gives, the rest is padding."""
+    g = torch.Generator().manual_seed(0)
+    t, n = 5, 2
+    pop, alone = CompleteEpisodes(2), [CompleteEpisodes(1), CompleteEpisodes(1)]
+    for step in range(3):
+        done = (torch.rand(t, 2 * n, generator=g) < 0.3).float()
+        done[:, n:] *= float(step == 2)  # member 1: no episode end before the third rollout
+        r = Rollout(obs=torch.randn(t, 2 * n, 3, generator=g), actions=torch.randint(0, 2, (t, 2 * n), generator=g),
+                    log_probs=torch.zeros(t, 2 * n), values=torch.zeros(t, 2 * n), rewards=torch.randn(t, 2 * n, generator=g),
+                    terminated=done, done=done, next_values=torch.randn(t, 2 * n, generator=g))
+        b = pop(r)
+        for k in range(2):
+            own = alone[k](Rollout(**{f: v[:, k * n : (k + 1) * n] for f, v in r.__dict__.items()}))
+            count = 0 if own is None else int(own.count[0])
+            assert b is None and count == 0 or int(b.count[k]) == count
+            if count:
+                assert b.mask[k].sum() == count and not b.mask[k, count:].any()
+                for f in CompleteEpisodes.FIELDS:
+                    torch.testing.assert_close(getattr(b, f)[k, :count], getattr(own, f)[0], rtol=0, atol=0)
+    assert pop.state_dict()["length"].shape == (2, n)
 
 
 # --- batch actor-critic -------------------------------------------------------------------------
@@ -304,7 +330,7 @@ def test_reinforce_resume_is_exact_with_held_back_episodes(tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     train(compose_config(args), full)
     state = torch.load(full / "checkpoints" / "step_1024.pt", weights_only=False)
-    assert any(len(p["rewards"]) for p in state["algo"]["episodes"])  # unfinished episodes were held back
+    assert state["algo"]["episodes"]["length"].sum() > 0  # unfinished episodes were held back
     shutil.copytree(full, cut)
     shutil.copy(cut / "checkpoints" / "step_1024.pt", cut / "checkpoints" / "last.pt")
     resume(cut, ["logger.progress=false"])

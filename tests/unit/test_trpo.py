@@ -44,7 +44,7 @@ def test_natural_step_of_a_uniform_softmax_by_hand():
     with torch.no_grad():
         for p in algo.model.policy.parameters():
             p.zero_()
-    metrics = algo.update(one_step_rollout([[0.0, 0.0], [0.0, 0.0]], [0, 1], [1.0, -1.0]), 0.0)
+    (metrics,) = algo.update(one_step_rollout([[0.0, 0.0], [0.0, 0.0]], [0, 1], [1.0, -1.0]), 0.0)
 
     def kl(b):  # KL((0.5, 0.5) || softmax(b, -b)), pi_new(0) = sigmoid(2b)
         p0 = 1 / (1 + math.exp(-2 * b))
@@ -52,7 +52,7 @@ def test_natural_step_of_a_uniform_softmax_by_hand():
 
     k = next(k for k in range(10) if kl(0.8**k * math.sqrt(2 * delta)) <= delta)
     expected = 0.8**k * math.sqrt(2 * delta)
-    bias = algo.model.policy.net[0].bias.detach()
+    bias = algo.model.policy.net.member_state_dict(0)["0.bias"]  # member 0 of the stack (a population of one)
     assert bias.tolist() == pytest.approx([expected, -expected], rel=1e-4)
     assert metrics["line_search_accepted"] == 1.0 and metrics["line_search_steps"] == k + 1
     assert metrics["kl"] == pytest.approx(kl(expected), rel=1e-3)
@@ -72,21 +72,21 @@ def test_update_stays_in_the_trust_region_and_improves_the_surrogate(spec):
     rollout = Rollout(obs=obs, actions=actions.reshape(n, 1, *actions.shape[1:]), log_probs=torch.zeros(n, 1),
                       values=torch.zeros(n, 1), rewards=rewards.reshape(n, 1), terminated=torch.ones(n, 1),
                       done=torch.ones(n, 1), next_values=torch.zeros(n, 1))
-    x = obs.reshape(n, -1)
+    x = obs.reshape(1, n, -1)  # member 0's batch
     with torch.no_grad():
         old = algo.model.policy.distribution(x)
-        critic_before = torch.nn.functional.mse_loss(algo.model.critic(x), rewards).item()
-    metrics = algo.update(rollout, 0.0)
+        critic_before = torch.nn.functional.mse_loss(algo.model.critic(x)[0], rewards).item()
+    (metrics,) = algo.update(rollout, 0.0)
     with torch.no_grad():
         new = algo.model.policy.distribution(x)
         true_kl = kl_divergence(old, new).mean().item()
-        critic_after = torch.nn.functional.mse_loss(algo.model.critic(x), rewards).item()
+        critic_after = torch.nn.functional.mse_loss(algo.model.critic(x)[0], rewards).item()
     assert metrics["line_search_accepted"] == 1.0
     assert 0 < true_kl <= 0.005 and true_kl == pytest.approx(metrics["kl"], rel=1e-4)
     assert metrics["surrogate_gain"] > 0
     assert critic_after < critic_before  # the value function is fitted too
     if spec is CONTINUOUS:  # the state-independent log-std is a policy parameter of the natural step
-        assert not torch.equal(algo.model.policy.log_std.detach(), torch.zeros(2))
+        assert not torch.equal(algo.model.policy.log_std.detach(), torch.zeros(1, 1, 2))
 
 
 def test_a_rejected_line_search_leaves_the_policy_unchanged():
@@ -94,7 +94,7 @@ def test_a_rejected_line_search_leaves_the_policy_unchanged():
     # all advantages 0: g = 0, no direction improves the surrogate, the policy must stay where it is
     algo = TRPO(DISCRETE, TRPOConfig(normalize_advantage=False), LINEAR, torch.device("cpu"))
     before = [p.detach().clone() for p in algo.model.policy.parameters()]
-    metrics = algo.update(one_step_rollout([[1.0, 2.0], [0.5, -1.0]], [0, 1], [0.0, 0.0]), 0.0)
+    (metrics,) = algo.update(one_step_rollout([[1.0, 2.0], [0.5, -1.0]], [0, 1], [0.0, 0.0]), 0.0)
     assert metrics["line_search_accepted"] == 0.0
     assert all(torch.equal(b, p) for b, p in zip(before, algo.model.policy.parameters(), strict=True))
 

@@ -35,7 +35,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlx.algos.common import ActorCritic, ActorCriticAgent, advantage_actor_critic_update, anneal_lr
+from rlx.algos.a3c import WorkerModel
+from rlx.algos.common import ActorCritic, anneal_lr
 from rlx.buffers.rollout import Rollout
 from rlx.envs.make import EpisodeTracker, make_vec_env
 from rlx.errors import UserError
@@ -208,21 +209,17 @@ class _RolloutSession:
         return {}
 
 
-class _GradientAgent(ActorCriticAgent):
+class _GradientAgent(WorkerModel):
     """A worker's model: ``update`` computes the clipped A2C gradient and keeps it (a zero-lr SGD step
     leaves the parameters alone); the learner applies it."""
 
     def __init__(self, spec: Any, hp: Any, net: Any):
-        self.hp, self.device, self.n_steps = hp, torch.device("cpu"), hp.n_steps
-        self.model = ActorCritic(spec, net, False, hp.log_std_init)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.0)
+        model = ActorCritic(spec, net, False, hp.log_std_init)
+        super().__init__(hp, model, torch.optim.SGD(model.parameters(), lr=0.0))
         self.grads: list[torch.Tensor] = []
 
     def update(self, rollout: Rollout, progress: float) -> dict[str, float]:
-        hp = self.hp
-        metrics = advantage_actor_critic_update(
-            self.model, self.optimizer, rollout, gamma=hp.gamma, lam=hp.gae_lambda, vf_coef=hp.vf_coef,
-            ent_coef=hp.ent_coef, max_grad_norm=hp.max_grad_norm, normalize_advantage=hp.normalize_advantage)
+        metrics = self.a2c_step(rollout)
         self.grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in self.model.parameters()]
         return metrics
 
