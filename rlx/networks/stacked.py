@@ -26,11 +26,13 @@ views of the weights (MKL's plain gemm beats its batched one there), one ``baddb
 """
 from __future__ import annotations
 
+import copy
 from typing import Sequence, cast
 
 import torch
 from torch import Tensor, nn
 
+from rlx.networks.encoders import CNNEncoder
 from rlx.networks.ensemble import EnsembleMLP
 from rlx.networks.fused import FUSED_ACTIVATIONS, SIGMOID_TANH_MIN_NUMEL, activate_, fused_enabled, fused_mlp
 from rlx.networks.mlp import ACTIVATIONS
@@ -283,3 +285,62 @@ class MemberMLP(nn.Module):
             h = torch.baddbmm(b.flatten(0, 1), h, w.flatten(0, 1))
             h = self.activation(h) if i < last else h
         return h.view(k, e, *h.shape[1:])
+
+
+class StackedConv2d(nn.Module):
+    """K members' ``nn.Conv2d`` as one grouped convolution over the channels-stacked input
+    ``[B, K*C, H, W]``: group k sees only member k's channels and weights. Weights keep the member
+    dimension first (``[K, out, in, kh, kw]``, bias ``[K, out]``) like the other stacked modules."""
+
+    def __init__(self, convs: Sequence[nn.Conv2d]):
+        super().__init__()
+        first = convs[0]
+        self.n = len(convs)
+        self.stride, self.padding = first.stride, first.padding
+        self.weight = nn.Parameter(torch.stack([c.weight.detach().clone() for c in convs]))
+        self.bias = nn.Parameter(torch.stack([cast(Tensor, c.bias).detach().clone() for c in convs]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.conv2d(x, self.weight.flatten(0, 1), self.bias.flatten(), self.stride,
+                                          self.padding, groups=self.n)
+
+
+class StackedCNNEncoder(nn.Module):
+    """K members' :class:`rlx.networks.encoders.CNNEncoder` as one module: ``[K, B, C, H, W]`` (any batch
+    dims after K) -> ``[K, B, features]``, member k computed only from its own weights. The trunk is
+    member 0's with every conv replaced by a :class:`StackedConv2d` (ReLU, max-pool and the residual
+    adds are per channel, so they stay per member on the channels-stacked tensor); the final linear
+    layer is a batched matmul over the member dimension."""
+
+    def __init__(self, encoders: Sequence[CNNEncoder]):
+        super().__init__()
+        first = encoders[0]
+        self.n, self.scale = len(encoders), first.scale
+        self.obs_shape: tuple[int, ...] = first.obs_shape
+        self.features: int = first.features
+        self.trunk = copy.deepcopy(first.trunk)
+        member_modules = [dict(e.trunk.named_modules()) for e in encoders]
+        for name, module in list(self.trunk.named_modules()):
+            if isinstance(module, nn.Conv2d):
+                parent_name, _, attr = name.rpartition(".")
+                parent = self.trunk.get_submodule(parent_name) if parent_name else self.trunk
+                setattr(parent, attr, StackedConv2d([cast(nn.Conv2d, m[name]) for m in member_modules]))
+        self.weight = nn.Parameter(torch.stack([e.linear.weight.detach().t().clone() for e in encoders]))
+        self.bias = nn.Parameter(torch.stack([e.linear.bias.detach().clone() for e in encoders]).unsqueeze(1))
+
+    @classmethod
+    def from_encoders(cls, encoders: Sequence[CNNEncoder]) -> StackedCNNEncoder:
+        return cls(encoders)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        k, lead = obs.shape[0], obs.shape[1:-3]
+        c, h, w = obs.shape[-3:]
+        x = obs.reshape(k, -1, c, h, w).float()
+        b = x.shape[1]
+        if self.scale is not None:
+            x = x * self.scale
+        x = x.transpose(0, 1).reshape(b, k * c, h, w)  # members stacked along channels for the grouped convs
+        y = self.trunk(x)
+        y = y.reshape(b, k, -1).transpose(0, 1)  # [K, B, C'*H'*W'], each member flattened as CNNEncoder does
+        out = torch.relu(torch.baddbmm(self.bias, y, self.weight))
+        return out.reshape(k, *lead, self.features)
