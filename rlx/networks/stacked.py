@@ -295,14 +295,13 @@ class StackedConv2d(nn.Module):
     def __init__(self, convs: Sequence[nn.Conv2d]):
         super().__init__()
         first = convs[0]
-        self.n = len(convs)
         self.stride, self.padding = first.stride, first.padding
         self.weight = nn.Parameter(torch.stack([c.weight.detach().clone() for c in convs]))
         self.bias = nn.Parameter(torch.stack([cast(Tensor, c.bias).detach().clone() for c in convs]))
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.nn.functional.conv2d(x, self.weight.flatten(0, 1), self.bias.flatten(), self.stride,
-                                          self.padding, groups=self.n)
+                                          self.padding, groups=self.weight.shape[0])  # K from the weights: a member_view's is 1
 
 
 class StackedCNNEncoder(nn.Module):
@@ -310,12 +309,14 @@ class StackedCNNEncoder(nn.Module):
     dims after K) -> ``[K, B, features]``, member k computed only from its own weights. The trunk is
     member 0's with every conv replaced by a :class:`StackedConv2d` (ReLU, max-pool and the residual
     adds are per channel, so they stay per member on the channels-stacked tensor); the final linear
-    layer is a batched matmul over the member dimension."""
+    layer is a batched matmul over the member dimension. Every parameter has the member dimension first,
+    so :func:`rlx.optim.stacked.stack_parameters` puts them in the ``[K, P]`` buffer and
+    :func:`rlx.members.member_view` slices one member (K is read from the input, not stored)."""
 
     def __init__(self, encoders: Sequence[CNNEncoder]):
         super().__init__()
         first = encoders[0]
-        self.n, self.scale = len(encoders), first.scale
+        self.scale = first.scale
         self.obs_shape: tuple[int, ...] = first.obs_shape
         self.features: int = first.features
         self.trunk = copy.deepcopy(first.trunk)
