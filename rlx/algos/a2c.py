@@ -54,7 +54,7 @@ class A2C(RecurrentPopulationActorCritic):
     member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.gae_lambda", "algo.ent_coef", "algo.vf_coef", "algo.max_grad_norm",
                    "algo.anneal_lr", "algo.rms_alpha", "algo.optimizer_eps", "algo.log_std_init")
     Config = A2CConfig
-    action_spaces = ("discrete", "continuous")
+    action_spaces = ("discrete", "continuous", "multi_discrete", "multi_binary")
 
     def __init__(self, spec: EnvSpec, hp: A2CConfig | Sequence[A2CConfig], net: NetworkConfig, device: torch.device,
                  seeds: Sequence[int] | None = None):

@@ -5,11 +5,12 @@
 - persistence: :class:`Persistent` (``state_dict`` over the attributes an algorithm names);
 - target networks and encoders: :func:`frozen_copy`, :func:`encoders`;
 - the policy-gradient actor-critic family (REINFORCE, batch/online AC, A2C, A3C, PPO, TRPO):
-  :class:`ActorCritic`, :class:`ActorCriticAgent`, the actor-critic step, whole-episode batching;
+  :class:`ActorCritic`, whole-episode batching (:class:`CompleteEpisodes`);
 - the off-policy family (SAC, SAC-V, discrete SAC, off-policy AC, DDPG, TD3): shared hyperparameters,
   action bounds, the temperature α, exploration noise;
-- populations (issue 12): the same pieces with a member dimension (:class:`PopulationActorCritic`,
-  :class:`MemberTemperature`).
+- populations (issue 12): the same pieces with a member dimension (:class:`PopulationAgent` and its
+  :class:`PopulationActorCritic`, :class:`PopulationPolicyGradient`; the
+  off-policy pieces above have one throughout: a plain run is K=1).
 """
 from __future__ import annotations
 
@@ -29,25 +30,30 @@ from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
 from rlx.members import Members, member_view
-from rlx.networks.encoders import EncoderFactory
+from rlx.networks.encoders import CNNEncoder, EncoderFactory
 from rlx.networks.flat import flatten_parameters, gather_flat_grads
 from rlx.networks.heads import GaussianPolicy, ValueNet, make_policy
 from rlx.networks.mlp import ObsNormalizer
-from rlx.networks.off_policy import TanhGaussianActor
-from rlx.networks.stacked import StackedMLP
+from rlx.networks.off_policy import MemberTanhGaussianActor
+from rlx.networks.recurrent import RecurrentCores
+from rlx.networks.stacked import StackedCNNEncoder, StackedMLP
 from rlx.objectives.distributions import scale_action, unscale_action
 from rlx.objectives.noise import GaussianNoise, OrnsteinUhlenbeckNoise
-from rlx.objectives.policy import explained_variance, normalize, reinforce_loss, value_loss
-from rlx.objectives.returns import gae
+from rlx.objectives.policy import masked_mean
 from rlx.objectives.targets import sac_temperature_loss
-from rlx.optim.stacked import MemberAdam, StackedOptimizer, clip_grad_norm_stacked_, gather_stacked_grads, stack_parameters
+from rlx.optim.stacked import (
+    MemberAdam,
+    StackedOptimizer,
+    clip_grad_norm_stacked_,
+    gather_stacked_grads,
+    make_stacked_optimizer,
+    stack_parameters,
+)
 
 # --- optimizers and the gradient step -------------------------------------------------------------
 
 OptimizerName = Literal["adam", "rmsprop", "sgd"]
-ON_POLICY_ADAM_EPS = 1e-5  # SB3's PPO/A2C
-# SB3's SAC/TD3/DDPG Adam (torch's eps), parameters kept per tensor (their checkpoints' optimizer layout)
-OFF_POLICY_ADAM: dict[str, Any] = {"eps": 1e-8, "flat": False}
+ON_POLICY_ADAM_EPS = 1e-5  # SB3's PPO/A2C (the off-policy family steps with rlx.optim.stacked.MemberAdam)
 
 
 def make_optimizer(params: Iterable[Tensor] | list[dict], lr: float, name: str = "adam",
@@ -58,9 +64,8 @@ def make_optimizer(params: Iterable[Tensor] | list[dict], lr: float, name: str =
     Adam uses the fused kernel where torch has one (CPU from torch 2.4, CUDA), else foreach: one kernel
     for all tensors; measured ~15% of a PPO CartPole minibatch update over foreach, 80 us vs 205 us per
     step for a 256x256 twin critic. ``flat``: each parameter group stored as one tensor
-    (:func:`flat_param_groups`; per-tensor overhead is most of a small network's step). Off-policy
-    algorithms keep their parameters as they are (``flat=False``: their checkpoints store per-tensor
-    optimizer state), as does A3C, whose workers hand gradients to the shared parameters one by one.
+    (:func:`flat_param_groups`; per-tensor overhead is most of a small network's step). A3C keeps its
+    parameters as they are (``flat=False``): its workers hand gradients to the shared parameters one by one.
     """
     groups = flat_param_groups(params) if flat else params
     if name == "adam":
@@ -223,11 +228,16 @@ class ActorCritic(nn.Module):
         self.normalizer = ObsNormalizer(spec.obs_shape, enabled=normalize_obs)
         self.encoder = encoders() if share_encoder else None
         head_encoder = (lambda: None) if share_encoder else encoders
-        self.policy = make_policy(encoders.features, spec.action_space, net.hidden_sizes, net.activation, log_std_init,
+        # network.recurrent (PPO, A2C): a policy core and a critic core between the features and the heads; the
+        # stateful acting and the sequence replay are the algorithm's (rlx.algos.recurrent), the heads as they are
+        self.core: RecurrentCores | None = None if net.recurrent == "none" else \
+            RecurrentCores(net.recurrent, encoders.features, net.recurrent_hidden, net.recurrent_layers)
+        head_in = encoders.features if self.core is None else self.core.hidden
+        self.policy = make_policy(head_in, spec.action_space, net.hidden_sizes, net.activation, log_std_init,
                                   head_encoder())
         # critic=False (REINFORCE without baseline): no V network; V(s) reads as 0 everywhere.
         obs_rank = 1 if share_encoder else len(spec.obs_shape)
-        self.critic = ValueNet(encoders.features, net.hidden_sizes, net.activation, head_encoder()) if critic \
+        self.critic = ValueNet(head_in, net.hidden_sizes, net.activation, head_encoder()) if critic \
             else _ZeroValue(obs_rank)
 
     def features(self, x: Tensor) -> Tensor:
@@ -272,13 +282,13 @@ def stack_actor_critics(models: Sequence[ActorCritic]) -> ActorCritic:
     ``models[0]`` is reused with its head MLPs replaced by :class:`~rlx.networks.stacked.StackedMLP` stacks
     of all K (member k starts exactly as ``models[k]``), a Gaussian log-std of ``[K, 1, A]``, and per-member
     observation statistics; every :class:`ActorCritic` method then works on the member dimension as is. A
-    shared encoder (CNN) has one set of weights, so only K=1 (a plain
-    run, a population of one) may have one (encoders take any leading dims)."""
+    shared CNN encoder becomes a :class:`~rlx.networks.stacked.StackedCNNEncoder` of all K (its parameters
+    member-first, so they join the ``[K, P]`` buffer); K=1 keeps the plain encoder (it takes any leading
+    dims; plain runs' checkpoints unchanged). A ``Flatten`` encoder has no weights and stays as it is."""
     model, k = models[0], len(models)
-    if model.encoder is not None and k > 1:
-        raise UserError(f"a population of {k} needs network.encoder=mlp on vector observations "
-                        "(a CNN encoder is not stacked per member yet); train image tasks as separate runs")
-    if any(m.encoder is not None for m in (model.policy, model.critic) if hasattr(m, "encoder")):
+    if k > 1 and isinstance(model.encoder, CNNEncoder):
+        model.encoder = StackedCNNEncoder.from_encoders([cast(CNNEncoder, m.encoder) for m in models])
+    if k > 1 and any(m.encoder is not None for m in (model.policy, model.critic) if hasattr(m, "encoder")):
         raise ValueError("stack_actor_critics: heads with their own encoders are not supported")
     norm = model.normalizer
     model.normalizer = ObsNormalizer(norm.mean.shape, enabled=norm.enabled, clip=norm.clip, eps=norm.eps, members=k)
@@ -289,6 +299,8 @@ def stack_actor_critics(models: Sequence[ActorCritic]) -> ActorCritic:
         policy.log_std = nn.Parameter(torch.stack([cast(GaussianPolicy, m.policy).log_std.detach() for m in models]).unsqueeze(1))
     if isinstance(model.critic, ValueNet):
         model.critic.net = StackedMLP.from_mlps([cast(nn.Sequential, cast(ValueNet, m.critic).net) for m in models])
+    if model.core is not None:  # already [1, ...] stacks: member k's rows are models[k]'s
+        model.core = RecurrentCores.stack([cast(RecurrentCores, m.core) for m in models])
     return model
 
 
@@ -303,136 +315,110 @@ class _ZeroValue(nn.Module):
         return obs.new_zeros(obs.shape[: obs.dim() - self.obs_rank], dtype=torch.float32)
 
 
-def actor_critic_param_groups(model: ActorCritic, critic_lr: float) -> list[dict]:
-    """Policy and critic parameters as two optimizer groups, the critic's with its own learning rate."""
-    critic = list(model.critic.parameters())  # none for a policy-only model
-    shared = list(model.encoder.parameters()) if model.encoder is not None else []  # a shared CNN: the policy's group
-    return [{"params": shared + list(model.policy.parameters())}, *([{"params": critic, "lr": critic_lr}] if critic else [])]
+@dataclass
+class EpisodeBatch:
+    """Each member's complete episodes as ``[K, L, ...]`` tensors: member k's samples are its first
+    ``count[k]`` rows (``mask`` 1), in its plain run's order (its first env's episodes, then its second's,
+    ...); the rest of the row is zero padding up to the longest member's ``L``."""
 
-
-def actor_critic_step(model: ActorCritic, optimizer: torch.optim.Optimizer, obs: Tensor, actions: Tensor,
-                      advantages: Tensor, value_targets: Tensor | None, vf_coef: float, ent_coef: float,
-                      max_grad_norm: float, local_params: Sequence[nn.Parameter] | None = None) -> Tensor:
-    """One gradient step on  L = -mean(log pi(a|s) A) + vf_coef * 1/2 mean((V(s) - target)^2) - ent_coef * mean(H).
-
-    The notes' policy gradient with an advantage (or reward-to-go) weight, critic regression and an
-    entropy bonus. ``value_targets`` None: a policy-only step, the critic is left alone.
-    Returns the detached [policy_loss, value_loss, entropy, grad_norm] (see ``STEP_KEYS``).
-    """
-    log_prob, entropy, values = model.evaluate_actions(obs, actions, entropy_grad=ent_coef > 0)
-    policy_loss = reinforce_loss(log_prob, advantages)
-    entropy_mean = entropy.mean()
-    loss = policy_loss
-    if value_targets is not None:
-        v_loss = value_loss(values, value_targets)
-        loss = loss + vf_coef * v_loss
-    else:
-        v_loss = values.new_zeros(())
-    if ent_coef > 0:
-        loss = loss - ent_coef * entropy_mean
-    norm = gradient_step(optimizer, loss, max_grad_norm, local_params)
-    return torch.stack([policy_loss.detach(), v_loss.detach(), entropy_mean.detach(), norm])
-
-
-def advantage_actor_critic_update(model: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollout, *,
-                                  gamma: float, lam: float, vf_coef: float, ent_coef: float, max_grad_norm: float,
-                                  normalize_advantage: bool = False,
-                                  local_params: Sequence[nn.Parameter] | None = None) -> dict[str, float]:
-    """One :func:`actor_critic_step` on a whole [T, N] rollout with GAE(lambda) advantages and A + V(s)
-    value targets: lambda=1 gives n-step returns to the rollout end (A2C/A3C), lambda=0 the one-step
-    TD error r + gamma V(s') - V(s) (online actor-critic). Truncated episodes bootstrap V(final obs)."""
-    advantages = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done, gamma, lam)
-    returns = (advantages + rollout.values).reshape(-1)
-    obs, actions = rollout.flat("obs", "actions")
-    weights = normalize(advantages.reshape(-1)) if normalize_advantage else advantages.reshape(-1)
-    stats = actor_critic_step(model, optimizer, obs, actions, weights, returns, vf_coef, ent_coef, max_grad_norm, local_params)
-    metrics = dict(zip(STEP_KEYS, stats.tolist(), strict=True))
-    if returns.numel() > 1:
-        metrics["explained_variance"] = explained_variance(rollout.values.reshape(-1), returns).item()
-    return metrics
-
-
-class ActorCriticAgent(Persistent):
-    """Acting and persistence shared by the policy-gradient family: an :class:`ActorCritic` ``model``,
-    its ``optimizer`` and an ``updates`` counter. Subclasses add ``update`` (and their own ``__init__``
-    where the default, for a :class:`PolicyGradientConfig`, does not fit); those that batch whole
-    episodes add ``"episodes"`` to ``persist``."""
-
-    persist: tuple[str, ...] = ("model", "optimizer", "updates")
-
-    hp: Any  # the algorithm's Config; ``anneal`` reads its ``anneal_lr``
-    model: ActorCritic
-    optimizer: torch.optim.Optimizer
-    updates: int = 0
-    episodes: CompleteEpisodes | None = None  # whole-episode batching, if the algorithm uses it
-
-    def __init__(self, spec: EnvSpec, hp: PolicyGradientConfig, net: NetworkConfig, device: torch.device, critic: bool = True,
-                 share_encoder: bool = True):
-        """Policy and critic V(s) (none with ``critic=False``), one optimizer with a learning rate each."""
-        self.hp, self.device = hp, device
-        self.model = ActorCritic(spec, net, hp.normalize_obs, hp.log_std_init, critic=critic,
-                                 share_encoder=share_encoder).to(device)
-        self.optimizer = make_optimizer(actor_critic_param_groups(self.model, hp.critic_lr), hp.lr, hp.optimizer)
-        self.updates = 0
-
-    def explore(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.model.explore(obs)
-
-    def value(self, obs: Tensor) -> Tensor:
-        return self.model.value(obs)
-
-    @torch.inference_mode()
-    def policy_input(self, obs: Tensor) -> Tensor | None:
-        """What the rollout stores for ``obs`` just after :meth:`explore`: the normalized observation the
-        policy acted on (None without normalization: the raw observation is what it saw)."""
-        return self.model.policy_input(obs) if self.model.normalizer.enabled else None
-
-    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
-        return self.model.act(obs, deterministic)
-
-    def anneal(self, progress: float) -> float:
-        """The learning rate for this update: linearly decayed when the config says ``anneal_lr``."""
-        if self.hp.anneal_lr:
-            return anneal_lr(self.optimizer, progress)
-        return self.optimizer.param_groups[0]["lr"]
+    obs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    terminated: Tensor
+    done: Tensor
+    next_values: Tensor
+    mask: Tensor  # [K, L] float: 1 on member k's own samples
+    count: Tensor  # [K] long: member k's batch length (0: none of its episodes has ended yet)
 
 
 class CompleteEpisodes:
-    """Turns [T, N] rollouts into flat batches of whole episodes (REINFORCE, batch actor-critic).
+    """Turns ``[T, K*N]`` rollouts (member-major envs) into each member's batch of whole episodes
+    (REINFORCE, batch actor-critic).
 
     Per env, the steps after its last episode end in a rollout are held back and prepended to that
     env's part of the next rollout, so every batch holds complete episodes only, in time order, each
     ending with ``done`` (Monte-Carlo returns need the whole episode; no step is thrown away). Steps
     of an episode that straddles an update were sampled by the policy before it: the price of not
-    wasting them. ``state_dict`` keeps the held-back steps so a resumed run continues its episodes.
+    wasting them.
+
+    Members' episodes end at different times, so member k's batch has its own length L_k. The batch is
+    padded to the longest with a mask (:class:`EpisodeBatch`) rather than split into K batches: one
+    forward, one backward and one stacked optimizer step then serve every member (K separate batches
+    would cost K of each, the per-op overhead that dominates these small networks), and the losses are
+    masked means, so member k's update is its plain run's (K=1: the mask is all ones). The held-back steps
+    are whole tensors too (``[K*N, H, ...]``, env e's first ``held_len[e]`` valid): joined to a rollout and
+    cut at each env's last episode end by index arithmetic, not by a Python loop over the envs.
+
+    ``state_dict``: the held-back steps as ``[K, N, H, ...]`` and their lengths ``[K, N]`` (member k's part is
+    row k, in a plain run's layout), so a resumed run continues its episodes.
     """
 
     FIELDS = ("obs", "actions", "rewards", "terminated", "done", "next_values")
 
-    def __init__(self) -> None:
-        self.pending: list[dict[str, Tensor]] = []
+    def __init__(self, members: int = 1):
+        self.k = members
+        self.held: dict[str, Tensor] = {}  # per field [E, H, ...]: env e's held-back steps, left-aligned
+        self.held_len: Tensor | None = None  # [E]
 
-    def __call__(self, rollout: Rollout) -> dict[str, Tensor] | None:
-        """The complete episodes available after this rollout as flat [L, ...] tensors (None if none)."""
-        n_envs = rollout.rewards.shape[1]
-        if not self.pending:
-            self.pending = [{f: getattr(rollout, f)[:0, i].clone() for f in self.FIELDS} for i in range(n_envs)]
-        parts: dict[str, list[Tensor]] = {f: [] for f in self.FIELDS}
-        for i, held in enumerate(self.pending):
-            seq = {f: torch.cat([held[f], getattr(rollout, f)[:, i]]) for f in self.FIELDS}
-            ends = torch.nonzero(seq["done"]).flatten()
-            cut = int(ends[-1]) + 1 if len(ends) else 0
-            for f in self.FIELDS:
-                parts[f].append(seq[f][:cut])
-                held[f] = seq[f][cut:]
-        batch = {f: torch.cat(v) for f, v in parts.items()}
-        return batch if batch["done"].numel() else None
+    def __call__(self, rollout: Rollout) -> EpisodeBatch | None:
+        """Every member's complete episodes available after this rollout (None if no member has one)."""
+        new = {f: getattr(rollout, f).movedim(0, 1) for f in self.FIELDS}  # [E, T, ...]
+        n_envs, t = new["done"].shape
+        device = new["done"].device
+        rows = torch.arange(n_envs, device=device).unsqueeze(1)
+        held_len = torch.zeros(n_envs, dtype=torch.long, device=device) if self.held_len is None \
+            else self.held_len.to(device)
+        longest_held = int(held_len.max())
+        span = longest_held + t
+        j = torch.arange(span, device=device).unsqueeze(0)  # [1, S]: position in env e's joined sequence
+        if longest_held:  # env e's sequence: its held steps, then the rollout's T steps
+            from_held = j < held_len.unsqueeze(1)
+            at_held = j.clamp(max=longest_held - 1).expand(n_envs, -1)
+            at_new = (j - held_len.unsqueeze(1)).clamp(0, t - 1)
+            seq = {f: torch.where(_trailing(from_held, v), self.held[f].to(device)[rows, at_held], v[rows, at_new])
+                   for f, v in new.items()}
+        else:
+            seq = new
+        length = held_len + t
+        ends = seq["done"].bool() & (j < length.unsqueeze(1))
+        cut = torch.where(ends, j + 1, torch.zeros_like(j)).amax(1)  # [E]: just after env e's last episode end
+        keep = length - cut
+        at_kept = (cut.unsqueeze(1) + torch.arange(int(keep.max()), device=device)).clamp(max=span - 1)
+        self.held, self.held_len = {f: v[rows, at_kept] for f, v in seq.items()}, keep
+        # member k's batch: its envs' complete parts in env order (row-major over (env, position))
+        complete = (j < cut.unsqueeze(1)).reshape(self.k, -1)  # [K, N*S]
+        count = complete.sum(1)
+        longest = int(count.max())
+        if longest == 0:
+            return None
+        order = torch.argsort((~complete).to(torch.int8), dim=1, stable=True)[:, :longest]  # samples first, in order
+        mask = torch.arange(longest, device=device).unsqueeze(0) < count.unsqueeze(1)
+        members = torch.arange(self.k, device=device).unsqueeze(1)
+        fields = {}
+        for f, v in seq.items():
+            x = v.reshape(self.k, -1, *v.shape[2:])[members, order]
+            fields[f] = torch.where(_trailing(mask, x), x, torch.zeros_like(x))
+        return EpisodeBatch(**fields, mask=mask.float(), count=count)
 
-    def state_dict(self) -> list[dict[str, Tensor]]:
-        return self.pending
+    def state_dict(self) -> dict[str, Tensor]:
+        if self.held_len is None:
+            return {}
+        k, n = self.k, self.held_len.numel() // self.k
+        return {"length": self.held_len.reshape(k, n).clone(),
+                **{f: v.reshape(k, n, *v.shape[1:]).clone() for f, v in self.held.items()}}
 
-    def load_state_dict(self, state: list[dict[str, Tensor]]) -> None:
-        self.pending = state
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if not state:
+            self.held, self.held_len = {}, None
+            return
+        envs = state["length"].numel()
+        self.held_len = state["length"].reshape(envs).long()
+        self.held = {f: state[f].reshape(envs, *state[f].shape[2:]) for f in self.FIELDS}
+
+
+def _trailing(mask: Tensor, like: Tensor) -> Tensor:
+    """``mask`` with trailing singleton dims to broadcast against ``like`` (a field with event dims)."""
+    return mask.reshape(*mask.shape, *([1] * (like.dim() - mask.dim())))
 
 
 # --- the off-policy family: SAC, SAC-V, discrete SAC, off-policy AC, DDPG, TD3 ----------------------
@@ -481,37 +467,46 @@ class ActionBounds:
 
 
 class Temperature:
-    """Entropy temperature α = exp(log α): fixed, or learned toward a target entropy H̄ (SAC's
-    automatic entropy tuning; starts at α=1 as SB3's ``ent_coef='auto'``)."""
+    """Entropy temperature α of K members (SAC's automatic entropy tuning; a plain run is K=1): member k's
+    α = exp(log α_k), ``[K, 1]``, fixed (its number) or learned toward the target entropy H̄ (``'auto'``,
+    from α=1 as SB3's ``ent_coef='auto'``), both kinds in one population: one ``[K, 1]`` log α whose fixed
+    rows are masked out of the loss and the optimizer step. ``target_entropy``: one H̄ for all, or ``[K, 1]``."""
 
-    def __init__(self, alpha: float | str, target_entropy: float, lr: float, device: torch.device):
-        self.learned = alpha == "auto"
+    def __init__(self, alphas: Sequence[float | str], target_entropy: float | Tensor, lrs: Sequence[float],
+                 device: torch.device):
+        learned = [a == "auto" for a in alphas]
+        self.learned = torch.tensor(learned, device=device)
+        self.any_learned = any(learned)
         self.target_entropy = target_entropy
-        self.log_alpha = torch.tensor(0.0 if self.learned else math.log(float(alpha)), device=device,
-                                      requires_grad=self.learned)
-        self.optimizer = make_optimizer([self.log_alpha], lr, **OFF_POLICY_ADAM) if self.learned else None
+        self.log_alpha = torch.tensor([[0.0 if auto else math.log(float(a))] for a, auto in zip(alphas, learned, strict=True)],
+                                      device=device, requires_grad=True)
+        # an optimizer even when every α is fixed (it never steps then): one state layout for every member
+        self.optimizer = MemberAdam([self.log_alpha], lrs)
 
     def value(self) -> Tensor:
-        """α as a detached tensor (a copy: later temperature steps do not change it)."""
+        """``[K, 1]`` α, detached (a copy: later temperature steps do not change it)."""
         return self.log_alpha.detach().exp()
 
-    def update(self, loss_fn: Callable[..., Tensor], *policy_terms: Tensor) -> Tensor:
-        """One step on ``loss_fn(log α, *policy_terms, H̄)`` when learned; returns the loss (0 when fixed)."""
-        if self.optimizer is None:
-            return torch.zeros((), device=self.log_alpha.device)
-        loss = loss_fn(self.log_alpha, *policy_terms, self.target_entropy)
-        gradient_step(self.optimizer, loss)
+    def update(self, *policy_terms: Tensor, mask: Tensor | None = None,
+               loss_fn: Callable[..., Tensor] = sac_temperature_loss) -> Tensor:
+        """One step of the learned members (``mask``: of those, only the active ones) on
+        ``loss_fn(log α, *policy_terms, H̄, dim=1)``: :func:`sac_temperature_loss` of log π(a|s) ``[K, B]``
+        by default (discrete SAC: its exact expectation over π, log π ``[K, B, A]``). Returns the ``[K]``
+        losses (0 where fixed)."""
+        if not self.any_learned:
+            return policy_terms[0].new_zeros(policy_terms[0].shape[0])
+        loss = loss_fn(self.log_alpha, *policy_terms, self.target_entropy, dim=1) * self.learned
+        step = self.learned if mask is None else self.learned & mask
+        self.optimizer.minimize(loss, None if bool(step.all()) else step)
         return loss.detach()
 
     def state_dict(self) -> dict:
-        return {"log_alpha": self.log_alpha.detach().clone(),
-                "optimizer": self.optimizer.state_dict() if self.optimizer else None}
+        return {"log_alpha": self.log_alpha.detach().clone(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        if self.optimizer is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.log_alpha.copy_(state["log_alpha"].reshape(self.log_alpha.shape))
+        self.optimizer.load_state_dict(state["optimizer"])
 
 
 class ExplorationNoise:
@@ -552,68 +547,103 @@ class ExplorationNoise:
             p.load_state_dict(s)
 
 
+def member_encoders(spec: EnvSpec, net: NetworkConfig, members: int) -> EncoderFactory:
+    """:func:`encoders` for an off-policy population of ``members``: refused (one line) where an observation
+    encoder would be needed for K > 1 (not stacked per member yet); a plain run (K=1) takes any."""
+    enc = encoders(spec, net)
+    if members > 1 and enc() is not None:
+        raise UserError(f"a population of {members} needs network.encoder=mlp on vector observations (an observation "
+                        "encoder is not stacked per member yet); train image tasks as separate runs")
+    return enc
+
+
 class TanhGaussianAgent(Persistent):
-    """Acting with a tanh-Gaussian actor rescaled to the env's Box (SAC, SAC-V, off-policy AC).
+    """K members acting with tanh-Gaussian actors rescaled to the env's Box (SAC, SAC-V, off-policy AC); a
+    plain run is K=1, the same code. Sets up the member layout (``members``, each member's own random
+    stream ``random``), the action ``bounds`` and the ``encoders``; the algorithm builds its networks,
+    each member's after ``torch.manual_seed(seeds[k])`` as its plain run (:meth:`seed_member`), and sets
+    ``actor`` (:class:`~rlx.networks.off_policy.MemberTanhGaussianActor`). The loop's env batch is
+    member-major: envs ``k*N .. (k+1)*N - 1`` are member k's."""
 
-    Builds ``actor``, its optimizer and the action ``bounds``; the algorithm adds its critics.
-    """
+    actor: MemberTanhGaussianActor
 
-    def __init__(self, spec: EnvSpec, hp: OffPolicyCommon, net: NetworkConfig, device: torch.device):
-        self.hp, self.device = hp, device
+    def __init__(self, spec: EnvSpec, hps: Sequence[Any], net: NetworkConfig, device: torch.device,
+                 seeds: Sequence[int] | None = None):
+        self.hp, self.hps, self.device, self.seeds = hps[0], list(hps), device, seeds
+        self.members = Members(len(hps), device, spec.obs_shape, seeds)
+        self.random = self.members.random  # actions, replay minibatches, warm-up actions: member k's own stream
         self.bounds = ActionBounds(spec.action_space, device)
-        self.encoders = enc = encoders(spec, net)
-        self.actor = TanhGaussianActor(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, encoder=enc()).to(device)
-        self.actor_opt = make_optimizer(self.actor.parameters(), hp.lr, **OFF_POLICY_ADAM)
+        self.encoders = member_encoders(spec, net, len(hps))
         self.updates = 0
 
+    def seed_member(self, k: int) -> None:
+        """Before building member k's networks: its plain run's RNG state (no seeds: the current one)."""
+        if self.seeds is not None:
+            torch.manual_seed(self.seeds[k])
+
+    def active_mask(self) -> Tensor | None:
+        """The members an update steps: None for all (the common case: no masking ops)."""
+        active = self.members.active
+        return None if bool(active.all()) else active
+
+    # -- acting (the loop's env batch [K*N, *obs] <-> the members' [K, N, *obs]) ---------------------
     @torch.inference_mode()
     def explore(self, obs: Tensor) -> Tensor:
-        return self.bounds.to_env(self.actor.sample(obs)[0])
+        return self.bounds.to_env(self.members.join(self.actor.sample(self.members.split(obs), self.random)[0], obs))
 
     @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
-        return self.bounds.to_env(self.actor.mode(obs) if deterministic else self.actor.sample(obs)[0])
+        x = self.members.split(obs)
+        # a stochastic evaluation draws from torch's RNG: the members' streams are their training's
+        a = self.actor.mode(x) if deterministic else self.actor.sample(x)[0]
+        return self.bounds.to_env(self.members.join(a, obs))
+
+    @torch.inference_mode()
+    def act_member(self, k: int, obs: Tensor, deterministic: bool = True) -> Tensor:
+        """Member k's action for ``obs`` ``[B, *obs]`` (its evaluation): every member acts on it, row k is kept."""
+        x = obs.expand(self.members.k, *obs.shape)
+        a = self.actor.mode(x) if deterministic else self.actor.sample(x)[0]
+        return self.bounds.to_env(a[k])
 
 
 # --- populations (issue 12): the pieces above with a member dimension ----------------------------
 
-class PopulationActorCritic(Persistent):
-    """Acting, member layout, optimizer step and persistence of an on-policy actor-critic population of
-    K members (PPO, A2C); a plain run is K=1, the same code. Subclasses set ``optimizer`` (a stacked
-    optimizer over ``params``) and ``update``.
+class PopulationAgent(Persistent):
+    """Acting, member layout and persistence of an on-policy actor-critic population of K members (PPO,
+    A2C, REINFORCE, batch/online actor-critic, TRPO); a plain run is K=1, the same code. Subclasses stack
+    the parameters they train into ``[K, P]`` buffers with a stacked ``optimizer`` and add ``update``.
 
     - ``model``: K :class:`ActorCritic` s stacked (:func:`stack_actor_critics`), member k initialized as
       its plain run would be (``torch.manual_seed(seeds[k])`` first; no seeds: the current RNG state);
-    - ``params``: every member's parameters as one ``[K, P]`` buffer, so an optimizer step and gradient
-      clipping are a few whole-tensor ops for all members;
+      ``critic=False``: no V network (REINFORCE without a baseline), ``share_encoder=False``: each head its
+      own encoder (an algorithm that fits the critic alone);
     - the loop's env batch is member-major (envs ``k*N .. (k+1)*N - 1`` are member k's): acting splits
-      it into ``[K, N, ...]`` and joins the outputs back (:class:`rlx.members.Members`);
-    - hyperparameters every subclass shares are ``[K, 1]`` tensors: lr, gamma, ent/vf coefficients,
-      max_grad_norm, anneal_lr.
+      it into ``[K, N, ...]`` and joins the outputs back (:class:`rlx.members.Members`); member k's
+      actions come from its own random stream (``random``), so they do not depend on its neighbours;
+    - hyperparameters every subclass shares are ``[K, 1]`` tensors: lr, gamma, anneal_lr.
     """
 
     optimizer: StackedOptimizer
-    persist = ("model", "optimizer", "updates", "random")
+    persist: tuple[str, ...] = ("model", "optimizer", "updates", "random")
 
     def __init__(self, spec: EnvSpec, hps: Sequence[Any], net: NetworkConfig, device: torch.device,
-                 seeds: Sequence[int] | None = None):
+                 seeds: Sequence[int] | None = None, *, critic: bool = True, share_encoder: bool = True,
+                 n_steps: int | None = None):
         self.hp, self.hps, self.device = hps[0], list(hps), device
-        self.n_steps = self.hp.n_steps
+        self.n_steps: int = self.hp.n_steps if n_steps is None else n_steps
         self.members = m = Members(len(hps), device, spec.obs_shape, seeds)
         self.random = m.random  # member k's actions and shuffles from its own stream (its plain run's)
         models = []
         for k, h in enumerate(hps):
             if seeds is not None:
                 torch.manual_seed(seeds[k])
-            models.append(ActorCritic(spec, net, h.normalize_obs, h.log_std_init))
+            models.append(ActorCritic(spec, net, h.normalize_obs, h.log_std_init, critic=critic, share_encoder=share_encoder))
         self.model = stack_actor_critics(models).to(device)
-        self.params = stack_parameters(list(self.model.parameters()), members=len(hps))
         self.member_views: dict[int, ActorCritic] = {}  # act_member's one-member views, by member
         self.lr, self.gamma = m.hyper(hps, "lr"), m.hyper(hps, "gamma")
-        self.ent_coef, self.vf_coef = m.hyper(hps, "ent_coef"), m.hyper(hps, "vf_coef")
-        self.max_grad_norm = m.hyper(hps, "max_grad_norm")
         self.anneal_lr = m.hyper(hps, "anneal_lr")
-        self.updates = 0
+        # updates made; ``[K]`` (one count per member) where members may skip one (whole-episode batching)
+        self.updates: int | Tensor = 0
 
     # -- acting (the loop's env batch [..., K*N, *obs] <-> the members' [K, B, *obs]) -----------------
     @torch.inference_mode()
@@ -653,10 +683,29 @@ class PopulationActorCritic(Persistent):
             self.member_views[k] = cast(ActorCritic, member_view(self.model, k, self.members.k))
         return self.member_views[k].act(obs.unsqueeze(0), deterministic)[0]
 
+    def annealed(self, lr: Tensor, progress: float) -> Tensor:
+        """``[K, 1]`` learning rates ``lr`` linearly decayed to 0 over the run for the members with anneal_lr."""
+        return torch.where(self.anneal_lr > 0, lr * (1.0 - progress), lr)
+
+
+class PopulationActorCritic(PopulationAgent):
+    """PPO and A2C: every member's parameters as ONE ``[K, P]`` buffer (``params``; one optimizer, one
+    gradient clip over all of a member's parameters, as SB3's), the loss weighted by ``[K, 1]`` ent/vf
+    coefficients and clipped to each member's max_grad_norm. Subclasses set ``optimizer`` (a stacked
+    optimizer over ``params``) and ``update``."""
+
+    def __init__(self, spec: EnvSpec, hps: Sequence[Any], net: NetworkConfig, device: torch.device,
+                 seeds: Sequence[int] | None = None):
+        super().__init__(spec, hps, net, device, seeds)
+        m = self.members
+        self.params = stack_parameters(list(self.model.parameters()), members=len(hps))
+        self.ent_coef, self.vf_coef = m.hyper(hps, "ent_coef"), m.hyper(hps, "vf_coef")
+        self.max_grad_norm = m.hyper(hps, "max_grad_norm")
+
     # -- learning ----------------------------------------------------------------------------------
     def anneal(self, progress: float) -> Tensor:
         """This update's ``[K, 1]`` learning rates (linearly decayed for members with anneal_lr), set."""
-        lr = torch.where(self.anneal_lr > 0, self.lr * (1.0 - progress), self.lr)
+        lr = self.annealed(self.lr, progress)
         self.optimizer.set("lr", lr)
         return lr
 
@@ -675,40 +724,81 @@ class PopulationActorCritic(Persistent):
         return norms.detach()
 
 
+class PopulationPolicyGradient(PopulationAgent):
+    """REINFORCE and the batch/online actor-critics (a :class:`PolicyGradientConfig` each): the policy
+    (with the shared encoder, if any) and the critic as two ``[K, P]`` buffers with an optimizer each, so
+    each has its own ``[K, 1]`` learning rate (lr, critic_lr) and its own gradient clip at max_grad_norm
+    (a large critic error does not shrink the policy's step), as the plain runs' two optimizer groups
+    had. A loss that reaches only one of them (a critic fit, a policy-only step) steps only that one."""
 
-class MemberTemperature:
-    """:class:`Temperature` for a population (issue 12): member k's α = exp(log α_k), ``[K, 1]``, fixed
-    (its number) or learned (``'auto'``, from α=1) per member, both kinds in one population: one ``[K, 1]``
-    log α whose fixed rows are masked out of the loss and the optimizer step."""
+    critic_optimizer: StackedOptimizer | None  # None: no critic (REINFORCE without a baseline)
+    persist = (*PopulationAgent.persist, "critic_optimizer")
 
-    def __init__(self, alphas: Sequence[float | str], target_entropy: float, lrs: Sequence[float], device: torch.device):
-        learned = [a == "auto" for a in alphas]
-        self.learned = torch.tensor(learned, device=device)
-        self.any_learned = any(learned)
-        self.target_entropy = target_entropy
-        self.log_alpha = torch.tensor([[0.0 if auto else math.log(float(a))] for a, auto in zip(alphas, learned, strict=True)],
-                                      device=device, requires_grad=True)
-        # an optimizer even when every α is fixed (it never steps then): one state layout for every member
-        self.optimizer = MemberAdam([self.log_alpha], lrs)
+    def __init__(self, spec: EnvSpec, hps: Sequence[PolicyGradientConfig], net: NetworkConfig, device: torch.device,
+                 seeds: Sequence[int] | None = None, *, critic: bool = True, share_encoder: bool = True,
+                 n_steps: int | None = None):
+        super().__init__(spec, hps, net, device, seeds, critic=critic, share_encoder=share_encoder, n_steps=n_steps)
+        m, k, model = self.members, len(hps), self.model
+        shared = list(model.encoder.parameters()) if model.encoder is not None else []  # a shared CNN: the policy's
+        self.policy_params = stack_parameters(shared + list(model.policy.parameters()), members=k)
+        critic_params = list(model.critic.parameters())  # none for a policy-only model
 
-    def value(self) -> Tensor:
-        """``[K, 1]`` α, detached (a copy: later temperature steps do not change it)."""
-        return self.log_alpha.detach().exp()
+        def optimizer(params: nn.Parameter, lrs: list[float]) -> StackedOptimizer:  # make_optimizer's eps and alpha
+            return make_stacked_optimizer(self.hp.optimizer, params, lr=lrs, eps=[ON_POLICY_ADAM_EPS] * k, alpha=[0.99] * k)
 
-    def update(self, log_prob: Tensor, mask: Tensor | None = None) -> Tensor:
-        """One step of the learned members (``mask``: of those, only the active ones) on
-        ``sac_temperature_loss`` with ``log_prob`` ``[K, B]``; returns the ``[K]`` losses (0 where fixed)."""
-        if not self.any_learned:
-            return log_prob.new_zeros(log_prob.shape[0])
-        loss = sac_temperature_loss(self.log_alpha, log_prob, self.target_entropy, dim=1) * self.learned
-        step = self.learned if mask is None else self.learned & mask
-        self.optimizer.minimize(loss, None if bool(step.all()) else step)
-        return loss.detach()
+        self.optimizer = optimizer(self.policy_params, [h.lr for h in hps])
+        self.critic_params = stack_parameters(critic_params, members=k) if critic_params else None
+        self.critic_optimizer = optimizer(self.critic_params, [h.critic_lr for h in hps]) \
+            if self.critic_params is not None else None
+        self.critic_lr = m.hyper(hps, "critic_lr")
+        self.ent_coef = m.hyper(hps, "ent_coef")
+        self.max_grad_norm = m.hyper(hps, "max_grad_norm")
 
-    def state_dict(self) -> dict:
-        return {"log_alpha": self.log_alpha.detach().clone(), "optimizer": self.optimizer.state_dict()}
+    def anneal(self, progress: float) -> Tensor:
+        """This update's ``[K, 1]`` policy learning rates, set (the critic's decays alike); returned for the log."""
+        lr = self.annealed(self.lr, progress)
+        self.optimizer.set("lr", lr)
+        if self.critic_optimizer is not None:
+            self.critic_optimizer.set("lr", self.annealed(self.critic_lr, progress))
+        return lr
 
-    def load_state_dict(self, state: dict) -> None:
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"].reshape(self.log_alpha.shape))
-        self.optimizer.load_state_dict(state["optimizer"])
+    def gradient_step(self, loss: Tensor, active: Tensor | None = None) -> Tensor:
+        """backward of the members' ``[K]`` losses -> per group (policy, critic) each member's gradient
+        clipped to its max norm -> a step of each group the loss reached, for the ``active`` members
+        (default: those still training). Returns the ``[K]`` norms over both groups before clipping."""
+        active = self.members.active if active is None else active
+        mask = None if bool(active.all()) else active
+        groups = [(self.policy_params, self.optimizer)]
+        if self.critic_params is not None and self.critic_optimizer is not None:
+            groups.append((self.critic_params, self.critic_optimizer))
+        for _, opt in groups:
+            opt.zero_grad()
+        loss.sum().backward()
+        squares = torch.zeros_like(loss.detach())
+        for params, opt in groups:
+            gather_stacked_grads(params)
+            if params.grad is None:  # the loss does not reach this group: it stays as it is (state included)
+                continue
+            squares = squares + clip_grad_norm_stacked_(params.grad, self.max_grad_norm[:, 0]) ** 2
+            opt.step(mask)
+        return squares.sqrt()
+
+    def actor_critic_loss(self, obs: Tensor, actions: Tensor, weights: Tensor, value_targets: Tensor | None,
+                          mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Member k's  L_k = -mean_k(log pi(a|s) w) + 1/2 mean_k((V(s) - G)^2) - ent_coef_k mean_k(H)  over
+        its samples of ``[K, B, ...]`` inputs (``mask``: a padded batch's; None: all): the notes' policy
+        gradient with a weight w (a reward-to-go or an advantage), critic regression (``value_targets``
+        None: a policy-only loss, the critic untouched) and an entropy bonus. Returns the ``[K]`` losses
+        and the detached ``[K, 3]`` (policy loss, value loss, entropy)."""
+        entropy_grad = bool((self.ent_coef > 0).any())
+        log_prob, entropy, values = self.model.evaluate_actions(obs, actions, entropy_grad=entropy_grad)
+        policy_loss = -masked_mean(log_prob * weights.detach(), mask)  # reinforce_loss per member
+        loss = policy_loss
+        v_loss = torch.zeros_like(policy_loss)
+        if value_targets is not None:
+            v_loss = 0.5 * masked_mean((values - value_targets) ** 2, mask)  # value_loss per member
+            loss = loss + v_loss
+        entropy_mean = masked_mean(entropy, mask)
+        if entropy_grad:
+            loss = loss - self.ent_coef[:, 0] * entropy_mean
+        return loss, torch.stack([policy_loss.detach(), v_loss.detach(), entropy_mean.detach()], 1)

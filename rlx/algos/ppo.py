@@ -62,7 +62,7 @@ class PPO(RecurrentPopulationActorCritic):
     member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.gae_lambda", "algo.clip_eps", "algo.ent_coef", "algo.vf_coef",
                    "algo.max_grad_norm", "algo.anneal_lr", "algo.anneal_clip", "algo.target_kl", "algo.log_std_init")
     Config = PPOConfig
-    action_spaces = ("discrete", "continuous")
+    action_spaces = ("discrete", "continuous", "multi_discrete", "multi_binary")
 
     def __init__(self, spec: EnvSpec, hp: PPOConfig | Sequence[PPOConfig], net: NetworkConfig, device: torch.device,
                  seeds: Sequence[int] | None = None):

@@ -92,10 +92,28 @@ def _algorithms_for(kind: str) -> str:
     return ", ".join(n for n, cls in ALGOS.items() if kind in cls.action_spaces)
 
 
+# how each kind of action space is named to users (the kinds: rlx.envs.make.ACTION_KINDS)
+ACTION_SPACE_NAMES = {"discrete": "Discrete(n)", "continuous": "a flat float Box", "multi_discrete": "MultiDiscrete(nvec)",
+                      "multi_binary": "MultiBinary(n)"}
+
+
+def _check_algorithm_takes(algo_name: str, kind: str, where: str) -> None:
+    """The algorithm's ``action_spaces`` must list ``kind``: else one line naming what it takes and who takes this."""
+    from rlx.algos.registry import ALGOS
+
+    takes = ALGOS[algo_name].action_spaces
+    if kind not in takes:
+        raise UserError(f"algo={algo_name} does not support {ACTION_SPACE_NAMES[kind]} actions ({where}); algo={algo_name} "
+                        f"takes {' or '.join(ACTION_SPACE_NAMES[k] for k in takes)}; algorithms that take "
+                        f"{ACTION_SPACE_NAMES[kind]}: {_algorithms_for(kind)}")
+
+
 def check_action_space_kind(algo_name: str, env_id: str, spec: EnvSpec) -> None:
-    """The env's action space must be one rlx's policies act in: ``Discrete(n)`` (from 0) or a flat float ``Box``
-    (finite bounds for the off-policy algorithms, which squash into them). Anything else (MultiDiscrete,
-    MultiBinary, Dict, Tuple, ...) is a one-line UserError now, not a traceback in the run."""
+    """The env's action space must be one rlx's policies act in, and one the algorithm takes (its
+    ``action_spaces``): ``Discrete(n)`` (from 0), a flat float ``Box`` (finite bounds for the off-policy
+    algorithms, which squash into them), a flat ``MultiDiscrete`` (every sub-action from 0) or a flat
+    ``MultiBinary(n)`` (the last two: independent categoricals / Bernoullis, on-policy algorithms). Anything
+    else (Dict, Tuple, ...) is a one-line UserError now, not a traceback in the run."""
     import gymnasium as gym
     import numpy as np
 
@@ -120,8 +138,23 @@ def check_action_space_kind(algo_name: str, env_id: str, spec: EnvSpec) -> None:
             raise UserError(f"algo={algo_name} needs bounded actions (finite low and high), but {where} is unbounded; "
                             f"algorithms that take unbounded Box actions: {unbounded}")
         return
-    raise UserError(f"{where} is not supported by any rlx algorithm; allowed: Discrete(n) (algo={_algorithms_for('discrete')}) "
-                    f"or a flat float Box (algo={_algorithms_for('continuous')})")
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        if space.nvec.ndim != 1:
+            raise UserError(f"{where}: MultiDiscrete actions must be flat (nvec of shape (n,)), not {space.nvec.shape}; "
+                            f"flatten them in the env or a wrapper")
+        if np.any(space.start != 0):
+            raise UserError(f"{where} starts at {space.start.tolist()}: rlx's policies act in 0..nvec[j]-1 "
+                            f"(MultiDiscrete with start=0); shift the actions in the env or a wrapper")
+        _check_algorithm_takes(algo_name, "multi_discrete", where)
+        return
+    if isinstance(space, gym.spaces.MultiBinary):
+        if len(space.shape) != 1:
+            raise UserError(f"{where}: MultiBinary actions must be flat (MultiBinary(n)), not of shape {tuple(space.shape)}; "
+                            f"flatten them in the env or a wrapper")
+        _check_algorithm_takes(algo_name, "multi_binary", where)
+        return
+    allowed = ", ".join(f"{name} (algo={_algorithms_for(kind)})" for kind, name in ACTION_SPACE_NAMES.items())
+    raise UserError(f"{where} is not supported by any rlx algorithm; allowed: {allowed}")
 
 
 def trained_steps_notes(s: Settings) -> list[str]:

@@ -30,6 +30,11 @@ class NetworkConfig:
     activation: Literal["tanh", "relu", "elu", "gelu", "silu"] = param("tanh")
     encoder: Literal["mlp", "nature_cnn", "minatar_cnn", "impala_cnn"] = param(
         "mlp", help="observation encoder before the heads' MLPs: mlp (vectors) | nature_cnn | minatar_cnn | impala_cnn (images)")
+    recurrent: Literal["none", "lstm", "gru"] = param(
+        "none", help="recurrent core between the encoder and the heads (PPO, A2C): none | lstm | gru; the policy and "
+                     "the critic each have one, its state carried per env and reset at episode starts")
+    recurrent_hidden: int = param(64, ge=1, help="hidden size of the recurrent core (each layer)")
+    recurrent_layers: int = param(1, ge=1, help="stacked layers of the recurrent core")
 
 
 @dataclass

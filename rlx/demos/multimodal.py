@@ -74,8 +74,9 @@ def analyse(name: str, agent: Any, proto: TwoPassages, alpha: float, episodes: i
         if name == "sac_discrete":
             assert isinstance(proto, TwoPassagesDiscrete)  # built for sac_discrete by train_agent
             headings = proto.headings
-            q = agent.critic(obs)[:, 0, :].min(0).values.numpy()  # the policy loss's min over the twin critics
-            policy = torch.softmax(agent.actor(obs), -1)[0].numpy()
+            # a population of one: [1, B, ...] in, [1, E, B, A] critics and [1, B, A] logits out
+            q = agent.critic(obs[None])[0, :, 0, :].min(0).values.numpy()  # the policy loss's min over the twin critics
+            policy = torch.softmax(agent.actor(obs[None])[0], -1)[0].numpy()
             point = None
         else:
             headings = np.linspace(-1, 1, GRID)

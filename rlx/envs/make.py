@@ -36,6 +36,21 @@ class EnvSpec:
     def discrete(self) -> bool:
         return isinstance(self.action_space, gym.spaces.Discrete)
 
+    @property
+    def action_kind(self) -> str | None:
+        """The kind of action space, as algorithms list what they take (their ``action_spaces``):
+        discrete, continuous, multi_discrete, multi_binary; None for any other (Dict, Tuple, ...)."""
+        return action_kind(self.action_space)
+
+
+ACTION_KINDS = {gym.spaces.Discrete: "discrete", gym.spaces.Box: "continuous", gym.spaces.MultiDiscrete: "multi_discrete",
+                gym.spaces.MultiBinary: "multi_binary"}
+
+
+def action_kind(space: gym.Space) -> str | None:
+    """:attr:`EnvSpec.action_kind` of an action space."""
+    return next((kind for cls, kind in ACTION_KINDS.items() if isinstance(space, cls)), None)
+
 
 def _register_ale(m: Any) -> None:
     # ALE's start-up banner is silenced (its errors still print), so a run's stderr stays rlx's own lines

@@ -1,4 +1,5 @@
-"""Policy distributions as pure functions: tanh-squashed Gaussian (continuous SAC) and categorical.
+"""Policy distributions as pure functions: tanh-squashed Gaussian (continuous SAC), categorical, and the
+independent categoricals / Bernoullis of MultiDiscrete / MultiBinary actions.
 
 Notes (SAC, "Continuous Action Generation"): the actor outputs a mean and a standard deviation, draws
 an unbounded Gaussian action, then applies tanh and scaling to respect the action bounds.
@@ -12,6 +13,7 @@ understood in unit-box units.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -97,3 +99,51 @@ def gaussian_entropy(log_std: Tensor) -> Tensor:
 def categorical_probs_log_probs(logits: Tensor) -> tuple[Tensor, Tensor]:
     """(π(·|s), log π(·|s)) from logits over the last dim, via softmax/log_softmax (no log of a softmax)."""
     return torch.softmax(logits, dim=-1), torch.log_softmax(logits, dim=-1)
+
+
+# --- structured discrete actions: D independent sub-actions (MultiDiscrete, MultiBinary) ------------
+
+def multi_categorical_log_probs(logits: Tensor, nvec: Sequence[int]) -> Tensor:
+    """log π_j(·|s) of D independent categoricals, one per sub-action j with n_j choices,
+    ``[..., Σ_j n_j] -> [..., D, max_j n_j]``: log π_j(·|s) = log_softmax(l_j(s)) over sub-action j's own n_j
+    logits (the j-th slice of the last dim).
+
+    Sub-actions with fewer than max_j n_j choices are padded with the dtype's most negative finite number
+    (not −inf): a padded choice then has probability exactly 0, is never the arg max of Gumbel-max sampling,
+    and contributes π log π = 0 · (−3.4e38) = 0 to the entropy and 0 to its gradient, with no mask and no NaN.
+    """
+    sizes = [int(n) for n in nvec]
+    if len(set(sizes)) == 1:  # equal sizes (the common case): one reshape, no padding
+        return torch.log_softmax(logits.unflatten(-1, (len(sizes), sizes[0])), dim=-1)
+    widest = max(sizes)
+    pad = torch.finfo(logits.dtype).min
+    parts = [F.pad(part, (0, widest - n), value=pad) for part, n in zip(logits.split(sizes, dim=-1), sizes, strict=True)]
+    return torch.log_softmax(torch.stack(parts, dim=-2), dim=-1)
+
+
+def multi_categorical_log_prob(log_probs: Tensor, actions: Tensor) -> Tensor:
+    """log π(a|s) = Σ_j log π_j(a_j|s) of the joint action a = (a_1, ..., a_D), ``[..., D, M], [..., D] -> [...]``
+    (``log_probs`` from :func:`multi_categorical_log_probs`)."""
+    return log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1).sum(-1)
+
+
+def multi_categorical_entropy(log_probs: Tensor) -> Tensor:
+    """H[π(·|s)] = Σ_j H[π_j] = −Σ_j Σ_a π_j(a|s) log π_j(a|s) (independent sub-actions: entropies add),
+    ``[..., D, M] -> [...]``."""
+    return -(log_probs.exp() * log_probs).sum((-2, -1))
+
+
+def bernoulli_log_prob(logits: Tensor, actions: Tensor) -> Tensor:
+    """log π(a|s) of D independent Bernoullis p_j = σ(l_j(s)), a_j ∈ {0, 1}, ``[..., D], [..., D] -> [...]``:
+
+    log π(a|s) = Σ_j [a_j log σ(l_j) + (1 − a_j) log σ(−l_j)] = Σ_j [a_j l_j − softplus(l_j)]
+    (log σ(l) = l − softplus(l), log σ(−l) = −softplus(l); no log of a probability that may underflow)."""
+    return (actions.to(logits.dtype) * logits - F.softplus(logits)).sum(-1)
+
+
+def bernoulli_entropy(logits: Tensor) -> Tensor:
+    """H[π(·|s)] = Σ_j H[Bernoulli(σ(l_j))] = Σ_j [softplus(l_j) − σ(l_j) l_j], ``[..., D] -> [...]``
+
+    (−p log p − (1 − p) log(1 − p) with log p = −softplus(−l), log(1 − p) = −softplus(l) and
+    softplus(−l) = softplus(l) − l)."""
+    return (F.softplus(logits) - torch.sigmoid(logits) * logits).sum(-1)

@@ -163,26 +163,29 @@ def ddpg_policy_loss(q: Tensor, dim: int | None = None) -> Tensor:
     return -q.mean() if dim is None else -q.mean(dim)
 
 
-def offpolicy_ac_policy_loss(log_prob: Tensor, q: Tensor) -> Tensor:
+def offpolicy_ac_policy_loss(log_prob: Tensor, q: Tensor, dim: int | None = None) -> Tensor:
     """Off-policy actor-critic (score-function) loss −mean_i log π(a^π_i|s_i) · Q̂(s_i, a^π_i).
 
     Notes eq. ∇_θ J ≈ (1/N) Σ_i ∇_θ log π_θ(a^π_i|s_i) Q̂^π(s_i, a^π_i), with a^π_i freshly sampled
     from the current policy (not the buffer action). Q̂ is detached: it is a weight, not a path.
+    ``dim``: the mean over every dim from ``dim`` on (a population's ``[K, S, B]`` -> ``[K]``).
     """
     _check_same_shape(log_prob=log_prob, q=q)
-    return -(log_prob * q.detach()).mean()
+    loss = -(log_prob * q.detach())
+    return loss.mean() if dim is None else loss.flatten(dim).mean(dim)
 
 
-def leave_one_out_baseline(q: Tensor) -> Tensor:
+def leave_one_out_baseline(q: Tensor, dim: int = 0) -> Tensor:
     """For K ≥ 2 samples per state ``[K, B]``: b_k = (Σ_{j≠k} q_j)/(K−1), the mean of the OTHER samples.
 
     A per-state baseline for score-function gradients that stays unbiased (b_k does not depend on
     sample k), so E[∇log π(a_k|s)(q_k − b_k)] = E[∇log π(a_k|s) q_k]. Used by off-policy actor-critic.
+    ``dim``: the samples' dim (a population's ``[M, K, B]``: 1).
     """
-    k = q.shape[0]
+    k = q.shape[dim]
     if k < 2:
         raise ValueError(f"a leave-one-out baseline needs at least 2 samples per state, got {k}")
-    return (q.sum(dim=0, keepdim=True) - q) / (k - 1)
+    return (q.sum(dim=dim, keepdim=True) - q) / (k - 1)
 
 
 def sac_policy_loss(q: Tensor, log_prob: Tensor, alpha: float | Tensor, dim: int | None = None) -> Tensor:
@@ -197,15 +200,18 @@ def sac_policy_loss(q: Tensor, log_prob: Tensor, alpha: float | Tensor, dim: int
     return loss.mean() if dim is None else loss.mean(dim)
 
 
-def discrete_sac_policy_loss(q_values: Tensor, probs: Tensor, log_probs: Tensor, alpha: float | Tensor) -> Tensor:
+def discrete_sac_policy_loss(q_values: Tensor, probs: Tensor, log_probs: Tensor, alpha: float | Tensor,
+                             dim: int | None = None) -> Tensor:
     """Discrete SAC actor loss mean_i Σ_a π(a|s_i)(α log π(a|s_i) − Q(s_i, a)).
 
     The notes' KL(π(·|s) ‖ exp(Q(s,·)/α)/Z) up to a constant, with the expectation over actions taken
     exactly, so no reparameterization is needed. ``q_values`` is detached because it does not depend
-    on the policy and its graph would only leak gradients into the critic.
+    on the policy and its graph would only leak gradients into the critic. ``dim``: the mean over that
+    dim only (a population's ``[K, B, A]`` with ``alpha`` ``[K, 1, 1]`` -> ``[K]``).
     """
     _check_same_shape(q_values=q_values, probs=probs, log_probs=log_probs)
-    return (probs * (_coef(alpha) * log_probs - q_values.detach())).sum(dim=-1).mean()
+    loss = (probs * (_coef(alpha) * log_probs - q_values.detach())).sum(dim=-1)
+    return loss.mean() if dim is None else loss.mean(dim)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -213,7 +219,7 @@ def discrete_sac_policy_loss(q_values: Tensor, probs: Tensor, log_probs: Tensor,
 # --------------------------------------------------------------------------------------------------
 
 
-def sac_temperature_loss(log_alpha: Tensor, log_prob: Tensor, target_entropy: float, dim: int | None = None) -> Tensor:
+def sac_temperature_loss(log_alpha: Tensor, log_prob: Tensor, target_entropy: float | Tensor, dim: int | None = None) -> Tensor:
     """Automatic entropy tuning loss −mean_i(log α · (log π(a_i|s_i) + H̄)), a_i ~ π(·|s_i).
 
     SB3 convention: the loss multiplies log α, not α as in the SAC paper (CleanRL's continuous SAC
@@ -227,16 +233,18 @@ def sac_temperature_loss(log_alpha: Tensor, log_prob: Tensor, target_entropy: fl
 
 
 def discrete_sac_temperature_loss(
-    log_alpha: Tensor, probs: Tensor, log_probs: Tensor, target_entropy: float
+    log_alpha: Tensor, probs: Tensor, log_probs: Tensor, target_entropy: float | Tensor, dim: int | None = None
 ) -> Tensor:
     """Discrete temperature loss −mean_i(log α · (Σ_a π(a|s_i) log π(a|s_i) + H̄)).
 
     As :func:`sac_temperature_loss` (SB3 convention), with the entropy taken exactly over the finite
-    action set instead of from one sampled action.
+    action set instead of from one sampled action. ``dim``: as there (``[K, 1]`` log α and H̄,
+    ``[K, B, A]`` probabilities -> ``[K]``).
     """
     _check_same_shape(probs=probs, log_probs=log_probs)
     neg_entropy = (probs * log_probs).sum(dim=-1)
-    return -(log_alpha * (neg_entropy + target_entropy).detach()).mean()
+    loss = -(log_alpha * (neg_entropy + target_entropy).detach())
+    return loss.mean() if dim is None else loss.mean(dim)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -21,10 +21,13 @@ ActFn = Callable[[torch.Tensor, bool], torch.Tensor]
 
 
 def to_env_actions(actions: torch.Tensor, action_space: gym.Space) -> np.ndarray:
-    """Tensor actions -> what the vector env accepts; Gaussian samples are clipped to the Box."""
+    """Tensor actions -> what the vector env accepts; Gaussian samples are clipped to the Box, MultiDiscrete and
+    MultiBinary actions in the space's integer dtype (MultiBinary's policy samples 0./1. floats)."""
     a = actions.detach().cpu().numpy()
     if isinstance(action_space, gym.spaces.Box):
         return np.clip(a, action_space.low, action_space.high)
+    if isinstance(action_space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+        return a.astype(action_space.dtype)
     return a
 
 

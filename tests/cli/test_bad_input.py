@@ -166,14 +166,15 @@ def _one_line_error(r, tmp_path, fragment):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["env.id=my_envs:MultiDiscreteActions"], "action space MultiDiscrete([2 3]) is not supported by any rlx algorithm; "
-                                              "allowed: Discrete(n)"),
-    (["algo=sac", "env.id=my_envs:MultiBinaryActions"], "action space MultiBinary(3) is not supported"),
-    (["env.id=my_envs:DictActions"], "action space Dict('a': Discrete(2)) is not supported"),
+    (["algo=td3", "env.id=my_envs:MultiDiscreteActions"], "algo=td3 does not support MultiDiscrete(nvec) actions "
+                                                          "(env.id=my_envs:MultiDiscreteActions: action space MultiDiscrete([2 3]))"),
+    (["algo=sac", "env.id=my_envs:MultiBinaryActions"], "algo=sac does not support MultiBinary(n) actions"),
+    (["env.id=my_envs:DictActions"], "action space Dict('a': Discrete(2)) is not supported by any rlx algorithm; "
+                                     "allowed: Discrete(n)"),
     (["algo=sac", "env.id=my_envs:UnboundedActions"], "algo=sac needs bounded actions (finite low and high)"),
     (["env.id=my_envs:DictObservations"], "observation space Dict"),
-    (["-m", "env.id=CartPole-v1,my_envs:MultiDiscreteActions"], "MultiDiscrete([2 3]) is not supported"),
-], ids=["multidiscrete", "multibinary-sac", "dict-actions", "unbounded-sac", "dict-observations", "multirun"])
+    (["-m", "env.id=my_envs:MultiDiscreteActions,my_envs:DictActions"], "Dict('a': Discrete(2)) is not supported"),
+], ids=["multidiscrete-td3", "multibinary-sac", "dict-actions", "unbounded-sac", "dict-observations", "multirun"])
 def test_a_space_no_algorithm_takes_is_one_line_before_the_run_dir(tmp_path, args, fragment):
     (tmp_path / "my_envs.py").write_text(MY_ENVS)  # importable: run_cli's cwd is on sys.path
     _one_line_error(run_cli("train", *args, *BASE, cwd=tmp_path), tmp_path, fragment)
@@ -190,8 +191,8 @@ def test_action_spaces_checked_before_a_run():
 
     obs = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
     bad = [
-        (gym.spaces.MultiDiscrete([2, 2]), "not supported by any rlx algorithm"),
-        (gym.spaces.MultiBinary(4), "not supported by any rlx algorithm"),
+        (gym.spaces.MultiDiscrete([[2, 2], [2, 2]]), "MultiDiscrete actions must be flat"),
+        (gym.spaces.MultiBinary([2, 2]), "MultiBinary actions must be flat"),
         (gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(2))), "not supported by any rlx algorithm"),
         (gym.spaces.Discrete(3, start=1), "starts at 1"),
         (gym.spaces.Box(0, 5, (2,), np.int64), "integer Box actions"),
@@ -203,7 +204,10 @@ def test_action_spaces_checked_before_a_run():
     check_action_space_kind("ppo", "x:Env", EnvSpec("x", obs, gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)))
     with pytest.raises(UserError, match="algo=td3 needs bounded actions"):
         check_action_space_kind("td3", "x:Env", EnvSpec("x", obs, gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)))
-    for good in (gym.spaces.Discrete(2), gym.spaces.Box(-2.0, 2.0, (1,), np.float32)):
+    with pytest.raises(UserError, match=re.escape("algo=sac does not support MultiDiscrete(nvec) actions")):
+        check_action_space_kind("sac", "x:Env", EnvSpec("x", obs, gym.spaces.MultiDiscrete([2, 2])))
+    for good in (gym.spaces.Discrete(2), gym.spaces.Box(-2.0, 2.0, (1,), np.float32), gym.spaces.MultiDiscrete([2, 3]),
+                 gym.spaces.MultiBinary(4)):
         check_action_space_kind("ppo", "x:Env", EnvSpec("x", obs, good))
 
 

@@ -4,7 +4,8 @@ which gymnasium envs have a batched port and when ``env.batched`` uses it.
 One module per task: ``cartpole``, ``pendulum``, ``acrobot``, ``mountain_car`` (MountainCar and
 MountainCarContinuous), each a subclass of :class:`~rlx.envs.batched.base.BatchedClassicControl` (``base``:
 seeding, time limit, same-step autoreset, checkpoint state; its docstring says why and how the semantics
-equal ``SyncVectorEnv`` over ``gym.make``). The public names of all of them are importable from here."""
+equal ``SyncVectorEnv`` over ``gym.make``), and ``novel``: their velocity-masked NoVel twins
+(:mod:`rlx.envs.novel`). The public names of all of them are importable from here."""
 from __future__ import annotations
 
 from typing import Any
@@ -15,11 +16,18 @@ from rlx.envs.batched.acrobot import BatchedAcrobot
 from rlx.envs.batched.base import F32, F64, BatchedClassicControl, VecEnv, pow2
 from rlx.envs.batched.cartpole import BatchedCartPole
 from rlx.envs.batched.mountain_car import BatchedMountainCar, BatchedMountainCarContinuous
+from rlx.envs.batched.novel import (
+    BatchedCartPoleNoVel,
+    BatchedMountainCarContinuousNoVel,
+    BatchedMountainCarNoVel,
+    BatchedPendulumNoVel,
+)
 from rlx.envs.batched.pendulum import BatchedPendulum
 from rlx.errors import UserError
 
-__all__ = ["AUTO_MIN_ENVS", "BATCHED", "F32", "F64", "BatchedAcrobot", "BatchedCartPole", "BatchedClassicControl",
-           "BatchedMountainCar", "BatchedMountainCarContinuous", "BatchedPendulum", "VecEnv", "batched_class",
+__all__ = ["AUTO_MIN_ENVS", "BATCHED", "F32", "F64", "BatchedAcrobot", "BatchedCartPole", "BatchedCartPoleNoVel",
+           "BatchedClassicControl", "BatchedMountainCar", "BatchedMountainCarContinuous", "BatchedMountainCarContinuousNoVel",
+           "BatchedMountainCarNoVel", "BatchedPendulum", "BatchedPendulumNoVel", "VecEnv", "batched_class",
            "make_batched_vec_env", "pow2", "select_batched"]
 
 # gymnasium entry point -> (batched class, the constructor kwargs whose effect it models)
@@ -30,6 +38,11 @@ BATCHED: dict[str, tuple[type[BatchedClassicControl], frozenset[str]]] = {
     "gymnasium.envs.classic_control.mountain_car:MountainCarEnv": (BatchedMountainCar, frozenset({"goal_velocity"})),
     "gymnasium.envs.classic_control.continuous_mountain_car:Continuous_MountainCarEnv": (
         BatchedMountainCarContinuous, frozenset({"goal_velocity"})),
+    # rlx.envs.novel's NoVel ids (entry points there), the same kwargs as their base envs
+    "rlx.envs.novel:cartpole_novel": (BatchedCartPoleNoVel, frozenset({"sutton_barto_reward"})),
+    "rlx.envs.novel:pendulum_novel": (BatchedPendulumNoVel, frozenset({"g"})),
+    "rlx.envs.novel:mountaincar_novel": (BatchedMountainCarNoVel, frozenset({"goal_velocity"})),
+    "rlx.envs.novel:mountaincar_continuous_novel": (BatchedMountainCarContinuousNoVel, frozenset({"goal_velocity"})),
 }
 
 
@@ -85,4 +98,5 @@ def select_batched(env_id: str, num_envs: int, kwargs: dict[str, Any] | None, re
     return cls if num_envs >= AUTO_MIN_ENVS else None
 
 
-_BATCHED_IDS = ("CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0")
+_BATCHED_IDS = ("CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0",
+                "CartPoleNoVel-v1", "PendulumNoVel-v1", "MountainCarNoVel-v0", "MountainCarContinuousNoVel-v0")

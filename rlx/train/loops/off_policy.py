@@ -70,9 +70,12 @@ def run(algo: Any, envs: VecEnv, session: OffPolicyLoopSession, device: torch.de
 
 
 def warmup_actions(envs: VecEnv, layout: Any) -> Any:
-    """Uniform random actions before learning_starts: on a Box, member k's from its own stream (its plain
-    run's, whoever shares the population); else the vector env's action space."""
+    """Uniform random actions before learning_starts: on a Box or a Discrete space, member k's from its own
+    stream (its plain run's, whoever shares the population); else the vector env's action space."""
     space = envs.single_action_space
+    if layout is not None and isinstance(space, gym.spaces.Discrete):
+        u = layout.random.uniform(envs.num_envs // layout.k).reshape(envs.num_envs).cpu().numpy()
+        return (space.start + np.minimum((u * space.n).astype(np.int64), space.n - 1)).astype(space.dtype)
     if layout is None or not isinstance(space, gym.spaces.Box):
         return envs.action_space.sample()
     shape = cast(gym.spaces.Box, space).shape

@@ -28,12 +28,14 @@ from rlx.train.session import LoopSession
 
 def run(algo: OnPolicyAlgorithm, envs: VecEnv, session: LoopSession, device: torch.device) -> Any:
     n_envs, space = envs.num_envs, envs.single_action_space
-    discrete = isinstance(space, gym.spaces.Discrete)
-    # Box observations only (rlx.envs.make.env_spec checks); continuous actions are a Box
+    # choice indices (Discrete: [], MultiDiscrete: [D]) as long; Box and MultiBinary (0./1., as the policy
+    # samples them) as float
+    integer_actions = isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete))
+    # Box observations only (rlx.envs.make.env_spec checks)
     obs_shape = cast(gym.spaces.Box, envs.single_observation_space).shape
     buffer = RolloutBuffer(
         algo.n_steps, n_envs, obs_shape,
-        () if discrete else cast(gym.spaces.Box, space).shape, torch.long if discrete else torch.float32, device,
+        tuple(space.shape or ()), torch.long if integer_actions else torch.float32, device,
         obs_dtype=torch.uint8 if stores_as_uint8(envs.single_observation_space) else torch.float32,
     )
     final_obs = torch.zeros_like(buffer.data.obs)  # where an episode was truncated: its last observation
