@@ -34,7 +34,7 @@ from rlx.networks.encoders import CNNEncoder, EncoderFactory
 from rlx.networks.flat import flatten_parameters, gather_flat_grads
 from rlx.networks.heads import GaussianPolicy, ValueNet, make_policy
 from rlx.networks.mlp import ObsNormalizer
-from rlx.networks.off_policy import MemberTanhGaussianActor
+from rlx.networks.off_policy import MemberQEnsemble, MemberTanhGaussianActor, MemberValueNet, QEnsemble, TanhGaussianActor
 from rlx.networks.recurrent import RecurrentCores
 from rlx.networks.stacked import StackedCNNEncoder, StackedMLP
 from rlx.objectives.distributions import scale_action, unscale_action
@@ -580,6 +580,21 @@ class TanhGaussianAgent(Persistent):
         """Before building member k's networks: its plain run's RNG state (no seeds: the current one)."""
         if self.seeds is not None:
             torch.manual_seed(self.seeds[k])
+
+    def build_networks(self, net: NetworkConfig, n_critics: int, value_net: bool = False
+                       ) -> tuple[MemberTanhGaussianActor, MemberQEnsemble, MemberValueNet | None]:
+        """The members' actor, Q ensemble of ``n_critics`` and (``value_net``) V net, stacked; member k's built
+        as its plain run builds them: seeded, the same RNG draws in the same order (actor, critics, V)."""
+        enc, dim = self.encoders, self.bounds.dim
+        actors, critics, values = [], [], []
+        for i in range(len(self.hps)):
+            self.seed_member(i)
+            actors.append(TanhGaussianActor(enc.features, dim, net.hidden_sizes, net.activation, encoder=enc()))
+            critics.append(QEnsemble(enc.features, dim, net.hidden_sizes, net.activation, n=n_critics, encoder=enc()))
+            if value_net:
+                values.append(ValueNet(enc.features, net.hidden_sizes, net.activation, encoder=enc()))
+        value = MemberValueNet(values).to(self.device) if value_net else None
+        return MemberTanhGaussianActor(actors).to(self.device), MemberQEnsemble(critics).to(self.device), value
 
     def active_mask(self) -> Tensor | None:
         """The members an update steps: None for all (the common case: no masking ops)."""

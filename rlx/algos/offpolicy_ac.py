@@ -31,7 +31,6 @@ from rlx.buffers.replay import Transitions
 from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
-from rlx.networks.off_policy import MemberQEnsemble, MemberTanhGaussianActor, QEnsemble, TanhGaussianActor
 from rlx.objectives.distributions import gaussian_entropy, tanh_gaussian_log_prob
 from rlx.objectives.targets import bellman_target, critic_regression_loss, leave_one_out_baseline, offpolicy_ac_policy_loss
 from rlx.optim.stacked import MemberAdam
@@ -66,14 +65,7 @@ class OffPolicyAC(TanhGaussianAgent):
         after ``torch.manual_seed(seeds[k])``, exactly as its plain run's; None: from the current RNG state."""
         hps = [hp] if isinstance(hp, OffPolicyACConfig) else list(hp)
         super().__init__(spec, hps, net, device, seeds)
-        enc = self.encoders
-        actors, critics = [], []
-        for i in range(len(hps)):  # each member built as its plain run builds it (same RNG draws, same order)
-            self.seed_member(i)
-            actors.append(TanhGaussianActor(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, encoder=enc()))
-            critics.append(QEnsemble(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, n=1, encoder=enc()))
-        self.actor = MemberTanhGaussianActor(actors).to(device)
-        self.critic = MemberQEnsemble(critics).to(device)
+        self.actor, self.critic, _ = self.build_networks(net, n_critics=1)
         self.critic_target = frozen_copy(self.critic)
         lrs = [h.lr for h in hps]
         self.actor_opt, self.critic_opt = MemberAdam(self.actor.parameters(), lrs), MemberAdam(self.critic.parameters(), lrs)

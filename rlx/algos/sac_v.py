@@ -20,8 +20,6 @@ from rlx.algos.sac import member_batch, polyak_members_
 from rlx.buffers.replay import Transitions
 from rlx.config.schema import NetworkConfig
 from rlx.envs.make import EnvSpec
-from rlx.networks.heads import ValueNet
-from rlx.networks.off_policy import MemberQEnsemble, MemberTanhGaussianActor, MemberValueNet, QEnsemble, TanhGaussianActor
 from rlx.objectives.targets import bellman_target, critic_regression_loss, sac_policy_loss, soft_value_target
 from rlx.optim.stacked import MemberAdam
 
@@ -51,16 +49,9 @@ class SACV(TanhGaussianAgent):
         after ``torch.manual_seed(seeds[k])``, exactly as its plain run's; None: from the current RNG state."""
         hps = [hp] if isinstance(hp, SACVConfig) else list(hp)
         super().__init__(spec, hps, net, device, seeds)
-        enc = self.encoders
-        actors, critics, values = [], [], []
-        for i in range(len(hps)):  # each member built as its plain run builds it (same RNG draws, same order)
-            self.seed_member(i)
-            actors.append(TanhGaussianActor(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, encoder=enc()))
-            critics.append(QEnsemble(enc.features, self.bounds.dim, net.hidden_sizes, net.activation, n=2, encoder=enc()))
-            values.append(ValueNet(enc.features, net.hidden_sizes, net.activation, encoder=enc()))
-        self.actor = MemberTanhGaussianActor(actors).to(device)
-        self.critic = MemberQEnsemble(critics).to(device)
-        self.value = MemberValueNet(values).to(device)
+        self.actor, self.critic, value = self.build_networks(net, n_critics=2, value_net=True)
+        assert value is not None
+        self.value = value
         self.value_target = frozen_copy(self.value)
         lrs = [h.lr for h in hps]
         self.actor_opt = MemberAdam(self.actor.parameters(), lrs)
