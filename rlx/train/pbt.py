@@ -41,7 +41,8 @@ DEFAULT_BOUNDS: dict[str, tuple[float, float]] = {
     "lr": (1e-6, 1e-1), "critic_lr": (1e-6, 1e-1), "gamma": (0.8, 0.9999), "gae_lambda": (0.5, 1.0),
     "clip_eps": (0.02, 0.5), "ent_coef": (0.0, 0.1), "vf_coef": (0.05, 2.0), "max_grad_norm": (0.05, 10.0),
     "target_kl": (1e-3, 0.5), "tau": (1e-4, 1.0), "noise_std": (0.0, 1.0), "target_policy_noise": (0.0, 1.0),
-    "target_noise_clip": (0.0, 1.0),
+    "target_noise_clip": (0.0, 1.0), "target_entropy_scale": (0.05, 1.0), "max_kl": (1e-4, 0.1), "cg_damping": (1e-4, 1.0),
+    "line_search_shrink": (0.1, 0.95), "rms_alpha": (0.9, 0.9999),
 }
 # member keys that cannot change mid-run: switches, and values used only when the networks are built
 NOT_MUTABLE = ("anneal_lr", "anneal_clip", "log_std_init", "alpha", "noise_std")
