@@ -306,7 +306,7 @@ def test_bad_places_and_overrides_are_one_line(finished_run, tmp_path, args, fra
 def test_small_things_users_notice(finished_run, tmp_path):
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("rlx ")
-    r = run_cli("list")
+    r = run_cli("list", env={"COLUMNS": "200"})  # wide: at 80 columns rich wraps the hint inside its cell
     assert "pip install 'rlx[mujoco]'" in r.stdout
     assert validate(["algo.gamma=0"]).algo.gamma == 0  # a valid discount
     videos = tmp_path / "videos"
