@@ -237,8 +237,11 @@ def _tree_memory(pid: int) -> tuple[float, float]:
 def measure(side: str, a: argparse.Namespace) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--side", side, "--members", str(a.members), "--steps", str(a.steps),
            "--interval", str(a.interval), "--eval-every", str(a.eval_every), "--episodes", str(a.episodes)]
-    with tempfile.TemporaryFile("w+") as log:
+    with tempfile.TemporaryFile("w+") as log, tempfile.TemporaryDirectory(prefix="rlxbenchhome") as home:
         env = {**ENV, "PYTHONPATH": f"{REPO}{os.pathsep}{RAY_DEPS}"} if side == "ray" and Path(RAY_DEPS).is_dir() else ENV
+        # Ray's local instance writes ~/.ray/auth_token, after which a `ray start` head (tests/ray, the
+        # ray_cluster launcher) refuses this user's clients (InvalidAuthToken): the Ray side gets its own HOME
+        env = {**env, "HOME": home} if side == "ray" else env
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
         peak = [0.0, 0.0]
         load0 = os.getloadavg()[0]
