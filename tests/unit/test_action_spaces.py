@@ -4,7 +4,6 @@ the one-line refusal of the algorithms that do not take them."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
 
 import gymnasium as gym
@@ -22,7 +21,7 @@ from rlx.config.compose import compose_config
 from rlx.config.schema import NetworkConfig
 from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
-from rlx.members import MemberRandom, member_state
+from rlx.members import MemberRandom
 from rlx.networks.heads import BernoulliPolicy, MultiCategoricalPolicy, make_policy
 from rlx.networks.stacked import StackedMLP
 from rlx.objectives.distributions import (
@@ -34,6 +33,7 @@ from rlx.objectives.distributions import (
 )
 from rlx.train.driver import train
 from tests.conftest import run_cli
+from tests.unit.test_population import state_equals_members, update_equals_members
 
 CPU = torch.device("cpu")
 NET = NetworkConfig(hidden_sizes=[16, 16])
@@ -211,10 +211,6 @@ def _rollout(k: int, n: int, t: int, space: gym.Space, seed: int) -> Rollout:
                    done=done, next_values=torch.randn(t, m, generator=g))
 
 
-def _member_rollout(r: Rollout, i: int, n: int) -> Rollout:
-    return Rollout(**{f.name: getattr(r, f.name)[:, i * n : (i + 1) * n].clone() for f in dataclasses.fields(r)})
-
-
 @pytest.mark.parametrize("algo", ["ppo", "a2c"])
 def test_a_population_of_two_on_multi_discrete_equals_each_members_own_run(algo):
     """2 members (different lr, entropy bonus, clip) acting and updating as one population == each member's
@@ -240,17 +236,8 @@ def test_a_population_of_two_on_multi_discrete_equals_each_members_own_run(algo)
         torch.testing.assert_close(v, values[i * n : (i + 1) * n])
     for step in range(2):
         r = _rollout(k, n, t, MULTI_DISCRETE.action_space, seed=step)
-        pop_metrics = pop.update(r, progress=0.25 * step)
-        for i, single in enumerate(singles):
-            (metrics,) = single.update(_member_rollout(r, i, n), progress=0.25 * step)
-            for key, value in metrics.items():
-                assert pop_metrics[i][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (i, key)
-    for i, single in enumerate(singles):
-        mine, theirs = single.state_dict(), member_state(pop.state_dict(), i, k)
-        for (name, a), b in zip(mine["model"].items(), theirs["model"].values(), strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"member {i} {name}")
-        for name, value in mine["optimizer"]["state"].items():
-            torch.testing.assert_close(value, theirs["optimizer"]["state"][name], rtol=1e-5, atol=1e-7)
+        update_equals_members(pop, singles, r, n, progress=0.25 * step)
+    state_equals_members(pop, singles)
 
 
 # ------------------------------------------------------------------------------------------------ refusals

@@ -40,6 +40,26 @@ def _member_rollout(r: Rollout, k: int, n: int) -> Rollout:
     return Rollout(**{f.name: getattr(r, f.name)[:, k * n : (k + 1) * n].clone() for f in dataclasses.fields(r)})
 
 
+def update_equals_members(pop, singles, r: Rollout, n: int, progress: float) -> None:
+    """One population update on ``r`` == each single member's update on its own ``n`` envs' columns (metrics)."""
+    pop_metrics = pop.update(r, progress=progress)
+    for i, single in enumerate(singles):
+        (metrics,) = single.update(_member_rollout(r, i, n), progress=progress)
+        for key, value in metrics.items():
+            assert pop_metrics[i][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (i, key)
+
+
+def state_equals_members(pop, singles) -> None:
+    """Each single member's weights and optimizer state == its rows of the population's."""
+    k = len(singles)
+    for i, single in enumerate(singles):
+        mine, theirs = single.state_dict(), member_state(pop.state_dict(), i, k)
+        for (name, a), b in zip(mine["model"].items(), theirs["model"].values(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"member {i} {name}")
+        for name, value in mine["optimizer"]["state"].items():  # Adam's moments / RMSprop's square average
+            torch.testing.assert_close(value, theirs["optimizer"]["state"][name], rtol=1e-5, atol=1e-7)
+
+
 MEMBERS = [  # every per-member knob differs; member 1 is clipped hard, member 2 stops its epochs on KL
     dict(lr=3e-4, clip_eps=0.1, gamma=0.99, gae_lambda=0.95, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5),
     dict(lr=1e-3, clip_eps=0.3, gamma=0.9, gae_lambda=0.5, ent_coef=0.01, vf_coef=1.0, max_grad_norm=0.01, anneal_lr=True),
@@ -84,18 +104,11 @@ def test_a_population_update_equals_each_members_own_update(algo, env_id):
         pop.explore(r.obs[0])  # the normalizers see the same observations too
         for i, single in enumerate(singles):
             single.explore(r.obs[0, i * n : (i + 1) * n])
-        pop_metrics = pop.update(r, progress=0.25 * step)
-        for i, single in enumerate(singles):
-            (metrics,) = single.update(_member_rollout(r, i, n), progress=0.25 * step)
-            for key, value in metrics.items():
-                assert pop_metrics[i][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (i, key)
+        update_equals_members(pop, singles, r, n, progress=0.25 * step)
+    state_equals_members(pop, singles)
     for i, single in enumerate(singles):
-        mine, theirs = single.state_dict(), member_state(pop.state_dict(), i, k)
-        for (name, a), b in zip(mine["model"].items(), theirs["model"].values(), strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"member {i} {name}")
-        for name, value in mine["optimizer"]["state"].items():  # Adam's moments / RMSprop's square average
-            torch.testing.assert_close(value, theirs["optimizer"]["state"][name], rtol=1e-5, atol=1e-7)
-        torch.testing.assert_close(mine["optimizer"]["step"], theirs["optimizer"]["step"])
+        theirs = member_state(pop.state_dict(), i, k)
+        torch.testing.assert_close(single.state_dict()["optimizer"]["step"], theirs["optimizer"]["step"])
     if algo == "ppo":  # member 2 (target_kl) stopped early: fewer Adam steps than member 0's 2 updates x 3 epochs
         steps = pop.state_dict()["optimizer"]["step"]
         assert steps[0] == 6 and steps[2] < 6
