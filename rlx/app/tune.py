@@ -33,7 +33,7 @@ from rlx.errors import UserError
 
 STUDY_FILE = "tune.yaml"  # what a --resume needs: search space, fixed overrides, tune settings
 # Only these may change on --resume (they do not change what a trial is).
-RESUMABLE = ("trials", "n_jobs", "pruner", "startup_trials", "warmup_evals", "top_k", "confirm_seeds")
+RESUMABLE = ("trials", "n_jobs", "pruner", "startup_trials", "warmup_evals", "top_k", "confirm_seeds", "population")
 MIN_OPTUNA = (4, 0)  # what CI tests (the tune and test extras); hydra-optuna-sweeper (rlx[optuna]) pins optuna<3
 INTERVAL_TAGS = ("log", "int")  # tag(log, interval(...)), tag(int, interval(...)); Hydra accepts any tag name
 
@@ -54,10 +54,15 @@ class TuneConfig:
     top_k: int = param(3, ge=1, help="best completed trials re-run over confirm_seeds seeds")
     confirm_seeds: int = param(3, ge=0, help="fresh seeds per confirmation (0: no confirmation)")
     trial_seeds: int = param(1, ge=1, help="runs per trial (seed, seed+1, ...); the objective is their mean final eval return")
+    population: int = param(1, ge=1, help="trials asked at once and trained as one population (a member is its trial's "
+                                          "run); a pruned trial's member is masked, the others go on")
 
 
 def check_tune(t: TuneConfig) -> None:
     """What the pruner needs from a trial: a learning curve (one seed) or paired per-seed results (several)."""
+    if t.population > 1 and t.trial_seeds > 1:
+        raise UserError(f"tune.population={t.population} trains each trial as one member (one seed); with tune.trial_seeds="
+                        f"{t.trial_seeds} use tune.population=1")
     if t.pruner == "wilcoxon" and t.trial_seeds < 2:
         raise UserError("tune.pruner=wilcoxon compares a trial with the best one seed by seed; give tune.trial_seeds >= 2 "
                         "(e.g. tune.trial_seeds=5)")
@@ -270,12 +275,35 @@ def plan_study(args: list[str]) -> Plan:
     check_tune(tune)
     fixed, space = parse_space(run)
     validate([*fixed, *(f"{d.key}={d.end_points()}" for d in space)])
+    check_population_space(fixed, space, tune.population)
     if study_dir is None:  # timestamped like a sweep dir; made unique when the study starts
         return Plan(fixed, space, tune, Path(f"{resolve_sweep_dir(fixed)}_tune"), timestamped=True)
     path = Path(study_dir)
     if (path / STUDY_FILE).exists():
         raise UserError(f"{path} already holds a study; continue it with `rlx tune --resume {path}` or choose another hydra.sweep.dir")
     return Plan(fixed, space, tune, path)
+
+
+def check_population_space(fixed: list[str], space: list[Dimension], population: int) -> None:
+    """tune.population=K > 1: trials share one population, so the algorithm needs a member dimension and every
+    searched key must be one its members may differ in (its ``member_keys``)."""
+    if population <= 1:
+        return
+    from omegaconf import OmegaConf
+
+    from rlx.config.compose import compose_config
+    from rlx.train.population import COMMON_MEMBER_KEYS, member_keys, population_algos
+
+    algo = str(OmegaConf.select(compose_config(fixed), "algo.name"))
+    keys = member_keys(algo)
+    if not keys:
+        raise UserError(f"tune.population={population}: algo={algo} has no member dimension; algorithms that do: "
+                        f"{', '.join(population_algos())} (or tune.population=1)")
+    allowed = (*COMMON_MEMBER_KEYS, *keys)
+    for d in space:
+        if d.key.lstrip("+") not in allowed:
+            raise UserError(f"tune.population={population}: {d.key} cannot differ within one population of {algo}; keys "
+                            f"that can: {', '.join(k for k in keys)} (or tune.population=1)")
 
 
 # --------------------------------------------------------------------------- the study
@@ -303,8 +331,10 @@ def _make_study(plan: Plan, worker: int = 0, load: bool = False) -> Any:
             except KeyError:
                 raise UserError(f"no study {plan.study_name!r} in {plan.storage_url}") from None
         seed = t.seed + 1000 * worker + existing  # parallel workers and resumed studies must not replay one sequence
-        sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=t.startup_trials) if t.sampler == "tpe"
-                   else optuna.samplers.RandomSampler(seed=seed))
+        # constant_liar: trials asked together (a population, parallel jobs) do not all sample the same point
+        sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=t.startup_trials,
+                                              constant_liar=t.population > 1 or t.n_jobs > 1)
+                   if t.sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed))
         if t.pruner == "median":
             pruner = optuna.pruners.MedianPruner(n_startup_trials=t.startup_trials, n_warmup_steps=t.warmup_evals + 1)
         elif t.pruner == "hyperband":
@@ -466,19 +496,11 @@ def _trial(plan: Plan, trial: Any) -> float:
     reported = _take_over(plan, trial, run_dir)
     n = plan.tune.trial_seeds
     if n == 1:
-        evals = {"n": reported}
-
-        def report(env_steps: int, value: float) -> str | None:
-            evals["n"] += 1  # step = eval number: aligned across trials whatever their batch sizes
-            trial.report(value, evals["n"])
-            return "pruned" if trial.should_prune() else None
-
-        summary = _start_or_continue([*plan.fixed, *shown], run_dir, shown, report)
+        summary = _start_or_continue([*plan.fixed, *shown], run_dir, shown, _pruning_hook(trial, reported))
         status = summary.get("status")
         if status == "stopped":  # SIGINT/SIGTERM: stop the study; --resume continues this trial
             _stopped(plan, trial, summary, label)
-        _say(f"trial {trial.number}: {status}" + (f", eval return {summary['eval_return_mean']:.2f} at {summary['env_steps']:,} steps"
-                                                  if status in ("ok", "pruned") else f": {summary.get('error')}") + "  " + label)
+        _say_outcome(trial, summary, label)
         if status == "pruned":
             raise optuna.TrialPruned()
         if status != "ok":
@@ -508,6 +530,132 @@ def _trial(plan: Plan, trial: Any) -> float:
     _say(f"trial {trial.number}: ok, mean eval return {mean:.2f} over seeds {first}..{first + n - 1} "
          f"({', '.join(f'{r:.1f}' for r in returns)})  {label}")
     return mean
+
+
+def _pruning_hook(trial: Any, reported: int) -> Any:
+    """A one-seed trial's periodic evals reported to the pruner; "pruned" stops its run (a member: masked)."""
+    evals = {"n": reported}
+
+    def report(env_steps: int, value: float) -> str | None:
+        evals["n"] += 1  # step = eval number: aligned across trials whatever their batch sizes
+        trial.report(value, evals["n"])
+        return "pruned" if trial.should_prune() else None
+
+    return report
+
+
+def _say_outcome(trial: Any, summary: dict[str, Any], label: str) -> None:
+    status = summary.get("status")
+    _say(f"trial {trial.number}: {status}" + (f", eval return {summary['eval_return_mean']:.2f} at {summary['env_steps']:,} steps"
+                                              if status in ("ok", "pruned") else f": {summary.get('error')}") + "  " + label)
+
+
+def _run_members(fixed: list[str], members: list[tuple[list[str], Path, Any]]) -> list[dict[str, Any]]:
+    """Runs trained as populations, each to its end as :func:`_start_or_continue` takes one: (overrides shown,
+    run dir, eval hook) each; a finished run is kept, stopped ones continue from their checkpoints as one job,
+    the rest start afresh as another (member k = that run as it would train alone). Their summaries, in order."""
+    from rlx.config.compose import compose_run_config
+    from rlx.train.driver import CONTINUE_HINT, resume_job, train_job
+    from rlx.train.run import write_summary
+
+    summaries: dict[Path, dict[str, Any]] = {}
+    resumed, fresh = [], []
+    for shown, run_dir, hook in members:
+        summary = _summary(run_dir)
+        if summary.get("status") in ("ok", "pruned"):
+            summaries[run_dir] = summary
+        elif summary.get("status") == "stopped" and (run_dir / "checkpoints" / "last.pt").is_file():
+            resumed.append((shown, run_dir, hook))
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            _write_overrides(run_dir, shown)
+            fresh.append((shown, run_dir, hook))
+    study = next((p.parent for p in members[0][1].parents if p.name in ("trials", "confirm")), members[0][1].parent)
+    hint = CONTINUE_HINT.set(f"rlx tune --resume {study}")  # stopped members go on with their study
+    try:
+        for group, resume in ((resumed, True), (fresh, False)):
+            if not group:
+                continue
+            dirs, hooks = [d for _, d, _ in group], [h for _, _, h in group]
+            try:
+                if resume:
+                    outcomes = resume_job(dirs, skip_broken=True, eval_hooks=hooks)
+                else:
+                    cfgs = []
+                    for shown, _, _ in group:
+                        cfg, _ = compose_run_config([*fixed, *shown])  # what `rlx train OVERRIDES` trains
+                        cfg.logger.wandb.group = cfg.logger.wandb.group or study.name  # one W&B group per study
+                        cfgs.append(cfg)
+                    outcomes = train_job(cfgs, dirs, eval_hooks=hooks)
+                if len(outcomes) == len(dirs):
+                    summaries.update(zip(dirs, outcomes, strict=True))
+            except Exception as e:  # the whole job failed (K=1, or a fault before any member trained)
+                for d in dirs:
+                    if not (d / "summary.json").is_file():
+                        write_summary(d, {"status": "failed", "error": f"{type(e).__name__}: {e}"})
+    finally:
+        CONTINUE_HINT.reset(hint)
+    return [summaries.get(d) or _summary(d) or {"status": "failed", "error": "no summary"} for _, d, _ in members]
+
+
+def _population_round(plan: Plan, study: Any, count: int) -> None:
+    """``tune.population``: ask ``count`` trials at once (Optuna's ask/tell; queued continuations of stopped
+    trials first), train them as one population (member k = trial k's ordinary run in trials/<number>/, as
+    it would run alone), prune a trial by masking its member (its envs step on, its updates stop), then tell
+    each outcome."""
+    from optuna.trial import TrialState
+
+    with warnings.catch_warnings():  # rlx runs the heartbeat study.optimize would (_heartbeats), for asked trials
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        trials = [study.ask() for _ in range(count)]
+    with _heartbeats(study, trials):
+        members, labels = [], []
+        for trial in trials:
+            shown = [f"{d.key}={d.suggest(trial)}" for d in plan.space]
+            run_dir = plan.study_dir / "trials" / str(trial.number)
+            trial.set_user_attr("run_dir", str(run_dir))
+            members.append((shown, run_dir, _pruning_hook(trial, _take_over(plan, trial, run_dir))))
+            labels.append(" ".join(shown))
+        _say(f"population of {count}: trial(s) {', '.join(str(t.number) for t in trials)}")
+        summaries = _run_members(plan.fixed, members)
+        stopped = None
+        for trial, summary, label in zip(trials, summaries, labels, strict=True):
+            status = summary.get("status")
+            if status == "stopped":
+                stopped = str(summary.get("stopped_by") or "SIGINT")
+                trial.set_user_attr(STOPPED, stopped)
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            _say_outcome(trial, summary, label)
+            if status == "ok":
+                study.tell(trial, float(summary["eval_return_mean"]))
+            elif status == "pruned":
+                study.tell(trial, state=TrialState.PRUNED)
+            else:
+                trial.set_user_attr("error", str(summary.get("error")))
+                study.tell(trial, state=TrialState.FAIL)
+    if stopped is not None:
+        _signals.append(stopped)
+        _say(f"trial(s) {', '.join(str(t.number) for t in trials)}: stopped by {stopped}, checkpoints saved; `rlx tune "
+             f"--resume {plan.study_dir}` continues them from there (not `rlx resume`, which would finish the runs "
+             "outside the study)")
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _heartbeats(study: Any, trials: list[Any]) -> Iterator[None]:
+    """What ``study.optimize`` does for each of its trials, for trials asked by hand: a heartbeat, so that the
+    trials of a killed process are failed (not left running) on the next start."""
+    with contextlib.ExitStack() as stack:
+        try:
+            from optuna.storages._heartbeat import get_heartbeat_thread  # internal; in Optuna 3.x to 5.x
+        except ImportError:  # pragma: no cover - a later Optuna moved it: trials then go without heartbeats
+            yield
+            return
+        for trial in trials:
+            stack.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))  # type: ignore[arg-type]
+        yield
 
 
 def _objective(plan: Plan) -> Any:
@@ -556,6 +704,13 @@ def _trial_worker(study_dir: str, worker: int = 0) -> None:
     plan = Plan.load(Path(study_dir), {})
     torch.set_num_threads(1)
     study = _make_study(plan, worker, load=True)
+    if plan.tune.population > 1:
+        while (count := min(plan.tune.population, _waiting(study) + max(0, plan.tune.trials - len(_held(study))))) > 0:
+            with _experimental_ok():
+                optuna = _require_optuna()
+                optuna.storages.fail_stale_trials(study)  # as study.optimize does before each trial
+            _population_round(plan, study, count)
+        return
     objective = _objective(plan)
     while _waiting(study) or len(_held(study)) < plan.tune.trials:
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
@@ -616,8 +771,14 @@ def confirm(plan: Plan, study: Any, base_seed: int, pool: Any = None) -> tuple[l
     # (fixed, searched params + seed, run dir): the report groups runs by the params, seeds aggregated
     jobs = [(plan.fixed, [*_params_overrides(plan, t), f"seed={seed}"], str(root / f"trial{t.number}-seed{seed}"))
             for t in top for seed in seeds]
-    _say(f"confirming the top {len(top)} trial(s) over seeds {', '.join(map(str, seeds))} ({len(jobs)} runs)")
-    statuses = _parallel(_confirm_job, jobs, pool)
+    _say(f"confirming the top {len(top)} trial(s) over seeds {', '.join(map(str, seeds))} ({len(jobs)} runs"
+         + (f", in populations of up to {plan.tune.population})" if plan.tune.population > 1 else ")"))
+    if plan.tune.population > 1:  # the confirmation runs differ only in member keys and seeds: populations too
+        size = plan.tune.population
+        chunks = [[(params, Path(d), None) for _, params, d in jobs[i:i + size]] for i in range(0, len(jobs), size)]
+        statuses = [str(s.get("status", "failed")) for chunk in chunks for s in _run_members(plan.fixed, chunk)]
+    else:
+        statuses = _parallel(_confirm_job, jobs, pool)
     if "stopped" in statuses:  # Ctrl-C/SIGTERM: --resume keeps the finished runs and continues the stopped ones
         raise KeyboardInterrupt
     write_report(root)

@@ -51,7 +51,7 @@ from rlx.train.run import (
     truncate_metrics,
     write_summary,
 )
-from rlx.train.session import NonFiniteError
+from rlx.train.session import EvalHook, NonFiniteError
 
 # what the end of a stopped job tells the user to run next (None: `rlx resume DIR`); rlx tune sets its own
 CONTINUE_HINT: contextvars.ContextVar[str | None] = contextvars.ContextVar("rlx_continue_hint", default=None)
@@ -68,11 +68,14 @@ def train(cfg: DictConfig | Mapping[str, Any], run_dir: str | Path) -> dict[str,
     return train_job([cfg], [run_dir])[0]
 
 
-def train_job(cfgs: Sequence[DictConfig | Mapping[str, Any]], run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+def train_job(cfgs: Sequence[DictConfig | Mapping[str, Any]], run_dirs: Sequence[str | Path],
+              eval_hooks: Sequence[EvalHook | None] | None = None) -> list[dict[str, Any]]:
     """Train ``cfgs`` as one job, member k into ``run_dirs[k]``. K > 1: one population (equal
     :func:`~rlx.train.population.population_group_key`); returns every member's summary (a failed member:
     status "failed", the others go on). Every dir is locked for the whole job; a dir that already holds a
-    run is refused unless ``overwrite=true``. Bad input: UserError before anything is written."""
+    run is refused unless ``overwrite=true``. Bad input: UserError before anything is written.
+    ``eval_hooks[k]``: member k's own periodic-eval hook (rlx tune's trial k), besides :data:`EVAL_HOOKS`;
+    a hook that returns a reason ("pruned") stops that member alone, the others go on."""
     if not cfgs or len(cfgs) != len(run_dirs):
         raise ValueError(f"train_job: {len(cfgs)} configs for {len(run_dirs)} run dirs")
     configs = []
@@ -92,11 +95,11 @@ def train_job(cfgs: Sequence[DictConfig | Mapping[str, Any]], run_dirs: Sequence
         for d, s in zip(dirs, settings, strict=True):
             locks.enter_context(RunDirLock(d))
             claim_fresh(d, s.run.overwrite)
-        return _run_job(configs, settings, dirs, None)
+        return _run_job(configs, settings, dirs, None, eval_hooks)
 
 
 def _run_job(configs: list[dict], settings: list[Settings], dirs: list[Path],
-             resumes: list[dict] | None) -> list[dict[str, Any]]:
+             resumes: list[dict] | None, eval_hooks: Sequence[EvalHook | None] | None = None) -> list[dict[str, Any]]:
     """The job itself, in dirs this process has locked (``resumes``: the members' loaded last.pt)."""
     s0, k = settings[0], len(settings)
     for config, d in zip(configs, dirs, strict=True):
@@ -129,8 +132,11 @@ def _run_job(configs: list[dict], settings: list[Settings], dirs: list[Path],
                                 resumes[i] if resumes else None, stack, lambda: exit_code, progress=i == 0,
                                 evaluator=None if evaluations is None else evaluations.member(i))
                     for i, (s, c, d) in enumerate(zip(settings, configs, dirs, strict=True))]
-        for session, s in zip(sessions, settings, strict=True):
+        for i, (session, s) in enumerate(zip(sessions, settings, strict=True)):
             session.save_buffer = s.checkpoint.save_buffer
+            hook = eval_hooks[i] if eval_hooks is not None else None
+            if hook is not None:
+                session.eval_hooks.append(hook)
             for w in env_warnings:
                 session.logger.message(f"rlx: warning: env checker ({spec.id}): {w}")
         if resumes:
@@ -298,11 +304,13 @@ def _status(run_dir: Path) -> str | None:
         return None
 
 
-def resume_job(run_dirs: Sequence[str | Path], overrides: Sequence[str] = (), skip_broken: bool = False) -> list[dict[str, Any]]:
+def resume_job(run_dirs: Sequence[str | Path], overrides: Sequence[str] = (), skip_broken: bool = False,
+               eval_hooks: Sequence[EvalHook | None] | None = None) -> list[dict[str, Any]]:
     """Continue these runs as one job from their ``checkpoints/last.pt``, each with its own config plus the
     same safe overrides (:data:`rlx.train.run.RESUMABLE_KEYS`), every dir locked first. ``skip_broken``: a
     member whose checkpoint is missing or unreadable is reported and left out, the others go on (else:
-    UserError); members that already trained their total_steps are left out too."""
+    UserError); members that already trained their total_steps are left out too. ``eval_hooks[k]``: as in
+    :func:`train_job`, for ``run_dirs[k]``."""
     from rlx.rundir.checkpoint import load_checkpoint, step_checkpoint_hint
 
     dirs = [Path(d) for d in run_dirs]
@@ -338,4 +346,5 @@ def resume_job(run_dirs: Sequence[str | Path], overrides: Sequence[str] = (), sk
             check_population(configs)
         for d, state, _ in kept:
             truncate_metrics(d / "metrics.jsonl", state["env_steps"])
-        return _run_job(configs, settings, [d for d, _, _ in kept], [s for _, s, _ in kept])
+        hooks = None if eval_hooks is None else [dict(zip(dirs, eval_hooks, strict=True))[d] for d, _, _ in kept]
+        return _run_job(configs, settings, [d for d, _, _ in kept], [s for _, s, _ in kept], hooks)
