@@ -5,17 +5,13 @@ its experimental warnings; and bad input that fails fast."""
 import fcntl
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 import warnings
 
 import pytest
 import yaml
 
 from rlx.errors import UserError
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_until
 
 optuna = pytest.importorskip("optuna")
 from rlx.app.tune import Dimension, parse_space, plan_study  # noqa: E402
@@ -213,14 +209,8 @@ def test_a_stopped_trial_continues_from_its_checkpoint_when_the_study_resumes(tm
     and exit 143; --resume queues a trial with the same params that takes over the run dir, reports the evals again
     and continues the run from its checkpoint to total_steps; the stopped trial is not counted twice."""
     d = tmp_path / "s"
-    p = subprocess.Popen([sys.executable, "-c", "from rlx.app.cli import main; main()", "tune", *FAST, "total_steps=8192",
-                          "eval.every=512", "tune.trials=1", "tune.confirm_seeds=0", f"hydra.sweep.dir={d}"],
-                         cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    metrics, deadline = d / "trials" / "0" / "metrics.jsonl", time.monotonic() + 300
-    while not (metrics.is_file() and "eval_return_mean" in metrics.read_text()):
-        assert p.poll() is None and time.monotonic() < deadline, p.communicate()[1]
-        time.sleep(0.05)
-    p.send_signal(signal.SIGTERM)
+    p = run_cli_until(d / "trials" / "0" / "metrics.jsonl", "eval_return_mean", "tune", *FAST, "total_steps=8192",
+                      "eval.every=512", "tune.trials=1", "tune.confirm_seeds=0", f"hydra.sweep.dir={d}", cwd=tmp_path)
     err = p.communicate(timeout=300)[1]
     assert p.returncode == 143, err
     assert err.strip().splitlines()[-1] == (f"rlx tune: stopped by SIGTERM; continue the study with: rlx tune --resume {d} "

@@ -4,15 +4,11 @@ is masked at its eval while the others train on; a SIGTERM stops the whole popul
 --resume continues every stopped trial from it; keys that cannot vary within a population are refused up front."""
 import json
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from rlx.errors import UserError
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_until
 
 optuna = pytest.importorskip("optuna")
 from rlx.app import tune as tune_module  # noqa: E402
@@ -40,7 +36,7 @@ def _metrics(run_dir):
 
 def _assert_same_run(member, alone):
     assert len(member) == len(alone) > 0
-    for m, a in zip(member, alone):
+    for m, a in zip(member, alone, strict=True):
         assert m.keys() == a.keys()
         assert {k: m[k] for k in EXACT if k in m} == {k: a[k] for k in EXACT if k in a}
         for k in m.keys() - set(EXACT):
@@ -77,15 +73,9 @@ def test_population_trials_are_the_trials_run_alone_and_a_pruned_member_is_maske
 
 def test_a_stopped_population_continues_every_trial_from_its_checkpoint(tmp_path):
     d = tmp_path / "s"
-    p = subprocess.Popen([sys.executable, "-c", "from rlx.app.cli import main; main()", "tune", *RUN[:-2],
-                          "algo.clip_eps=interval(0.1,0.3)", "total_steps=8192", "tune.sampler=random", "tune.trials=2",
-                          "tune.population=2", "tune.confirm_seeds=0", f"hydra.sweep.dir={d}"],
-                         cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    metrics, deadline = d / "trials" / "1" / "metrics.jsonl", time.monotonic() + 300
-    while not (metrics.is_file() and "eval_return_mean" in metrics.read_text()):
-        assert p.poll() is None and time.monotonic() < deadline, p.communicate()[1]
-        time.sleep(0.05)
-    p.send_signal(signal.SIGTERM)
+    p = run_cli_until(d / "trials" / "1" / "metrics.jsonl", "eval_return_mean", "tune", *RUN[:-2],
+                      "algo.clip_eps=interval(0.1,0.3)", "total_steps=8192", "tune.sampler=random", "tune.trials=2",
+                      "tune.population=2", "tune.confirm_seeds=0", f"hydra.sweep.dir={d}", cwd=tmp_path)
     err = p.communicate(timeout=300)[1]
     assert p.returncode == 143, err
     assert f"trial(s) 0, 1: stopped by SIGTERM, checkpoints saved; `rlx tune --resume {d}` continues them" in err
