@@ -132,7 +132,10 @@ class Plan:
                 raise UserError(f"tune.{key} cannot change on --resume; allowed: {', '.join('tune.' + k for k in RESUMABLE)}")
         tune = build(TuneConfig, {**data["tune"], **tune_overrides}, "tune")
         check_tune(tune)
-        return cls(list(data["fixed"]), [Dimension(**d) for d in data["space"]], tune, study_dir)
+        plan = cls(list(data["fixed"]), [Dimension(**d) for d in data["space"]], tune, study_dir)
+        if "population" in tune_overrides:  # a study resumed as a population: its space must fit one
+            check_population_space(plan.fixed, plan.space, tune.population)
+        return plan
 
 
 # --------------------------------------------------------------------------- parsing and validation

@@ -108,3 +108,13 @@ def test_bad_population_settings_are_one_line_before_any_trial(args, fragment, t
     with pytest.raises(UserError, match=re.escape(fragment)):
         tune_module.plan_study([*args, f"hydra.sweep.dir={tmp_path / 's'}"])
     assert not (tmp_path / "s").exists()
+
+
+def test_a_study_resumed_as_a_population_must_search_member_keys(tmp_path):
+    from rlx.app.tune import Dimension, Plan, TuneConfig
+
+    plan = Plan(["algo=ppo"], [Dimension("algo.n_epochs", "categorical", choices=["5", "10"])], TuneConfig(), tmp_path)
+    plan.save()
+    assert Plan.load(tmp_path, {"trials": 30}).tune.trials == 30
+    with pytest.raises(UserError, match=re.escape("tune.population=4: algo.n_epochs cannot differ within one population")):
+        Plan.load(tmp_path, {"population": 4})
