@@ -14,13 +14,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, overload
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from rlx.buffers.rollout import Rollout
+from rlx.networks.dict_obs import Obs, obs_map
 from rlx.networks.mlp import ObsNormalizer
 from rlx.networks.stacked import StackedMLP
 
@@ -191,14 +192,23 @@ class Members:
 
     # -- rollouts ------------------------------------------------------------------------------------
     def per_member(self, rollout: Rollout) -> Rollout:
-        """``[T, K*N, ...]`` fields -> ``[T, K, N, ...]`` views."""
-        return Rollout(**{f.name: (lambda x: x.reshape(x.shape[0], self.k, -1, *x.shape[2:]))(getattr(rollout, f.name))
-                          for f in dataclasses.fields(rollout)})
+        """``[T, K*N, ...]`` fields -> ``[T, K, N, ...]`` views (a Dict observation: each key's)."""
+        def split(x: Tensor) -> Tensor:
+            return x.reshape(x.shape[0], self.k, -1, *x.shape[2:])
 
+        fields: dict[str, Any] = {f.name: obs_map(split, getattr(rollout, f.name)) for f in dataclasses.fields(rollout)}
+        return Rollout(**fields)
+
+    @overload
     @staticmethod
-    def member_major(x: Tensor) -> Tensor:
-        """``[T, K, N, ...]`` -> ``[K, T*N, ...]`` (member k's samples in time-major order)."""
-        return x.movedim(1, 0).reshape(x.shape[1], -1, *x.shape[3:])
+    def member_major(x: Tensor) -> Tensor: ...
+    @overload
+    @staticmethod
+    def member_major(x: Obs) -> Obs: ...
+    @staticmethod
+    def member_major(x: Obs) -> Obs:
+        """``[T, K, N, ...]`` -> ``[K, T*N, ...]`` (member k's samples in time-major order; a Dict observation: each key's)."""
+        return obs_map(lambda v: v.movedim(1, 0).reshape(v.shape[1], -1, *v.shape[3:]), x)
 
     def minibatches(self, n: int, batch_size: int, advance: Tensor | None = None) -> Iterator[Tensor | slice]:
         """Index minibatches over each member's ``n`` samples, ``[K, B]`` (member k's own shuffle, from its
@@ -210,12 +220,16 @@ class Members:
         for start in range(0, n, batch_size):
             yield perm[:, start : start + batch_size]
 
-    def take(self, x: Tensor, idx: Tensor | slice) -> Tensor:
-        """Member k's samples ``idx[k]`` of ``x`` ``[K, n, ...]`` -> ``[K, B, ...]``."""
+    @overload
+    def take(self, x: Tensor, idx: Tensor | slice) -> Tensor: ...
+    @overload
+    def take(self, x: Obs, idx: Tensor | slice) -> Obs: ...
+    def take(self, x: Obs, idx: Tensor | slice) -> Obs:
+        """Member k's samples ``idx[k]`` of ``x`` ``[K, n, ...]`` -> ``[K, B, ...]`` (a Dict observation: each key's)."""
         if isinstance(idx, slice):
-            return x[:, idx]
-        rows = torch.arange(self.k, device=x.device).unsqueeze(1)
-        return x[rows, idx]
+            return obs_map(lambda v: v[:, idx], x)
+        rows = torch.arange(self.k, device=idx.device).unsqueeze(1)
+        return obs_map(lambda v: v[rows, idx], x)
 
 
 def member_view(module: nn.Module, k: int, members: int) -> nn.Module:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -55,6 +55,7 @@ class A2C(RecurrentPopulationActorCritic):
                    "algo.anneal_lr", "algo.rms_alpha", "algo.optimizer_eps", "algo.log_std_init")
     Config = A2CConfig
     action_spaces = ("discrete", "continuous", "multi_discrete", "multi_binary")
+    observation_spaces = ("box", "dict")  # Dict observations (rlx.networks.dict_obs): the others take Box only
 
     def __init__(self, spec: EnvSpec, hp: A2CConfig | Sequence[A2CConfig], net: NetworkConfig, device: torch.device,
                  seeds: Sequence[int] | None = None):
@@ -71,7 +72,8 @@ class A2C(RecurrentPopulationActorCritic):
         advantages = gae(per_member.rewards, per_member.values, per_member.next_values, per_member.terminated,
                          per_member.done, self.gamma, self.gae_lambda)
         returns = advantages + per_member.values
-        fields = (per_member.obs, per_member.actions, per_member.values, advantages, returns)
+        # obs: a Tensor, or a Dict observation's per-key tensors (each reshaped alike)
+        fields: tuple[Any, ...] = (per_member.obs, per_member.actions, per_member.values, advantages, returns)
         entropy_grad = bool((self.ent_coef > 0).any())
         if self.core is None:
             obs, actions, old_values, advantages, returns = (m.member_major(x) for x in fields)  # [K, T*N, ...]
@@ -79,7 +81,7 @@ class A2C(RecurrentPopulationActorCritic):
         else:  # each env's sequence replayed from the rollout's start: [K, N*T, ...], env-major
             obs, actions, old_values, advantages, returns, starts = (
                 env_major(x) for x in (*fields, episode_starts(per_member.done)))
-            log_prob, entropy, values = self.replay(obs, actions, starts, self.stored_start_state(obs.shape[1]), entropy_grad)
+            log_prob, entropy, values = self.replay(obs, actions, starts, self.stored_start_state(actions.shape[1]), entropy_grad)
             old_values, advantages, returns = (x.flatten(1, 2) for x in (old_values, advantages, returns))
         weights = normalize(advantages, dim=1) if hp.normalize_advantage else advantages
         policy_loss = -(log_prob * weights.detach()).mean(1)  # reinforce_loss per member

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
+from torch import Tensor
 
 from rlx.algos.common import PolicyGradientConfig, PopulationPolicyGradient
 from rlx.buffers.rollout import Rollout
@@ -57,7 +58,7 @@ class OnlineAC(PopulationPolicyGradient):
                          per_member.done, self.gamma, 0.0)
         returns = advantages + per_member.values
         obs, actions, old_values, advantages, returns = (
-            m.member_major(x) for x in (per_member.obs, per_member.actions, per_member.values, advantages, returns))
+            m.member_major(x) for x in (cast(Tensor, per_member.obs), per_member.actions, per_member.values, advantages, returns))
         loss, stats = self.actor_critic_loss(obs, actions, advantages, returns)
         norms = self.gradient_step(loss)
         self.updates += 1

@@ -30,7 +30,8 @@ from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
 from rlx.members import Members, member_view
-from rlx.networks.encoders import CNNEncoder, EncoderFactory
+from rlx.networks.dict_obs import Obs
+from rlx.networks.encoders import CNNEncoder, DictEncoder, EncoderFactory
 from rlx.networks.flat import flatten_parameters, gather_flat_grads
 from rlx.networks.heads import GaussianPolicy, ValueNet, make_policy
 from rlx.networks.mlp import ObsNormalizer
@@ -182,7 +183,7 @@ class Persistent:
 def encoders(spec: EnvSpec, net: NetworkConfig) -> EncoderFactory:
     """``network.encoder`` for this env's observations: call it for a fresh encoder (None for flat
     vectors with ``mlp``); ``.features`` is what the heads' MLPs take."""
-    return EncoderFactory(net.encoder, spec.observation_space)
+    return EncoderFactory(net.encoder, spec.observation_space, net.dict_keys)
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
@@ -221,11 +222,13 @@ class ActorCritic(nn.Module):
     def __init__(self, spec: EnvSpec, net: NetworkConfig, normalize_obs: bool = False, log_std_init: float = 0.0,
                  critic: bool = True, share_encoder: bool = True):
         super().__init__()
-        encoders = EncoderFactory(net.encoder, spec.observation_space)
-        if normalize_obs and (encoders.is_cnn or encoders.scale is not None):
+        encoders = EncoderFactory(net.encoder, spec.observation_space, net.dict_keys)
+        if normalize_obs and not encoders.is_dict and (encoders.is_cnn or encoders.scale is not None):
             raise UserError("algo.normalize_obs=true does not apply to image observations: pixels are scaled by "
                             "1/255 inside the network; set algo.normalize_obs=false")
-        self.normalizer = ObsNormalizer(spec.obs_shape, enabled=normalize_obs)
+        # a Dict observation: its vector keys are normalized, its image keys (uint8/bool) pass through as they are
+        keep = None if encoders.layout is None else torch.from_numpy(encoders.layout.keep_mask())
+        self.normalizer = ObsNormalizer(spec.obs_shape, enabled=normalize_obs, keep=keep)
         self.encoder = encoders() if share_encoder else None
         head_encoder = (lambda: None) if share_encoder else encoders
         # network.recurrent (PPO, A2C): a policy core and a critic core between the features and the heads; the
@@ -240,9 +243,10 @@ class ActorCritic(nn.Module):
         self.critic = ValueNet(head_in, net.hidden_sizes, net.activation, head_encoder()) if critic \
             else _ZeroValue(obs_rank)
 
-    def features(self, x: Tensor) -> Tensor:
-        """What the heads take: a policy input (see :meth:`policy_input`) through the shared encoder (if any)."""
-        return x if self.encoder is None else self.encoder(x)
+    def features(self, x: Obs) -> Tensor:
+        """What the heads take: a policy input (see :meth:`policy_input`) through the shared encoder (if any; a
+        Dict observation always has one, which takes the packed vector or the stored per-key tensors)."""
+        return cast(Tensor, x) if self.encoder is None else self.encoder(x)
 
     def policy_input(self, obs: Tensor) -> Tensor:
         """The observation as the networks see it: normalized with the running statistics as they are now."""
@@ -265,7 +269,7 @@ class ActorCritic(nn.Module):
         x = self.features(self.policy_input(obs))
         return self.policy.mode(x) if deterministic else self.policy.sample(x)[0]
 
-    def evaluate_actions(self, x: Tensor, actions: Tensor, entropy_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    def evaluate_actions(self, x: Obs, actions: Tensor, entropy_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
         """(log pi(a|s), entropy, V(s)) with gradients, for the update, from the policy inputs the rollout
         stored (normalized as the policy saw them when it acted, not with later statistics: the PPO ratio
         starts at exactly 1); ``entropy_grad=False`` when the loss does not weight the entropy (it is
@@ -288,10 +292,16 @@ def stack_actor_critics(models: Sequence[ActorCritic]) -> ActorCritic:
     model, k = models[0], len(models)
     if k > 1 and isinstance(model.encoder, CNNEncoder):
         model.encoder = StackedCNNEncoder.from_encoders([cast(CNNEncoder, m.encoder) for m in models])
+    if k > 1 and isinstance(model.encoder, DictEncoder):  # each image key's CNN stacked over the members
+        dict_encoder = model.encoder
+        for name in list(dict_encoder.encoders):
+            dict_encoder.encoders[name] = StackedCNNEncoder.from_encoders(
+                [cast(CNNEncoder, cast(DictEncoder, m.encoder).encoders[name]) for m in models])
     if k > 1 and any(m.encoder is not None for m in (model.policy, model.critic) if hasattr(m, "encoder")):
         raise ValueError("stack_actor_critics: heads with their own encoders are not supported")
     norm = model.normalizer
-    model.normalizer = ObsNormalizer(norm.mean.shape, enabled=norm.enabled, clip=norm.clip, eps=norm.eps, members=k)
+    model.normalizer = ObsNormalizer(norm.mean.shape, enabled=norm.enabled, clip=norm.clip, eps=norm.eps, members=k,
+                                     keep=norm.keep)
     model.normalizer.to(norm.mean.device)
     policy = model.policy
     policy.net = StackedMLP.from_mlps([cast(nn.Sequential, m.policy.net) for m in models])

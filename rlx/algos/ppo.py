@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence, cast
+from typing import Any, Sequence, cast
 
 import torch
 from torch import Tensor
@@ -14,6 +14,7 @@ from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
+from rlx.networks.dict_obs import obs_map
 from rlx.objectives.policy import approx_kl_from_ratio, clipped_surrogate, explained_variance, normalize, probability_ratio, value_loss
 from rlx.objectives.returns import gae
 from rlx.optim.stacked import StackedAdam
@@ -63,6 +64,7 @@ class PPO(RecurrentPopulationActorCritic):
                    "algo.max_grad_norm", "algo.anneal_lr", "algo.anneal_clip", "algo.target_kl", "algo.log_std_init")
     Config = PPOConfig
     action_spaces = ("discrete", "continuous", "multi_discrete", "multi_binary")
+    observation_spaces = ("box", "dict")  # Dict observations (rlx.networks.dict_obs): the others take Box only
 
     def __init__(self, spec: EnvSpec, hp: PPOConfig | Sequence[PPOConfig], net: NetworkConfig, device: torch.device,
                  seeds: Sequence[int] | None = None):
@@ -88,13 +90,14 @@ class PPO(RecurrentPopulationActorCritic):
         advantages = gae(per_member.rewards, per_member.values, per_member.next_values, per_member.terminated,
                          per_member.done, self.gamma, self.gae_lambda)
         returns = advantages + per_member.values
-        fields = (per_member.obs, per_member.actions, per_member.log_probs, per_member.values, advantages, returns)
+        # obs: a Tensor, or a Dict observation's per-key tensors (each reshaped alike)
+        fields: tuple[Any, ...] = (per_member.obs, per_member.actions, per_member.log_probs, per_member.values, advantages, returns)
         if self.core is None:  # samples: [K, T*N, ...]
             samples, per_minibatch = [m.member_major(x) for x in fields], hp.batch_size
         else:  # env sequences: [K, N, T, ...], minibatches of whole ones
             samples = [env_major(x) for x in (*fields, episode_starts(per_member.done))]
             per_minibatch = hp.batch_size // self.n_steps
-            start_state = self.stored_start_state(samples[0].shape[1])
+            start_state = self.stored_start_state(samples[1].shape[1])
         obs, actions, old_logp, old_values, advantages, returns = samples[:6]
         entropy_grad = bool((self.ent_coef > 0).any())
         active = m.active.clone()  # target_kl stops members' epochs one by one
@@ -103,13 +106,13 @@ class PPO(RecurrentPopulationActorCritic):
         # early-stopped member's later minibatches do not count: its statistics equal its plain run's)
         record: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]] = []
         for _epoch in range(hp.n_epochs):
-            for idx in m.minibatches(obs.shape[1], per_minibatch, active if early_stop else None):
+            for idx in m.minibatches(actions.shape[1], per_minibatch, active if early_stop else None):
                 mb = [m.take(x, idx) for x in samples]
                 if self.core is None:
                     logp, entropy, values = self.model.evaluate_actions(mb[0], mb[1], entropy_grad=entropy_grad)
                 else:
                     logp, entropy, values = self.replay(mb[0], mb[1], mb[6], m.take(start_state, idx), entropy_grad)
-                    mb = [x.flatten(1, 2) for x in mb[:6]]  # [K, B*T, ...]: env-major, as replay returns
+                    mb = [obs_map(lambda v: v.flatten(1, 2), x) for x in mb[:6]]  # [K, B*T, ...]: env-major, as replay returns
                 adv = normalize(mb[4], dim=1) if hp.normalize_advantage else mb[4]
                 ratio = probability_ratio(logp, mb[2])
                 policy_loss = -clipped_surrogate(ratio, adv, clip).mean(1)  # [K]

@@ -17,7 +17,7 @@ method is the parent's, unchanged.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence, cast
+from typing import Any, Sequence, cast, overload
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from rlx.algos.common import PopulationActorCritic
 from rlx.config.schema import NetworkConfig
 from rlx.envs.make import EnvSpec
 from rlx.errors import UserError
+from rlx.networks.dict_obs import Obs, obs_map
 from rlx.networks.recurrent import RecurrentCores, reset_where
 
 
@@ -36,9 +37,14 @@ def episode_starts(done: Tensor) -> Tensor:
     return torch.cat([torch.zeros_like(done[:1]), done[:-1]])
 
 
-def env_major(x: Tensor) -> Tensor:
-    """``[T, K, N, ...]`` -> ``[K, N, T, ...]``: member k's env sequences, each in time order."""
-    return x.movedim(0, 2)
+@overload
+def env_major(x: Tensor) -> Tensor: ...
+@overload
+def env_major(x: Obs) -> Obs: ...
+def env_major(x: Obs) -> Obs:
+    """``[T, K, N, ...]`` -> ``[K, N, T, ...]``: member k's env sequences, each in time order (a Dict observation:
+    each key's)."""
+    return obs_map(lambda v: v.movedim(0, 2), x)
 
 
 class RecurrentPopulationActorCritic(PopulationActorCritic):
@@ -150,14 +156,14 @@ class RecurrentPopulationActorCritic(PopulationActorCritic):
         """The update is done: the next explore starts a rollout (its state is stored then)."""
         self.rollout_steps = 0
 
-    def replay(self, obs: Tensor, actions: Tensor, starts: Tensor, state: Tensor,
+    def replay(self, obs: Obs, actions: Tensor, starts: Tensor, state: Tensor,
                entropy_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
         """(log pi(a|s), entropy, V(s)) with gradients, ``[K, B*T]`` (env-major: env b's T steps in order), of B
         env sequences ``obs`` ``[K, B, T, *obs]`` (the policy inputs the rollout stored), ``actions``
         ``[K, B, T, ...]``, episode ``starts`` ``[K, B, T]``, from their stored initial ``state`` ``[K, B, S]``:
         the rollout's computation again, step by step."""
         core = self._core()
-        feats = self.model.features(obs.transpose(1, 2))  # [K, T, B, features]
+        feats = self.model.features(obs_map(lambda v: v.transpose(1, 2), obs))  # [K, T, B, features]
         policy_feats, value_feats, _ = core.sequence(feats, state, starts.transpose(1, 2))
 
         def per_env(h: Tensor) -> Tensor:  # [K, T, B, H] -> [K, B*T, H]

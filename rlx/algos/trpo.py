@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 from torch import Tensor
@@ -100,7 +100,7 @@ class TRPO(PopulationAgent):
                          per_member.done, self.gamma, self.gae_lambda)
         returns = advantages + per_member.values
         obs, actions, old_values, advantages, returns = (
-            m.member_major(x) for x in (per_member.obs, per_member.actions, per_member.values, advantages, returns))
+            m.member_major(x) for x in (cast(Tensor, per_member.obs), per_member.actions, per_member.values, advantages, returns))
         if hp.normalize_advantage:
             advantages = normalize(advantages, dim=1)
         metrics = self.policy_step(self.model.features(obs), actions, advantages)

@@ -157,6 +157,20 @@ def check_action_space_kind(algo_name: str, env_id: str, spec: EnvSpec) -> None:
     raise UserError(f"{where} is not supported by any rlx algorithm; allowed: {allowed}")
 
 
+def check_dict_keys(dict_keys: list[str] | None, spec: EnvSpec) -> None:
+    """``network.dict_keys`` must name keys of the env's Dict observation (null: all); on a Box it must be null."""
+    from rlx.networks.dict_obs import dict_layout
+    from rlx.networks.encoders import dict_keys_of
+
+    layout = dict_layout(spec.observation_space)
+    if layout is None:
+        if dict_keys is not None:
+            raise UserError(f"network.dict_keys={list(dict_keys)}: env.id={spec.id} has no Dict observation (its space: "
+                            f"{spec.observation_space}); set network.dict_keys=null")
+        return
+    dict_keys_of(layout, dict_keys, f"env.id={spec.id}")
+
+
 def trained_steps_notes(s: Settings) -> list[str]:
     """What a run will train when that is not about ``total_steps``: a whole rollout (on-policy: algo.n_steps x
     env.num_envs env steps, every worker's for A3C) or one step of all envs (off-policy) larger than total_steps
@@ -252,6 +266,7 @@ def validate(overrides: list[str], notes: list[str] | None = None) -> DictConfig
             specs[key] = env_spec(s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder)
         check_action_space_kind(s.algo_name, s.env.id, specs[key])
         check_action_space(s.algo_name, specs[key])
+        check_dict_keys(s.network.dict_keys, specs[key])
         found += trained_steps_notes(s)
         first = first or cfg
         if s.pbt is not None and s.pbt.enabled:

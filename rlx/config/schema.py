@@ -35,6 +35,9 @@ class NetworkConfig:
                      "the critic each have one, its state carried per env and reset at episode starts")
     recurrent_hidden: int = param(64, ge=1, help="hidden size of the recurrent core (each layer)")
     recurrent_layers: int = param(1, ge=1, help="stacked layers of the recurrent core")
+    dict_keys: list[str] | None = param(
+        None, help="Dict observations (PPO, A2C): the keys the encoder reads, concatenated in this order (null: all "
+                   "keys, in the space's order)")
 
 
 @dataclass

@@ -18,6 +18,7 @@ import numpy as np
 
 from rlx.envs.batched import VecEnv, select_batched
 from rlx.errors import UserError
+from rlx.networks.dict_obs import PackedDict
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class EnvSpec:
     """What algorithms need to know about an env to build their networks."""
 
     id: str
-    observation_space: gym.spaces.Box
+    observation_space: gym.spaces.Box  # a Dict observation space: packed (rlx.networks.dict_obs.PackedDict)
     action_space: gym.Space
 
     @property
@@ -202,7 +203,30 @@ def _make_one(env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None
     except Exception as e:  # a user env's constructor rejected its kwargs, etc.
         raise UserError(f"env.id={env_id}: could not be created: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     env = apply_wrappers(env, wrappers, env_id)
-    return apply_wrappers(env, train_wrappers, env_id, "env.train_wrappers")
+    env = apply_wrappers(env, train_wrappers, env_id, "env.train_wrappers")
+    if isinstance(env.observation_space, gym.spaces.Dict):  # one packed vector (rlx.networks.dict_obs)
+        env = PackDictObs(env, env_id)
+    return env
+
+
+class PackDictObs(gym.ObservationWrapper):
+    """A ``Dict`` observation (values: Box) -> ONE flat float32 vector, each key's values flattened and
+    concatenated in the space's key order; its space is :class:`~rlx.networks.dict_obs.PackedDict` (a flat Box
+    carrying the keys' layout). Applied by rlx to every env whose (wrapped) observation space is a Dict, after
+    ``env.wrappers`` and ``env.train_wrappers``; the storage and the encoder unpack it per key."""
+
+    def __init__(self, env: gym.Env, env_id: str = "the env"):
+        super().__init__(env)
+        space = cast(gym.spaces.Dict, env.observation_space)
+        bad = [f"{k!r} is {v}" for k, v in space.spaces.items() if not isinstance(v, gym.spaces.Box)]
+        if bad:
+            raise UserError(f"env.id={env_id}: Dict observation key {bad[0]}; rlx takes Dict observations whose values "
+                            f"are Box spaces (flat vectors, (C, H, W) images); flatten the others with env.wrappers")
+        self.observation_space = PackedDict(space)
+        self.layout = self.observation_space.layout
+
+    def observation(self, observation: dict) -> np.ndarray:
+        return self.layout.pack(observation)
 
 
 def env_spec(env_id: str, kwargs: dict[str, Any] | None = None, wrappers: Sequence[Any] = (),

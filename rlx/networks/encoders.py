@@ -15,10 +15,16 @@ CNN encoders take channel-first ``(C, H, W)`` observations (Atari's frame stack 
 Pixels (a ``uint8`` Box with high 255) are scaled by 1/255 inside the encoder, so buffers store the
 raw bytes and a checkpoint needs no normalizer statistics for them; other dtypes (MinAtar's bool
 channels) are cast to float32 unchanged.
+
+Dict observations (a gymnasium ``Dict`` of Boxes, packed by :class:`rlx.envs.make.PackDictObs`;
+:mod:`rlx.networks.dict_obs`): :class:`DictEncoder`, one encoder per key of ``network.dict_keys`` (null: all
+keys), concatenated: ``network.encoder`` (a CNN) for each ``(C, H, W)`` image key (its own weights), the
+values as they are (flattened, float32; pixels scaled by 1/255) for vector keys and, with ``encoder=mlp``,
+for image keys too.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, cast
 
 import gymnasium as gym
 import numpy as np
@@ -26,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from rlx.errors import UserError
+from rlx.networks.dict_obs import DictLayout, Obs, PackedDict
 
 ENCODERS = ("mlp", "nature_cnn", "minatar_cnn", "impala_cnn")
 CNN_ENCODERS = ENCODERS[1:]
@@ -111,16 +118,84 @@ def impala_trunk(c: int, channels: tuple[int, ...] = (16, 32, 32)) -> nn.Module:
 _CNN = {"nature_cnn": (nature_trunk, 512), "minatar_cnn": (minatar_trunk, 128), "impala_cnn": (impala_trunk, 256)}
 
 
+class DictEncoder(nn.Module):
+    """A Dict observation's chosen keys, each through its own encoder, concatenated: ``[*lead, features]``.
+
+    Takes the packed vector ``[*lead, layout.size]`` (acting: what the loop hands the policy) or the dict of
+    per-key tensors ``[*lead, *shape]`` a Dict storage keeps (an update); both give the same features.
+    ``encoders``: key -> its module (a CNN for image keys); the other keys are flattened to float32 (and
+    scaled by 1/255 if pixels). Keys are encoded in ``keys`` order."""
+
+    def __init__(self, layout: DictLayout, keys: list[str], encoders: dict[str, nn.Module], features: dict[str, int]):
+        super().__init__()
+        self.layout, self.keys = layout, list(keys)
+        self.encoders = nn.ModuleDict({_module_name(k): m for k, m in encoders.items()})
+        self.widths = dict(features)
+        self.features = sum(features[k] for k in self.keys)
+        self.scales = {k: pixel_scale(layout.by_name[k].space) for k in self.keys}
+
+    def encode_key(self, name: str, x: Tensor) -> Tensor:
+        """One key's features from its ``[*lead, *shape]`` values."""
+        module = self.encoders[_module_name(name)] if _module_name(name) in self.encoders else None
+        if module is not None:
+            return module(x)
+        rank = len(self.layout.by_name[name].shape)
+        out = x.float().flatten(start_dim=x.dim() - rank)
+        scale = self.scales[name]
+        return out * scale if scale is not None else out
+
+    def forward(self, obs: Obs) -> Tensor:
+        parts = obs if isinstance(obs, dict) else self.layout.unpack(obs)
+        return torch.cat([self.encode_key(k, parts[k]) for k in self.keys], dim=-1)
+
+
+def _module_name(key: str) -> str:
+    """A Dict key as an ``nn.ModuleDict`` name (which may not contain '.')."""
+    return key.replace(".", "_")
+
+
+def dict_keys_of(layout: DictLayout, dict_keys: list[str] | None, env_id: str = "the env") -> list[str]:
+    """``network.dict_keys`` checked against the Dict's keys (null: all of them, in the space's order)."""
+    if dict_keys is None:
+        return layout.names
+    if not dict_keys:
+        raise UserError(f"network.dict_keys=[]: choose at least one of {env_id}'s observation keys: "
+                        f"{', '.join(layout.names)} (null: all)")
+    for k in dict_keys:
+        if k not in layout.by_name:
+            raise UserError(f"network.dict_keys: {k!r} is not a key of {env_id}'s Dict observation; its keys: "
+                            f"{', '.join(layout.names)}")
+    if len(set(dict_keys)) != len(dict_keys):
+        raise UserError(f"network.dict_keys={list(dict_keys)}: a key is listed twice")
+    return list(dict_keys)
+
+
 class EncoderFactory:
     """Builds a fresh encoder per call (each head that needs its own trunk gets one); ``features`` is
     the width of what it outputs. Builds ``None`` for flat float vectors with ``mlp``: the heads then
-    take the observation as it is (no extra module in the hot path, checkpoints unchanged)."""
+    take the observation as it is (no extra module in the hot path, checkpoints unchanged). A packed Dict
+    space (:class:`~rlx.networks.dict_obs.PackedDict`) builds a :class:`DictEncoder` over ``dict_keys``."""
 
-    def __init__(self, name: str, space: gym.spaces.Box):
+    def __init__(self, name: str, space: gym.spaces.Box, dict_keys: list[str] | None = None):
         self.name, self.shape, self.scale = name, tuple(space.shape), pixel_scale(space)
-        if name == "mlp":
+        self.layout: DictLayout | None = space.layout if isinstance(space, PackedDict) else None
+        self.features: int
+        self._build: Callable[[], nn.Module | None]
+        if self.layout is not None:
+            layout = self.layout
+            keys = dict_keys_of(layout, dict_keys)
+            per_key: dict[str, EncoderFactory] = {
+                k: EncoderFactory(name if layout.by_name[k].is_image else "mlp", layout.by_name[k].space) for k in keys}
+            self.features = sum(f.features for f in per_key.values())
+            widths = {k: f.features for k, f in per_key.items()}
+
+            def build() -> nn.Module:  # each image key's CNN (built in key order: seeded runs reproduce)
+                return DictEncoder(layout, keys, {k: cast(nn.Module, f()) for k, f in per_key.items() if f.is_cnn}, widths)
+
+            self._build = build
+        elif name == "mlp":
             self.features = int(np.prod(self.shape))
-            self._build: Callable[[], nn.Module | None] = (
+            self._build = (
                 (lambda: None) if len(self.shape) == 1 and self.scale is None and space.dtype != np.bool_
                 else (lambda: Flatten(self.shape, self.scale)))
         else:
@@ -129,21 +204,34 @@ class EncoderFactory:
 
     @property
     def is_cnn(self) -> bool:
-        return self.name != "mlp"
+        return self.name != "mlp" and self.layout is None
+
+    @property
+    def is_dict(self) -> bool:
+        return self.layout is not None
 
     def __call__(self) -> nn.Module | None:
         return self._build()
 
 
 def check_observation_space(space: gym.Space, encoder: str, env_id: str) -> None:
-    """One-line UserError when ``encoder`` cannot take ``space`` (Dict, Tuple, a Box of the wrong rank or size)."""
+    """One-line UserError when ``encoder`` cannot take ``space`` (Tuple, a Box of the wrong rank or size; a
+    packed Dict: each image key as a Box of its own, vector keys flat)."""
     if encoder not in ENCODERS:
         raise UserError(f"network.encoder={encoder!r}: unknown encoder; choose one of: {', '.join(ENCODERS)}")
+    if isinstance(space, PackedDict):
+        for key in space.layout.keys:
+            if len(key.shape) not in (1, 3):
+                raise UserError(f"env.id={env_id}: Dict observation key {key.name!r} has shape {key.shape}; rlx encodes "
+                                f"flat vectors (n,) and (C, H, W) images; reshape it with an env.wrappers entry")
+            if key.is_image:
+                check_observation_space(key.space, encoder, f"{env_id} (key {key.name!r})")
+        return
     if not isinstance(space, gym.spaces.Box):
         raise UserError(f"env.id={env_id}: observation space {type(space).__name__} ({space}) is not supported: "
-                        f"rlx encodes Box observations only (network.encoder: mlp for vectors, "
-                        f"{' | '.join(CNN_ENCODERS)} for (C, H, W) images); flatten it with an env.wrappers entry "
-                        f"such as gymnasium.wrappers.FlattenObservation")
+                        f"rlx encodes Box observations (network.encoder: mlp for vectors, "
+                        f"{' | '.join(CNN_ENCODERS)} for (C, H, W) images) and Dict observations of Boxes; "
+                        f"flatten it with an env.wrappers entry such as gymnasium.wrappers.FlattenObservation")
     shape = tuple(space.shape)
     if encoder == "mlp":
         return

@@ -63,10 +63,14 @@ class ObsNormalizer(nn.Module):
     count: Tensor
 
     def __init__(self, shape: Sequence[int], enabled: bool = True, clip: float = 10.0, eps: float = 1e-8,
-                 members: int | None = None):
+                 members: int | None = None, keep: Tensor | None = None):
         """``members``: K independent statistics for a population's ``[K, B, *shape]`` observations (buffers
-        ``[K, 1, *shape]``, row k updated from member k's observations only)."""
+        ``[K, 1, *shape]``, row k updated from member k's observations only). ``keep``: a bool ``shape`` mask
+        of entries passed through unchanged (a packed Dict observation's image keys: only its vector keys are
+        normalized); not in the ``state_dict`` (it is the env's layout, not a statistic)."""
         super().__init__()
+        self.keep: Tensor | None
+        self.register_buffer("keep", None if keep is None else keep.bool(), persistent=False)
         self.enabled = enabled
         self.clip = clip
         self.eps = eps
@@ -96,4 +100,5 @@ class ObsNormalizer(nn.Module):
     def forward(self, obs: Tensor) -> Tensor:
         if not self.enabled:
             return obs
-        return torch.clamp((obs - self.mean) / torch.sqrt(self.var + self.eps), -self.clip, self.clip)
+        out = torch.clamp((obs - self.mean) / torch.sqrt(self.var + self.eps), -self.clip, self.clip)
+        return out if self.keep is None else torch.where(self.keep, obs, out)

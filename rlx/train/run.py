@@ -38,6 +38,7 @@ from rlx.config.schema import (
 from rlx.config.typed import as_dict, build
 from rlx.envs.make import EnvSpec, env_spec
 from rlx.errors import UserError
+from rlx.networks.dict_obs import dict_layout
 from rlx.rundir.checkpoint import Checkpointer
 from rlx.rundir.files import write_json_atomic
 from rlx.rundir.logging import Logger
@@ -124,7 +125,16 @@ def _unknown_key_message(key: str, config: dict) -> str:
     return f"unknown key '{key}': {hint}"
 
 
+def dict_algorithms() -> list[str]:
+    """The algorithms that take Dict observations (their ``observation_spaces`` list ``dict``)."""
+    return [n for n, cls in ALGOS.items() if "dict" in getattr(cls, "observation_spaces", ("box",))]
+
+
 def check_action_space(algo_name: str, spec: EnvSpec) -> None:
+    layout = dict_layout(spec.observation_space)
+    if layout is not None and algo_name not in dict_algorithms():
+        raise UserError(f"algo={algo_name} does not support Dict observations (env.id={spec.id}: {layout.space}); "
+                        f"algorithms that take Dict observations: {', '.join(dict_algorithms())}")
     kind = "discrete" if spec.discrete else "continuous"
     if kind not in ALGOS[algo_name].action_spaces:
         fits = [n for n, cls in ALGOS.items() if kind in cls.action_spaces]

@@ -14,6 +14,7 @@ from rlx.buffers.rollout import Rollout
 from rlx.config.schema import NetworkConfig
 from rlx.envs.make import env_spec
 from rlx.members import Members, member_state, member_view, stack_states
+from rlx.networks.dict_obs import obs_map
 from rlx.objectives.returns import gae
 
 CPU = torch.device("cpu")
@@ -37,7 +38,9 @@ def _rollout(k: int, n: int, t: int, obs_dim: int, action_space: gym.Space, seed
 
 
 def _member_rollout(r: Rollout, k: int, n: int) -> Rollout:
-    return Rollout(**{f.name: getattr(r, f.name)[:, k * n : (k + 1) * n].clone() for f in dataclasses.fields(r)})
+    """Member k's columns of ``r`` (a Dict observation: of each key's tensor)."""
+    return Rollout(**{f.name: obs_map(lambda x: x[:, k * n : (k + 1) * n].clone(), getattr(r, f.name))
+                      for f in dataclasses.fields(r)})
 
 
 def update_equals_members(pop, singles, r: Rollout, n: int, progress: float) -> None:

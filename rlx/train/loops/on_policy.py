@@ -20,6 +20,7 @@ from rlx.algos.protocols import OnPolicyAlgorithm, StatefulOnPolicyAlgorithm
 from rlx.buffers.rollout import RolloutBuffer
 from rlx.envs.batched import VecEnv
 from rlx.envs.make import RewardNormalizer
+from rlx.networks.dict_obs import dict_layout
 from rlx.networks.encoders import stores_as_uint8
 from rlx.train.evaluation import to_env_actions
 from rlx.train.loop_state import LoopState
@@ -31,14 +32,18 @@ def run(algo: OnPolicyAlgorithm, envs: VecEnv, session: LoopSession, device: tor
     # choice indices (Discrete: [], MultiDiscrete: [D]) as long; Box and MultiBinary (0./1., as the policy
     # samples them) as float
     integer_actions = isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete))
-    # Box observations only (rlx.envs.make.env_spec checks)
+    # Box observations only (rlx.envs.make.env_spec checks); a Dict is packed into one (rlx.networks.dict_obs),
+    # the buffer stores it per key
     obs_shape = cast(gym.spaces.Box, envs.single_observation_space).shape
     buffer = RolloutBuffer(
         algo.n_steps, n_envs, obs_shape,
         tuple(space.shape or ()), torch.long if integer_actions else torch.float32, device,
         obs_dtype=torch.uint8 if stores_as_uint8(envs.single_observation_space) else torch.float32,
+        obs_layout=dict_layout(envs.single_observation_space),
     )
-    final_obs = torch.zeros_like(buffer.data.obs)  # where an episode was truncated: its last observation
+    # where an episode was truncated: its last observation (as the env gave it: packed for a Dict)
+    final_obs = torch.zeros((algo.n_steps, n_envs, *obs_shape), device=device,
+                            dtype=torch.uint8 if stores_as_uint8(envs.single_observation_space) else torch.float32)
     # network.recurrent: the algorithm's per-env state is reset where episodes end, and V(final obs) needs the
     # state of that step, so it is asked then (the others: one batched call after the rollout)
     stateful = algo if isinstance(algo, StatefulOnPolicyAlgorithm) and algo.recurrent else None
