@@ -204,3 +204,21 @@ def test_an_algorithm_without_dict_observations_refuses_them_in_one_line_before_
                     f"Box(-1.0, 1.0, (2,), float32), 'position': Box(-1.0, 1.0, (2,), float32))); algorithms that take "
                     f"Dict observations: ppo, a2c"), line
     assert list(tmp_path.iterdir()) == []  # no outputs/, no run dir
+
+
+def test_a_population_trains_and_evaluates_on_a_dict_with_an_image_key_through_the_loop(tmp_path):
+    """The whole path: PackDictObs envs, the loop, per-key uint8 storage, a stacked CNN for the image key,
+    normalize_obs on the vector keys, each member's evaluation; finite results for both members."""
+    from rlx.config.compose import compose_config
+    from rlx.train.driver import train_job
+
+    dirs = [tmp_path / f"m{seed}" for seed in (0, 1)]
+    cfgs = [compose_config(["algo=ppo", "env=point_goal", "+env.kwargs.image_size=6", "network=minatar_cnn",
+                            "algo.normalize_obs=true", "env.num_envs=2", "algo.n_steps=32", "algo.batch_size=32",
+                            "algo.n_epochs=1", "total_steps=128", f"seed={seed}", "eval.every=0", "eval.episodes=2",
+                            "logger.wandb.mode=disabled", "logger.progress=false", "checkpoint.every=0",
+                            "logger.tensorboard=false"]) for seed in (0, 1)]
+    summaries = train_job(cfgs, dirs)
+    assert [s["env_steps"] for s in summaries] == [128, 128]
+    assert all(np.isfinite(s["eval_return_mean"]) for s in summaries)
+    assert summaries[0]["eval_return_mean"] != summaries[1]["eval_return_mean"]  # two members, two policies
