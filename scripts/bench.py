@@ -8,6 +8,7 @@
     python scripts/bench.py --population --ks 1,4,16,64 --markdown benchmarks/population.md   # issue 12
     python scripts/bench.py --peers      # rlx vs SB3, SBX and rejax, each peer in its own venv (issue 27)
     python scripts/bench.py --peers --quick --repeats 2    # PPO CartPole 20k, SAC Pendulum 1k
+    python scripts/bench.py --recurrent --repeats 2        # recurrent PPO CartPoleNoVel 100k vs sb3-contrib (issue 26)
 
 For every task rlx and the peer (../shared/peer/sb3_baseline.py) run the same algorithm, env, steps,
 seed and hyperparameters, alternating, each in a fresh process with one torch thread. Reported:
@@ -116,12 +117,24 @@ def main() -> None:
                          "under ~/.cache/rlx-peers (created on first use); writes benchmarks/peers.{json,md}")
     ap.add_argument("--peer-libs", default="sb3,sbx,rejax", help="--peers: which peers")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks", help="--peers: where peers.json/peers.md go")
+    ap.add_argument("--recurrent", action="store_true",
+                    help="recurrent PPO (LSTM) CartPoleNoVel-v1 100k vs sb3-contrib's RecurrentPPO, RL-Zoo's preset on both "
+                         "sides, sb3-contrib in its own venv like --peers; repeat i runs seed + i on both sides; "
+                         "writes benchmarks/recurrent.{json,md}")
     args = ap.parse_args()
+    if args.recurrent:
+        sys.path.insert(0, str(REPO))
+        from scripts.peers.bench_peers import main as peers_main
+
+        peers_main(["recurrent_ppo_cartpole_novel"], args.repeats, args.quick, args.seed, ["sb3c"], args.out, sys.argv[1:],
+                   seed_per_repeat=True, stem="recurrent")
+        return
     if args.peers:
         sys.path.insert(0, str(REPO))
         from scripts.peers.bench_peers import TASKS as PEER_TASKS, main as peers_main
 
-        tasks = [t for t in args.tasks.split(",") if t in PEER_TASKS] if args.tasks != ",".join(TASKS) else list(PEER_TASKS)
+        tasks = ([t for t in args.tasks.split(",") if t in PEER_TASKS] if args.tasks != ",".join(TASKS)
+                 else [t for t in PEER_TASKS if t != "recurrent_ppo_cartpole_novel"])  # that one: --recurrent
         peers_main(tasks, args.repeats, args.quick, args.seed, args.peer_libs.split(","), args.out, sys.argv[1:])
         return
     if args.population:

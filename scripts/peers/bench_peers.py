@@ -6,6 +6,7 @@ on first use from the package registries, so their torch/jax never enter rlx's v
     sb3    pip install torch==2.13.0 stable-baselines3
     sbx    pip install torch==2.13.0 sbx-rl            (jax, flax, optax come with it)
     rejax  pip install rejax 'gymnax<1'                (rejax 0.1.x needs gymnax 0.0.x)
+    sb3c   pip install torch==2.13.0 stable-baselines3 sb3-contrib   (``scripts/bench.py --recurrent``, issue 26)
 
 (torch first, pinned to rlx's version: where the CPU wheel lies in pip's cache or find-links, no CUDA
 wheels are fetched.) Tasks: PPO CartPole-v1 100k (RL-Zoo's preset: 8 envs, 32 steps, 20 epochs, batch
@@ -39,15 +40,21 @@ PEERS: dict[str, tuple[list[str], list[str], str]] = {
     "sb3": (["torch==2.13.0"], ["stable-baselines3"], "sb3_baseline.py"),
     "sbx": (["torch==2.13.0"], ["sbx-rl"], "sbx_baseline.py"),
     "rejax": ([], ["rejax", "gymnax<1"], "rejax_ppo_baseline.py"),
+    "sb3c": (["torch==2.13.0"], ["stable-baselines3", "sb3-contrib"], "sb3_contrib_baseline.py"),
 }
 
 # task -> (rlx algo, rlx env, gymnasium id, steps, quick steps, peers that have it)
 TASKS: dict[str, tuple[str, str, str, int, int, tuple[str, ...]]] = {
     "ppo_cartpole": ("ppo", "cartpole", "CartPole-v1", 100_000, 20_000, ("sb3", "sbx", "rejax")),
     "sac_pendulum": ("sac", "pendulum", "Pendulum-v1", 5_000, 1_000, ("sb3", "sbx")),
+    # issue 26: RL-Zoo's RecurrentPPO preset on both sides (env=cartpole_novel applies tuned/ppo_cartpole_novel.yaml;
+    # RL-Zoo's `normalize: True` also normalizes rewards: env.normalize_reward=true here)
+    "recurrent_ppo_cartpole_novel": ("ppo", "cartpole_novel", "CartPoleNoVel-v1", 100_000, 10_000, ("sb3c",)),
 }
-TITLES = {"ppo_cartpole": "PPO CartPole-v1", "sac_pendulum": "SAC Pendulum-v1"}
-NAMES = {"rlx": "rlx", "sb3": "SB3", "sbx": "SBX", "rejax": "rejax"}
+RLX_OVERRIDES: dict[str, list[str]] = {"recurrent_ppo_cartpole_novel": ["env.normalize_reward=true"]}
+TITLES = {"ppo_cartpole": "PPO CartPole-v1", "sac_pendulum": "SAC Pendulum-v1",
+          "recurrent_ppo_cartpole_novel": "Recurrent PPO (LSTM) CartPoleNoVel-v1"}
+NAMES = {"rlx": "rlx", "sb3": "SB3", "sbx": "SBX", "rejax": "rejax", "sb3c": "sb3-contrib RecurrentPPO"}
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled",
        "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
@@ -82,7 +89,7 @@ def ensure_venv(peer: str, log=print) -> Path:
 
 def versions(peer: str) -> str:
     mods = {"sb3": ["stable_baselines3", "torch"], "sbx": ["sbx", "jax", "stable_baselines3"],
-            "rejax": ["rejax", "jax", "gymnax"]}[peer]
+            "rejax": ["rejax", "jax", "gymnax"], "sb3c": ["sb3_contrib", "stable_baselines3", "torch"]}[peer]
     code = ("import importlib.metadata as m, json; "
             f"print(json.dumps({{k: m.version(k) for k in {[m.replace('_', '-') for m in mods]!r}}}))")
     code = code.replace("'sbx'", "'sbx-rl'")
@@ -104,7 +111,8 @@ def run_one(lib: str, task: str, steps: int, seed: int) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, "-c", "from rlx.app.cli import main; main()", "train", f"algo={algo}", f"env={env}",
                    f"total_steps={steps}", f"seed={seed}", "eval.every=0", "checkpoint.every=0", "logger.progress=false",
-                   "logger.wandb.mode=disabled", "torch_threads=1", "device=cpu", f"hydra.run.dir={tmp}/run"]
+                   "logger.wandb.mode=disabled", "torch_threads=1", "device=cpu", f"hydra.run.dir={tmp}/run",
+                   *RLX_OVERRIDES.get(task, [])]
             r, wall = _timed(cmd, cwd=tmp)
             if r.returncode != 0:
                 raise RuntimeError(f"rlx failed on {task}: {r.stderr.strip()[-500:]}")
@@ -126,7 +134,9 @@ def run_one(lib: str, task: str, steps: int, seed: int) -> dict[str, Any]:
 
 
 def main(tasks: list[str], repeats: int, quick: bool, seed: int, peers: list[str], out_dir: Path | None,
-         argv: list[str]) -> dict[str, Any]:
+         argv: list[str], seed_per_repeat: bool = False, stem: str = "peers") -> dict[str, Any]:
+    """``seed_per_repeat``: repeat i runs seed + i on every side (else all repeats run ``seed``); writes
+    ``out_dir/<stem>.{json,md}``."""
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
@@ -146,7 +156,8 @@ def main(tasks: list[str], repeats: int, quick: bool, seed: int, peers: list[str
         for i in range(repeats):
             order = libs[i % len(libs):] + libs[:i % len(libs)]  # rotate: nobody always goes first
             for lib in order:
-                runs[lib].append(run_one(lib, task, steps, seed))
+                runs[lib].append({"seed": seed + i if seed_per_repeat else seed,
+                                  **run_one(lib, task, steps, seed + i if seed_per_repeat else seed)})
                 log(f"{TITLES[task]} {steps:,} repeat {i + 1}/{repeats}: {lib} {runs[lib][-1]['sps']:,.1f} steps/s, "
                     f"process {runs[lib][-1]['process_s']:.1f} s, return {runs[lib][-1]['return']:.1f}")
         for lib in libs:
@@ -162,23 +173,26 @@ def main(tasks: list[str], repeats: int, quick: bool, seed: int, peers: list[str
         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "loadavg_start": [round(x, 2) for x in load0], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        "repeats": repeats, "quick": quick, "seed": seed, "command": "python scripts/bench.py " + " ".join(argv),
+        "repeats": repeats, "quick": quick, "seed": seed, "seed_per_repeat": seed_per_repeat,
+        "command": "python scripts/bench.py " + " ".join(argv),
         "versions": {p: versions(p) for p in ready}, "rows": rows,
     }
     table = render(result)
     print(table)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "peers.json").write_text(json.dumps(result, indent=1) + "\n")
-        (out_dir / "peers.md").write_text(table + "\n")
+        (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+        (out_dir / f"{stem}.md").write_text(table + "\n")
     return result
 
 
 def render(result: dict[str, Any]) -> str:
     rows = result["rows"]
-    lines = ["# rlx vs SB3, SBX and rejax", "",
+    seeds = f"seeds {result['seed']}.. (repeat i: seed + i, the same on every side)" if result.get("seed_per_repeat") \
+        else f"seed {result['seed']}"
+    lines = ["# rlx vs " + ", ".join(NAMES[p] for p in result["versions"]), "",
              f"Measured {result['measured']} on {result['machine']}; load average {result['loadavg_start'][0]} at the "
-             f"start, {result['loadavg_end'][0]} at the end (1 min); one thread per process, seed {result['seed']}, "
+             f"start, {result['loadavg_end'][0]} at the end (1 min); one thread per process, {seeds}, "
              f"median of {result['repeats']} alternating repeats{' (--quick: short runs)' if result['quick'] else ''}.",
              f"Command: `{result['command']}`. Peers: " + "; ".join(f"{NAMES[p]}: {v}" for p, v in result["versions"].items())
              + ".", "",
@@ -201,4 +215,16 @@ def render(result: dict[str, Any]) -> str:
               "env and model construction, compile, training; rejax's second, compiled call subtracted). "
               "rlx / it > 1: rlx is faster. Final return: rlx/SB3/SBX deterministic, 10 episodes (rlx: its final eval); "
               "rejax: its own final evaluation."]
+    lines += ["", "Each repeat (the libraries in turn, in the order run):", "",
+              "| task | repeat | seed | library | steps/s (learn) | rlx / it (steps/s) | process s | final return |",
+              "|---|---:|---:|---|---:|---:|---:|---:|"]
+    for task in dict.fromkeys(r["task"] for r in rows):
+        task_rows = [r for r in rows if r["task"] == task]
+        base = next(r for r in task_rows if r["lib"] == "rlx")
+        for i in range(len(base["runs"])):
+            for r in task_rows:
+                run, ref = r["runs"][i], base["runs"][i]
+                ratio = "-" if r["lib"] == "rlx" else f"{ref['sps'] / run['sps']:.2f}x"
+                lines.append(f"| {r['title']} | {i + 1} | {run.get('seed', result['seed'])} | {NAMES[r['lib']]} | "
+                             f"{run['sps']:,.1f} | {ratio} | {run['process_s']:.1f} | {run['return']:.1f} |")
     return "\n".join(lines)
