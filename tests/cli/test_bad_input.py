@@ -172,7 +172,7 @@ def _one_line_error(r, tmp_path, fragment):
     (["env.id=my_envs:DictActions"], "action space Dict('a': Discrete(2)) is not supported by any rlx algorithm; "
                                      "allowed: Discrete(n)"),
     (["algo=sac", "env.id=my_envs:UnboundedActions"], "algo=sac needs bounded actions (finite low and high)"),
-    (["env.id=my_envs:DictObservations", "algo=trpo"], "algo=trpo does not support Dict observations"),  # PPO and A2C take a Dict
+    (["env.id=my_envs:DictObservations", "algo=trpo"], "algo=trpo does not support Dict observations"),
     (["-m", "env.id=my_envs:MultiDiscreteActions,my_envs:DictActions"], "Dict('a': Discrete(2)) is not supported"),
 ], ids=["multidiscrete-td3", "multibinary-sac", "dict-actions", "unbounded-sac", "dict-observations", "multirun"])
 def test_a_space_no_algorithm_takes_is_one_line_before_the_run_dir(tmp_path, args, fragment):

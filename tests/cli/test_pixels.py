@@ -87,7 +87,7 @@ class DictObsEnv(gym.Env):
 @pytest.mark.parametrize("args, fragment", [
     (["env=cartpole", "network=nature_cnn"],
      "network.encoder=nature_cnn: takes (C, H, W) image observations, but env.id=CartPole-v1 has shape (4,); encoders that fit: mlp"),
-    (["env.id=tests.cli.test_pixels:DictObsEnv", "algo=trpo"], "algo=trpo does not support Dict observations"),  # PPO and A2C take a Dict
+    (["env.id=tests.cli.test_pixels:DictObsEnv", "algo=trpo"], "algo=trpo does not support Dict observations"),
     (["env=pong", "env.wrappers=[]"],
      "network.encoder=nature_cnn: takes channel-first (C, H, W) images, but env.id=ALE/Pong-v5 has shape (210, 160, 3)"),
 ])
