@@ -402,23 +402,33 @@ def _write_overrides(run_dir: Path, overrides: list[str]) -> None:
     (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
 
 
+def _study_dir_of(run_dir: Path) -> Path:
+    """The study a trial's run (trials/N/, trials/N/seedS/) or a confirmation run (confirm/NAME/) belongs to."""
+    return next((p.parent for p in run_dir.parents if p.name == "trials"), run_dir.parent.parent)
+
+
+def _trial_config(overrides: list[str], run_dir: Path) -> Any:
+    """What `rlx train OVERRIDES` trains (an unfitting preset dropped), in its study's W&B group."""
+    from rlx.config.compose import compose_run_config
+
+    cfg, _ = compose_run_config(overrides)
+    cfg.logger.wandb.group = cfg.logger.wandb.group or run_dir.parent.parent.name  # one W&B group per study
+    return cfg
+
+
 def _run(overrides: list[str], run_dir: Path, hook: Any = None, resume: bool = False) -> dict[str, Any]:
     """One ordinary rlx run (composed like `rlx train OVERRIDES`) in ``run_dir``, or (``resume``) the stopped
     run there continued from its last checkpoint, as `rlx resume RUN_DIR` does; ``hook`` sees its evals.
-    rlx tune's only call into training."""
-    from rlx.config.compose import compose_run_config
+    rlx tune's call into training for one run (:func:`_run_members` for a population)."""
     from rlx.train.driver import CONTINUE_HINT, resume as resume_run, train
     from rlx.train.run import write_summary
     from rlx.train.session import EVAL_HOOKS
 
-    if not resume:
-        cfg, _ = compose_run_config(overrides)  # what `rlx train OVERRIDES` trains (an unfitting preset dropped)
-        cfg.logger.wandb.group = cfg.logger.wandb.group or run_dir.parent.parent.name  # one W&B group per study
+    cfg = None if resume else _trial_config(overrides, run_dir)
     token = EVAL_HOOKS.set((hook,) if hook else ())
-    study = next((p.parent for p in run_dir.parents if p.name == "trials"), run_dir.parent.parent)
-    hint = CONTINUE_HINT.set(f"rlx tune --resume {study}")  # a stopped trial goes on with its study
+    hint = CONTINUE_HINT.set(f"rlx tune --resume {_study_dir_of(run_dir)}")  # a stopped trial goes on with its study
     try:
-        return resume_run(run_dir) if resume else train(cfg, run_dir)
+        return resume_run(run_dir) if cfg is None else train(cfg, run_dir)
     except Exception as e:  # a diverging or crashing trial fails alone; the study goes on
         if not (run_dir / "summary.json").is_file():
             write_summary(run_dir, {"status": "failed", "error": f"{type(e).__name__}: {e}"})
@@ -439,15 +449,23 @@ def _summary(run_dir: Path) -> dict[str, Any]:
 def _start_or_continue(overrides: list[str], run_dir: Path, shown: list[str], hook: Any = None) -> dict[str, Any]:
     """``run_dir``'s run to its end: a finished run is kept as it is, a stopped one continues from its checkpoint,
     anything else (no run yet, a failed one, one stopped before its first checkpoint) starts afresh."""
-    summary = _summary(run_dir)
-    if summary.get("status") in ("ok", "pruned"):
-        return summary
-    if summary.get("status") == "stopped" and (run_dir / "checkpoints" / "last.pt").is_file():
-        return _run(overrides, run_dir, hook, resume=True)
+    what = _what_to_run(run_dir, shown)
+    return _summary(run_dir) if what == "finished" else _run(overrides, run_dir, hook, resume=what == "resume")
+
+
+def _what_to_run(run_dir: Path, shown: list[str]) -> Literal["finished", "resume", "fresh"]:
+    """How ``run_dir``'s run goes on: kept as it is (finished), continued from its checkpoint (stopped), or started
+    afresh (no run yet, a failed one, one stopped before its first checkpoint: the dir cleared, its overrides
+    written as Hydra writes a multirun job's)."""
+    status = _summary(run_dir).get("status")
+    if status in ("ok", "pruned"):
+        return "finished"
+    if status == "stopped" and (run_dir / "checkpoints" / "last.pt").is_file():
+        return "resume"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     _write_overrides(run_dir, shown)
-    return _run(overrides, run_dir, hook)
+    return "fresh"
 
 
 def _base_seed(plan: Plan) -> int:
@@ -557,25 +575,19 @@ def _run_members(fixed: list[str], members: list[tuple[list[str], Path, Any]]) -
     """Runs trained as populations, each to its end as :func:`_start_or_continue` takes one: (overrides shown,
     run dir, eval hook) each; a finished run is kept, stopped ones continue from their checkpoints as one job,
     the rest start afresh as another (member k = that run as it would train alone). Their summaries, in order."""
-    from rlx.config.compose import compose_run_config
     from rlx.train.driver import CONTINUE_HINT, resume_job, train_job
     from rlx.train.run import write_summary
 
     summaries: dict[Path, dict[str, Any]] = {}
-    resumed, fresh = [], []
+    resumed: list[tuple[list[str], Path, Any]] = []
+    fresh: list[tuple[list[str], Path, Any]] = []
     for shown, run_dir, hook in members:
-        summary = _summary(run_dir)
-        if summary.get("status") in ("ok", "pruned"):
-            summaries[run_dir] = summary
-        elif summary.get("status") == "stopped" and (run_dir / "checkpoints" / "last.pt").is_file():
-            resumed.append((shown, run_dir, hook))
+        what = _what_to_run(run_dir, shown)
+        if what == "finished":
+            summaries[run_dir] = _summary(run_dir)
         else:
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            _write_overrides(run_dir, shown)
-            fresh.append((shown, run_dir, hook))
-    study = next((p.parent for p in members[0][1].parents if p.name in ("trials", "confirm")), members[0][1].parent)
-    hint = CONTINUE_HINT.set(f"rlx tune --resume {study}")  # stopped members go on with their study
+            (resumed if what == "resume" else fresh).append((shown, run_dir, hook))
+    hint = CONTINUE_HINT.set(f"rlx tune --resume {_study_dir_of(members[0][1])}")  # stopped members go on with their study
     try:
         for group, resume in ((resumed, True), (fresh, False)):
             if not group:
@@ -585,11 +597,7 @@ def _run_members(fixed: list[str], members: list[tuple[list[str], Path, Any]]) -
                 if resume:
                     outcomes = resume_job(dirs, skip_broken=True, eval_hooks=hooks)
                 else:
-                    cfgs = []
-                    for shown, _, _ in group:
-                        cfg, _ = compose_run_config([*fixed, *shown])  # what `rlx train OVERRIDES` trains
-                        cfg.logger.wandb.group = cfg.logger.wandb.group or study.name  # one W&B group per study
-                        cfgs.append(cfg)
+                    cfgs = [_trial_config([*fixed, *shown], d) for shown, d, _ in group]
                     outcomes = train_job(cfgs, dirs, eval_hooks=hooks)
                 if len(outcomes) == len(dirs):
                     summaries.update(zip(dirs, outcomes, strict=True))
