@@ -35,7 +35,14 @@ from rlx.networks.encoders import CNNEncoder, DictEncoder, EncoderFactory
 from rlx.networks.flat import flatten_parameters, gather_flat_grads
 from rlx.networks.heads import GaussianPolicy, ValueNet, make_policy
 from rlx.networks.mlp import ObsNormalizer
-from rlx.networks.off_policy import MemberQEnsemble, MemberTanhGaussianActor, MemberValueNet, QEnsemble, TanhGaussianActor
+from rlx.networks.off_policy import (
+    MemberQEnsemble,
+    MemberTanhGaussianActor,
+    MemberValueNet,
+    QEnsemble,
+    TanhGaussianActor,
+    has_weights,
+)
 from rlx.networks.recurrent import RecurrentCores
 from rlx.networks.stacked import StackedCNNEncoder, StackedMLP
 from rlx.objectives.distributions import scale_action, unscale_action
@@ -557,14 +564,27 @@ class ExplorationNoise:
             p.load_state_dict(s)
 
 
-def member_encoders(spec: EnvSpec, net: NetworkConfig, members: int) -> EncoderFactory:
-    """:func:`encoders` for an off-policy population of ``members``: refused (one line) where an observation
-    encoder would be needed for K > 1 (not stacked per member yet); a plain run (K=1) takes any."""
+def check_member_observations(spec: EnvSpec, net: NetworkConfig, members: int) -> None:
+    """An off-policy population of ``members`` on these observations, refused in one line where it cannot be
+    built yet: an observation encoder with weights for K > 1 (not stacked per member yet), or a Dict's image
+    keys (no uint8 population replay). A plain run (K=1) takes any; a Dict of vector keys is weightless: any K.
+    The driver calls this before any run dir is written (:func:`rlx.train.run.check_population_spaces`)."""
+    if members < 2:
+        return
     enc = encoders(spec, net)
-    if members > 1 and enc() is not None:
+    if has_weights(enc()):
         raise UserError(f"a population of {members} needs network.encoder=mlp on vector observations (an observation "
                         "encoder is not stacked per member yet); train image tasks as separate runs")
-    return enc
+    images = [] if enc.layout is None else [k.name for k in enc.layout.keys if k.uint8]
+    if images:
+        raise UserError(f"a population of {members} on Dict observations with image keys ({', '.join(images)}) is not "
+                        "supported yet (a population's replay buffer is float32 vectors only); train them as separate runs")
+
+
+def member_encoders(spec: EnvSpec, net: NetworkConfig, members: int) -> EncoderFactory:
+    """:func:`encoders` for an off-policy population of ``members``, after :func:`check_member_observations`."""
+    check_member_observations(spec, net, members)
+    return encoders(spec, net)
 
 
 class TanhGaussianAgent(Persistent):
@@ -576,6 +596,7 @@ class TanhGaussianAgent(Persistent):
     member-major: envs ``k*N .. (k+1)*N - 1`` are member k's."""
 
     actor: MemberTanhGaussianActor
+    observation_spaces = ("box", "dict")  # Dict: packed vectors, rlx.buffers.replay.DictReplayBuffer for image keys
 
     def __init__(self, spec: EnvSpec, hps: Sequence[Any], net: NetworkConfig, device: torch.device,
                  seeds: Sequence[int] | None = None):

@@ -12,13 +12,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlx.algos.common import ActionBounds, ExplorationNoise, OffPolicyCommon, Persistent, encoders, frozen_copy
+from rlx.algos.common import ActionBounds, ExplorationNoise, OffPolicyCommon, Persistent, frozen_copy, member_encoders
 from rlx.algos.sac import member_batch, polyak_members_
 from rlx.buffers.replay import Transitions
 from rlx.config.schema import NetworkConfig
 from rlx.config.typed import param
 from rlx.envs.make import EnvSpec
-from rlx.errors import UserError
 from rlx.members import Members
 from rlx.networks.off_policy import DeterministicActor, MemberDeterministicActor, MemberQEnsemble, QEnsemble
 from rlx.objectives.targets import bellman_target, critic_regression_loss, ddpg_policy_loss
@@ -80,6 +79,7 @@ class DDPG(Persistent):
     member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.tau", "algo.noise_std")
     Config = DDPGConfig
     action_spaces = ("continuous",)
+    observation_spaces = ("box", "dict")  # Dict: packed vectors, rlx.buffers.replay.DictReplayBuffer for image keys
     persist = ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt", "noise", "updates", "random")
     n_critics = 1
 
@@ -94,10 +94,7 @@ class DDPG(Persistent):
         self.members = Members(k, device, spec.obs_shape, seeds)
         self.random = self.members.random  # replay minibatches, warm-up actions, TD3's smoothing: member k's own
         self.bounds = ActionBounds(spec.action_space, device)
-        enc = encoders(spec, net)
-        if k > 1 and enc() is not None:
-            raise UserError(f"a population of {k} needs network.encoder=mlp on vector observations (an observation "
-                            "encoder is not stacked per member yet); train image tasks as separate runs")
+        enc = member_encoders(spec, net, k)
         actors, critics, noises = [], [], []
         for i, h in enumerate(hps):  # each member built as its plain run builds it (same RNG draws, same order)
             if seeds is not None:

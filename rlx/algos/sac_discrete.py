@@ -53,6 +53,7 @@ class SACDiscrete(Persistent):
     member_keys: tuple[str, ...] = ("algo.lr", "algo.gamma", "algo.tau", "algo.alpha", "algo.target_entropy_scale")
     Config = SACDiscreteConfig
     action_spaces = ("discrete",)
+    observation_spaces = ("box", "dict")  # Dict: packed vectors, rlx.buffers.replay.DictReplayBuffer for image keys
     persist = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "temperature", "updates", "random")
 
     def __init__(self, spec: EnvSpec, hp: SACDiscreteConfig | Sequence[SACDiscreteConfig], net: NetworkConfig,

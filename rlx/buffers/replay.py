@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from rlx.envs.make import final_observations
+from rlx.networks.dict_obs import DictLayout, dict_layout
 
 
 class Transitions(NamedTuple):
@@ -81,8 +82,12 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int) -> Transitions:
         """``batch_size`` transitions drawn uniformly with replacement (from ``random``, else torch's global RNG)."""
-        rows = self.data[self._indices(batch_size)[0]]
-        c, b = self.cols, batch_size
+        return self.gather(self._indices(batch_size)[0])
+
+    def gather(self, idx: Tensor) -> Transitions:
+        """The transitions in rows ``idx`` ``[B]``: one indexing op for all fields, split into column views."""
+        rows = self.data[idx]
+        c, b = self.cols, idx.shape[0]
         actions = rows[:, c["actions"]].reshape(b, *self.action_shape)
         return Transitions(
             obs=rows[:, c["obs"]].reshape(b, *self.obs_shape),
@@ -175,6 +180,71 @@ class MemberReplayBuffer(ReplayBuffer):
             raise ValueError("the saved population replay buffer does not fit this population's")
         self.data[:, : state["size"]] = data.to(self.device)
         self.pos, self.size = state["pos"], state["size"]
+
+
+class DictReplayBuffer(ReplayBuffer):
+    """Replay for Dict observations with image keys (issue 26; :mod:`rlx.networks.dict_obs`), one run (K=1).
+
+    The loop hands the buffer packed vectors (:class:`~rlx.envs.make.PackDictObs`): the float keys' entries go
+    to :class:`ReplayBuffer`'s float32 row (s | a | r | terminated | s'), each image key's s and s' to a uint8
+    ``[capacity, 2, size]`` tensor (2 bytes per pixel per transition, not the packed row's 8). A minibatch comes
+    back packed as the networks take it when acting (:class:`~rlx.networks.encoders.DictEncoder` unpacks it), so
+    the algorithms see the same ``[B, layout.size]`` float tensors as from a Dict without image keys, which is
+    stored as a plain packed vector (float keys only: the packed row is their per-key float32 storage)."""
+
+    def __init__(self, capacity: int, layout: DictLayout, action_shape: tuple[int, ...], discrete: bool,
+                 device: torch.device):
+        self.layout = layout
+        self.image_keys = [k for k in layout.keys if k.uint8]
+        vector = [np.arange(k.offset, k.offset + k.size) for k in layout.keys if not k.uint8]
+        self.vector_entries = np.concatenate(vector) if vector else np.zeros(0, dtype=np.int64)
+        super().__init__(capacity, (len(self.vector_entries),), action_shape, discrete, device)
+        self.vector_index = torch.from_numpy(self.vector_entries).to(device)
+        # empty, not zeros: pages are only touched as rows are written
+        self.images = {k.name: torch.empty((capacity, 2, k.size), dtype=torch.uint8, device=device) for k in self.image_keys}
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray, rewards: np.ndarray,
+            terminated: np.ndarray, truncated: np.ndarray, info: dict) -> None:
+        n = obs.shape[0]
+        if n > self.capacity:
+            raise ValueError(f"replay buffer capacity {self.capacity} is smaller than one step of {n} envs")
+        reached = final_observations(next_obs, terminated | truncated, info)
+        rows = torch.from_numpy((self.pos + np.arange(n)) % self.capacity).to(self.device)
+        for k in self.image_keys:
+            part = slice(k.offset, k.offset + k.size)  # integers in float32: exact back to uint8
+            both = np.stack([obs[:, part], reached[:, part]], axis=1).astype(np.uint8)
+            self.images[k.name][rows] = torch.from_numpy(both).to(self.device)
+        v = self.vector_entries  # s' already taken from final_obs above: the float row gets it as next_obs
+        super().add(obs[:, v], actions, reached[:, v], rewards, terminated, np.zeros_like(truncated), {})
+
+    def gather(self, idx: Tensor) -> Transitions:
+        batch = super().gather(idx)
+        return batch._replace(obs=self._packed(batch.obs, idx, 0), next_obs=self._packed(batch.next_obs, idx, 1))
+
+    def _packed(self, vectors: Tensor, idx: Tensor, which: int) -> Tensor:
+        """``[B, layout.size]`` float32: the float keys' entries and each image key's uint8 values (s: 0, s': 1)."""
+        out = torch.empty((idx.shape[0], self.layout.size), dtype=torch.float32, device=self.device)
+        out[:, self.vector_index] = vectors
+        for k in self.image_keys:
+            out[:, k.offset: k.offset + k.size] = self.images[k.name].index_select(0, idx)[:, which]
+        return out
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["images"] = {name: t[: self.size].to("cpu", copy=True) for name, t in self.images.items()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        images = state.get("images")
+        if images is None or set(images) != set(self.images) or any(
+                images[n].shape[1:] != self.images[n].shape[1:] for n in images):
+            raise ValueError("the saved replay buffer does not hold this env's Dict observations")
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"the saved Dict replay buffer has capacity {state['capacity']}, this run {self.capacity}; "
+                             f"resume with the same algo.buffer_size")
+        super().load_state_dict(state)
+        for name, t in images.items():
+            self.images[name][: state["size"]] = t.to(self.device)
 
 
 class ImageReplayBuffer:
@@ -400,13 +470,17 @@ def frame_stack_size(env_config: dict, observation_space) -> int | None:
 def make_replay_buffer(capacity: int, observation_space, action_shape: tuple[int, ...], discrete: bool,
                        device: torch.device, frame_stack: int | None = None,
                        members: int = 1) -> ReplayBuffer | ImageReplayBuffer:
-    """:class:`FrameStackReplayBuffer` for frame stacks (``frame_stack``: their size k), :class:`ImageReplayBuffer`
-    for other uint8/bool observations (images), the flat float buffer otherwise. ``members`` > 1: a
+    """:class:`DictReplayBuffer` for Dict observations with image keys (a packed Dict of float keys only is a
+    float vector: the flat buffer), :class:`FrameStackReplayBuffer` for frame stacks (``frame_stack``: their
+    size k), :class:`ImageReplayBuffer` for other uint8/bool observations (images), the flat float buffer otherwise. ``members`` > 1: a
     population's :class:`MemberReplayBuffer` (``capacity`` per member; vector observations only)."""
     from rlx.errors import UserError
     from rlx.networks.encoders import stores_as_uint8
 
     shape = tuple(observation_space.shape)
+    layout = dict_layout(observation_space)
+    if layout is not None and members == 1 and any(k.uint8 for k in layout.keys):  # K > 1: refused by member_encoders
+        return DictReplayBuffer(capacity, layout, action_shape, discrete, device)
     if members > 1:
         if stores_as_uint8(observation_space):
             raise UserError(f"a population of {members} members on image observations is not supported yet "

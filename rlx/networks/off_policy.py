@@ -115,8 +115,15 @@ def _call_detached(module: nn.Module, x: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
+def has_weights(module: nn.Module | None) -> bool:
+    """Whether ``module`` has parameters: a weightless encoder (a Dict of vector keys: unpack and concatenate,
+    a ``Flatten``) is the same function for every member, so a population shares it."""
+    return module is not None and any(True for _ in module.parameters())
+
+
 def _member_features(encoder: nn.Module | None, obs: Tensor, detach_params: bool = False) -> Tensor:
-    """``[K, B, *obs]`` through an encoder that takes ``[B, *obs]`` (K=1 only: a plain run's CNN)."""
+    """``[K, B, *obs]`` through an encoder that takes ``[B, *obs]`` (a plain run's CNN; for K > 1 a weightless
+    one only)."""
     if encoder is None:
         return obs
     flat = obs.flatten(0, 1)
@@ -129,8 +136,8 @@ class MemberTanhGaussianActor(nn.Module):
 
     def __init__(self, actors: Sequence[TanhGaussianActor]):
         super().__init__()
-        if len(actors) > 1 and actors[0].encoder is not None:
-            raise ValueError("MemberTanhGaussianActor: an encoder only for K=1")
+        if len(actors) > 1 and has_weights(actors[0].encoder):
+            raise ValueError("MemberTanhGaussianActor: an encoder with weights only for K=1")
         self.encoder = actors[0].encoder
         self.net = MemberMLP.from_mlps([a.net for a in actors])
 
@@ -152,8 +159,8 @@ class MemberDeterministicActor(nn.Module):
 
     def __init__(self, actors: Sequence[DeterministicActor]):
         super().__init__()
-        if len(actors) > 1 and actors[0].encoder is not None:
-            raise ValueError("MemberDeterministicActor: an encoder only for K=1")
+        if len(actors) > 1 and has_weights(actors[0].encoder):
+            raise ValueError("MemberDeterministicActor: an encoder with weights only for K=1")
         self.encoder = actors[0].encoder
         self.net = MemberMLP.from_mlps([a.net for a in actors])
 
@@ -166,8 +173,8 @@ class MemberQEnsemble(nn.Module):
 
     def __init__(self, critics: Sequence[QEnsemble]):
         super().__init__()
-        if len(critics) > 1 and critics[0].encoder is not None:
-            raise ValueError("MemberQEnsemble: an encoder only for K=1")
+        if len(critics) > 1 and has_weights(critics[0].encoder):
+            raise ValueError("MemberQEnsemble: an encoder with weights only for K=1")
         self.encoder = critics[0].encoder
         self.net = MemberMLP.from_ensembles([c.net for c in critics])
 
@@ -182,8 +189,8 @@ class MemberValueNet(nn.Module):
 
     def __init__(self, values: Sequence[ValueNet]):
         super().__init__()
-        if len(values) > 1 and values[0].encoder is not None:
-            raise ValueError("MemberValueNet: an encoder only for K=1")
+        if len(values) > 1 and has_weights(values[0].encoder):
+            raise ValueError("MemberValueNet: an encoder with weights only for K=1")
         self.encoder = values[0].encoder
         self.net = MemberMLP.from_mlps([cast(nn.Sequential, v.net) for v in values])  # ValueNet's is an MLP
 
@@ -196,8 +203,8 @@ class MemberCategoricalActor(nn.Module):
 
     def __init__(self, actors: Sequence[CategoricalActor]):
         super().__init__()
-        if len(actors) > 1 and actors[0].encoder is not None:
-            raise ValueError("MemberCategoricalActor: an encoder only for K=1")
+        if len(actors) > 1 and has_weights(actors[0].encoder):
+            raise ValueError("MemberCategoricalActor: an encoder with weights only for K=1")
         self.encoder = actors[0].encoder
         self.net = MemberMLP.from_mlps([a.net for a in actors])
 
@@ -218,8 +225,8 @@ class MemberDiscreteQEnsemble(nn.Module):
 
     def __init__(self, critics: Sequence[DiscreteQEnsemble]):
         super().__init__()
-        if len(critics) > 1 and critics[0].encoder is not None:
-            raise ValueError("MemberDiscreteQEnsemble: an encoder only for K=1")
+        if len(critics) > 1 and has_weights(critics[0].encoder):
+            raise ValueError("MemberDiscreteQEnsemble: an encoder with weights only for K=1")
         self.encoder = critics[0].encoder
         self.net = MemberMLP.from_ensembles([c.net for c in critics])
 

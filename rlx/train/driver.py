@@ -42,6 +42,7 @@ from rlx.train.run import (
     LOOPS,
     Settings,
     build_algorithm,
+    check_population_spaces,
     eval_seed,
     parse_settings,
     prepare_process,
@@ -87,6 +88,7 @@ def train_job(cfgs: Sequence[DictConfig | Mapping[str, Any]], run_dirs: Sequence
     settings = [parse_settings(c) for c in configs]
     if len(configs) > 1:
         check_population(configs)
+        check_population_spaces(settings[0], len(configs))
     check_pbt_settings(settings[0], configs)
     if settings[0].run.init_from:
         _init_state(settings[0])  # a missing or foreign checkpoint: one line before any run dir is written

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from rlx.algos.common import check_member_observations
 from rlx.algos.protocols import Algorithm
 from rlx.algos.recurrent import RecurrentPopulationActorCritic
 from rlx.algos.registry import ALGOS
@@ -139,6 +140,15 @@ def check_action_space(algo_name: str, spec: EnvSpec) -> None:
     if kind not in ALGOS[algo_name].action_spaces:
         fits = [n for n, cls in ALGOS.items() if kind in cls.action_spaces]
         raise UserError(f"algo={algo_name} does not support {kind} actions ({spec.id}); algorithms that do: {', '.join(fits)}")
+
+
+def check_population_spaces(s: Settings, members: int) -> None:
+    """What an off-policy population of ``members`` cannot take yet (rlx.algos.common.check_member_observations),
+    refused before any run dir is written; on-policy populations stack every encoder and take every Dict."""
+    if members < 2 or ALGOS[s.algo_name].loop != "off_policy":
+        return
+    spec = env_spec(s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder)
+    check_member_observations(spec, s.network, members)
 
 
 def resolve_device(name: str) -> torch.device:
