@@ -294,12 +294,13 @@ def stack_actor_critics(models: Sequence[ActorCritic]) -> ActorCritic:
     of all K (member k starts exactly as ``models[k]``), a Gaussian log-std of ``[K, 1, A]``, and per-member
     observation statistics; every :class:`ActorCritic` method then works on the member dimension as is. A
     shared CNN encoder becomes a :class:`~rlx.networks.stacked.StackedCNNEncoder` of all K (its parameters
-    member-first, so they join the ``[K, P]`` buffer); K=1 keeps the plain encoder (it takes any leading
-    dims; plain runs' checkpoints unchanged). A ``Flatten`` encoder has no weights and stays as it is."""
+    member-first, so they join the ``[K, P]`` buffer), K=1 included: a plain run is a population of one, so a
+    member's checkpoint (its rows of every stack) is a plain run's and resumes or evaluates alone. A ``Flatten``
+    encoder has no weights and stays as it is."""
     model, k = models[0], len(models)
-    if k > 1 and isinstance(model.encoder, CNNEncoder):
+    if isinstance(model.encoder, CNNEncoder):
         model.encoder = StackedCNNEncoder.from_encoders([cast(CNNEncoder, m.encoder) for m in models])
-    if k > 1 and isinstance(model.encoder, DictEncoder):  # each image key's CNN stacked over the members
+    if isinstance(model.encoder, DictEncoder):  # each image key's CNN stacked over the members
         dict_encoder = model.encoder
         for name in list(dict_encoder.encoders):
             dict_encoder.encoders[name] = StackedCNNEncoder.from_encoders(

@@ -120,12 +120,10 @@ def test_a_pixel_population_update_equals_each_members_own_update(algo: str) -> 
 
 
 def theirs_for(name: str, plain: torch.Tensor, member: dict) -> torch.Tensor:
-    """The population member's tensor for the plain model's ``name`` (encoder layouts differ: a stacked
-    conv is ``trunk.0.weight`` either way, the stacked linear is ``weight`` [in, F] vs ``linear.weight`` [F, in])."""
-    if name.startswith("encoder.linear."):
-        stacked = member[name.replace("linear.", "")]
-        return stacked.reshape(plain.shape[::-1]).t() if name.endswith("weight") else stacked.reshape(plain.shape)
-    return member[name].reshape(plain.shape)
+    """The population member's tensor for the plain model's ``name``: the same name and shape (a plain run
+    is a population of one, its CNN a StackedCNNEncoder of one), so a member's checkpoint is a plain run's."""
+    assert member[name].shape == plain.shape, name
+    return member[name]
 
 
 def test_member_view_of_a_pixel_population_acts_as_its_member() -> None:
