@@ -68,21 +68,21 @@ def _assert_same_episodes(a: dict, b: dict, path: str) -> None:
                 torch.testing.assert_close(a[f][0, env, :n], b[f][0, env, :n], rtol=1e-5, atol=1e-6, msg=f"{path}.{f}")
 
 
-def _assert_same_state(a, b, path=""):
+def _assert_same_state(a, b, path="", atol=1e-6):
     if path.endswith(".episodes"):
         _assert_same_episodes(a, b, path)
     elif isinstance(a, torch.Tensor):
         if a.is_floating_point():
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=path)
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=atol, msg=path)
         else:
             assert torch.equal(a, b), path
     elif isinstance(a, dict):
         assert a.keys() == b.keys(), path
         for key in a:
-            _assert_same_state(a[key], b[key], f"{path}.{key}")
+            _assert_same_state(a[key], b[key], f"{path}.{key}", atol)
     elif isinstance(a, (list, tuple)):
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _assert_same_state(x, y, f"{path}[{i}]")
+            _assert_same_state(x, y, f"{path}[{i}]", atol)
     else:
         assert a == b, path
 
@@ -112,8 +112,12 @@ def test_a_population_update_equals_each_members_own_update(name, env_id):
             assert pop_metrics[i].keys() == metrics.keys(), (step, i)
             for key, value in metrics.items():
                 assert pop_metrics[i][key] == pytest.approx(value, rel=1e-5, abs=1e-6, nan_ok=True), (step, i, key)
+    # TRPO's conjugate-gradient step and line search amplify float rounding: after 3 updates on Pendulum, member 0's
+    # log_std was 1.45e-6 from its plain run's (-0.0360621 vs -0.0360636) on a 2-core x86_64 VM (2026-12-04), over
+    # 1e-6 + 1e-5 relative; a member mixed with another's data is off by 1e-2 or more
+    atol = 1e-5 if name == "trpo" else 1e-6
     for i, single in enumerate(singles):
-        _assert_same_state(single.state_dict(), member_state(pop.state_dict(), i, k), f"member {i}")
+        _assert_same_state(single.state_dict(), member_state(pop.state_dict(), i, k), f"member {i}", atol)
 
 
 @pytest.mark.parametrize("name", ["reinforce", "ac_batch", "ac_online", "trpo"])
