@@ -7,7 +7,7 @@
     python scripts/bench.py --tasks ppo_cartpole,sac_pendulum --repeats 5 --markdown benchmarks/results.md
     python scripts/bench.py --population --ks 1,4,16,64 --markdown benchmarks/population.md   # issue 12
     python scripts/bench.py --peers      # rlx vs SB3, SBX and rejax, each peer in its own venv (issue 27)
-    python scripts/bench.py --peers --quick --repeats 2    # PPO CartPole 20k, SAC Pendulum 1k
+    python scripts/bench.py --peers --quick --repeats 2    # PPO CartPole 20k, SAC Pendulum 1k, TD3/DDPG 11k
     python scripts/bench.py --recurrent --repeats 2        # recurrent PPO CartPoleNoVel 100k vs sb3-contrib (issue 26)
 
 For every task rlx and the peer (../shared/peer/sb3_baseline.py) run the same algorithm, env, steps,
@@ -115,7 +115,8 @@ def main() -> None:
     ap.add_argument("--peers", action="store_true",
                     help="rlx vs SB3, SBX and rejax (PPO CartPole 100k, SAC Pendulum 5k), each peer in its own venv "
                          "under ~/.cache/rlx-peers (created on first use); writes benchmarks/peers.{json,md}")
-    ap.add_argument("--peer-libs", default="sb3,sbx,rejax", help="--peers: which peers")
+    ap.add_argument("--peer-libs", default="rlx_compile,sb3,sbx,rejax",
+                    help="--peers: which peers (rlx_compile: rlx with compile=true, on SAC/TD3/DDPG)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks", help="--peers: where peers.json/peers.md go")
     ap.add_argument("--recurrent", action="store_true",
                     help="recurrent PPO (LSTM) CartPoleNoVel-v1 100k vs sb3-contrib's RecurrentPPO, RL-Zoo's preset on both "

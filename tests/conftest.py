@@ -2,6 +2,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 # Tests never talk to W&B servers; offline runs write files only.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# compile=true tests: inductor's kernel cache in a fresh dir per session (not ~/.cache/rlx; the same cost every run)
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="rlx-inductor-"))
 
 FAST = ["logger.progress=false", "torch_threads=1"]
 

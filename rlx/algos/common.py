@@ -494,7 +494,8 @@ class Temperature:
                  device: torch.device):
         learned = [a == "auto" for a in alphas]
         self.learned = torch.tensor(learned, device=device)
-        self.any_learned = any(learned)
+        self.any_learned, self.all_learned = any(learned), all(learned)
+        self.learned_members = [k for k, auto in enumerate(learned) if auto]  # no data-dependent op to find them
         self.target_entropy = target_entropy
         self.log_alpha = torch.tensor([[0.0 if auto else math.log(float(a))] for a, auto in zip(alphas, learned, strict=True)],
                                       device=device, requires_grad=True)
@@ -514,7 +515,10 @@ class Temperature:
         if not self.any_learned:
             return policy_terms[0].new_zeros(policy_terms[0].shape[0])
         loss = loss_fn(self.log_alpha, *policy_terms, self.target_entropy, dim=1) * self.learned
-        step = self.learned if mask is None else self.learned & mask
+        if mask is None:  # no data-dependent test in the common case (a compiled step traces it as is)
+            self.optimizer.minimize(loss, None if self.all_learned else self.learned_members)
+            return loss.detach()
+        step = self.learned & mask
         self.optimizer.minimize(loss, None if bool(step.all()) else step)
         return loss.detach()
 

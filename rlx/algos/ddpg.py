@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from rlx.algos.common import ActionBounds, ExplorationNoise, OffPolicyCommon, Persistent, frozen_copy, member_encoders
+from rlx.algos.compiled import UpdateStep
 from rlx.algos.sac import member_batch, polyak_members_
 from rlx.buffers.replay import Transitions
 from rlx.config.schema import NetworkConfig
@@ -113,6 +114,7 @@ class DDPG(Persistent):
         self.members.hyper(hps, "lr"), self.members.hyper(hps, "tau")  # PBT's to change: hyperparameters_changed
         self.tau = [h.tau for h in hps]
         self.updates = 0
+        self.step = UpdateStep(self._step)  # compiled by rlx.algos.compiled.set_compile (compile=true)
 
     def hyperparameters_changed(self) -> None:
         m = self.members
@@ -149,18 +151,31 @@ class DDPG(Persistent):
         """One update of every active member on its own minibatch (``[K, B, ...]``; a plain buffer's
         ``[B, ...]`` for K=1). Returns each member's metrics."""
         mask, batch = self._mask(), member_batch(batch)
-        with torch.no_grad():
-            next_q = self.critic_target(batch.next_obs, self.actor_target(batch.next_obs))[:, 0]  # [K, B]
-            y = bellman_target(batch.rewards, next_q, batch.terminated, self.gamma)
-        critic_loss, q = self.critic_step(batch, y, mask)
-        return self._metrics(critic_loss, q, self.actor_step(batch.obs, mask))
+        critic_loss, q_mean, actor_loss = self.step(batch.obs, batch.actions, batch.rewards, batch.next_obs,
+                                                    batch.terminated, None, True, mask=mask)
+        self.updates += 1
+        return self._metrics(critic_loss, q_mean, actor_loss)
 
-    def critic_step(self, batch: Transitions, y: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    def target(self, rewards: Tensor, next_obs: Tensor, terminated: Tensor, eps: Tensor | None) -> Tensor:
+        """The critics' regression target y ``[K, B]``: r + γ(1−d)Q'(s', μ'(s')) (TD3: smoothed, clipped double Q)."""
+        next_q = self.critic_target(next_obs, self.actor_target(next_obs))[:, 0]  # [K, B]
+        return bellman_target(rewards, next_q, terminated, self.gamma)
+
+    def _step(self, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor, terminated: Tensor,
+              eps: Tensor | None, actor: bool, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The update's tensor part (``self.step``: eager, or compiled with ``compile``): the critic step, and
+        with ``actor`` the actor step and the target update; ``eps``: TD3's smoothing ε. Returns each
+        member's critic loss, mean Q(s, a) and actor loss (None without an actor step), detached."""
+        with torch.no_grad():
+            y = self.target(rewards, next_obs, terminated, eps)
+        critic_loss, q = self.critic_step(obs, actions, y, mask)
+        return critic_loss, q.mean(dim=(1, 2)), self.actor_step(obs, mask) if actor else None
+
+    def critic_step(self, obs: Tensor, actions: Tensor, y: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
         """Regress every critic on y (``[K, B]``); returns (each member's loss ``[K]``, Q(s, a) ``[K, E, B]``) detached."""
-        q = self.critic(batch.obs, self.bounds.to_unit(batch.actions))
+        q = self.critic(obs, self.bounds.to_unit(actions))
         loss = critic_regression_loss(q, y)
         self.critic_opt.minimize(loss, mask)
-        self.updates += 1
         return loss.detach(), q.detach()
 
     def actor_step(self, obs: Tensor, mask: Tensor | None) -> Tensor:
@@ -175,7 +190,7 @@ class DDPG(Persistent):
         return loss.detach()
 
     @staticmethod
-    def _metrics(critic_loss: Tensor, q: Tensor, actor_loss: Tensor) -> list[dict[str, float]]:
+    def _metrics(critic_loss: Tensor, q_mean: Tensor, actor_loss: Tensor) -> list[dict[str, float]]:
         """Each member's metrics with ONE device sync."""
-        stats = torch.stack([critic_loss, q.mean(dim=(1, 2)), actor_loss], dim=1).float()
+        stats = torch.stack([critic_loss, q_mean, actor_loss], dim=1).float()
         return [dict(zip(("critic_loss", "q_mean", "actor_loss"), row, strict=True)) for row in stats.tolist()]

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from rlx.algos.common import EntropyCommon, TanhGaussianAgent, Temperature, frozen_copy
+from rlx.algos.compiled import UpdateStep
 from rlx.buffers.replay import Transitions
 from rlx.config.schema import NetworkConfig
 from rlx.envs.make import EnvSpec
@@ -74,6 +75,7 @@ class SAC(TanhGaussianAgent):
         self.gamma = self.members.hyper(hps, "gamma")  # [K, 1]
         self.members.hyper(hps, "lr"), self.members.hyper(hps, "tau")  # PBT's to change: hyperparameters_changed
         self.tau = [h.tau for h in hps]
+        self.step = UpdateStep(self._step)  # compiled by rlx.algos.compiled.set_compile (compile=true)
 
     def hyperparameters_changed(self) -> None:
         m = self.members
@@ -85,30 +87,41 @@ class SAC(TanhGaussianAgent):
     def update(self, batch: Transitions, progress: float) -> list[dict[str, float]]:
         """One update of every active member on its own minibatch (``[K, B, ...]``; a plain buffer's
         ``[B, ...]`` for K=1). Returns each member's metrics."""
-        m, mask, batch = self.members, self.active_mask(), member_batch(batch)
-        actions = self.bounds.to_unit(batch.actions)
-        a_pi, logp_pi = self.actor.sample(batch.obs, self.random)  # a = f_φ(ε; s), differentiable in φ; [K, B, A], [K, B]
+        mask, batch = self.active_mask(), member_batch(batch)
+        # ε of a ~ π(·|s), then of a' ~ π(·|s'), from each member's own stream (before the step: compile=true
+        # traces no Python RNG state)
+        shape = batch.obs.new_empty(self.members.k, batch.obs.shape[1], self.bounds.dim)
+        eps_pi, eps_next = self.random.normal_like(shape), self.random.normal_like(shape)
+        stats = self.step(batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated, eps_pi, eps_next,
+                          mask=mask)
+        self.updates += 1
+        keys = ("critic_loss", "actor_loss", "q_mean", "alpha", "alpha_loss", "entropy")
+        return [dict(zip(keys, row, strict=True)) for row in stats.tolist()]
+
+    def _step(self, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor, terminated: Tensor,
+              eps_pi: Tensor, eps_next: Tensor, mask: Tensor | None) -> Tensor:
+        """The update's tensor part (``self.step``: eager, or compiled with ``compile``); the ``[K, 6]`` metrics."""
+        m = self.members
+        actions = self.bounds.to_unit(actions)
+        a_pi, logp_pi = self.actor.sample(obs, noise=eps_pi)  # a = f_φ(ε; s), differentiable in φ; [K, B, A], [K, B]
         alpha = self.temperature.value()  # [K, 1]: this step's α, the value before the temperature update
         alpha_loss = self.temperature.update(logp_pi, mask=mask)
 
         # Critics: J_Q = ½(Q_i(s, a) − y)², y = r + γ(1−d)(min_i Q'_i(s', a') − α log π(a'|s')), a' ~ π(·|s')
         with torch.no_grad():
-            a_next, logp_next = self.actor.sample(batch.next_obs, self.random)
-            q_next = self.critic_target(batch.next_obs, a_next).min(dim=1).values
-            y = soft_bellman_target(batch.rewards, q_next, logp_next, batch.terminated, self.gamma, alpha)
-        q = self.critic(batch.obs, actions)  # [K, 2, B]
+            a_next, logp_next = self.actor.sample(next_obs, noise=eps_next)
+            q_next = self.critic_target(next_obs, a_next).min(dim=1).values
+            y = soft_bellman_target(rewards, q_next, logp_next, terminated, self.gamma, alpha)
+        q = self.critic(obs, actions)  # [K, 2, B]
         critic_loss = critic_regression_loss(q, y)  # [K]
         self.critic_opt.minimize(critic_loss, mask)
 
         # Actor: J_π = α log π(a|s) − min_i Q_i(s, a), a reparameterized; no gradient into the critics.
-        q_pi = self.critic(batch.obs, a_pi, detach_params=True).min(dim=1).values
+        q_pi = self.critic(obs, a_pi, detach_params=True).min(dim=1).values
         actor_loss = sac_policy_loss(q_pi, logp_pi, alpha, dim=1)
         self.actor_opt.minimize(actor_loss, mask)
 
         with torch.no_grad():
             polyak_members_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.tau, m.k, mask)
-        self.updates += 1
-        stats = torch.stack([critic_loss.detach(), actor_loss.detach(), q.detach().mean(dim=(1, 2)), alpha[:, 0],
-                             alpha_loss, -logp_pi.detach().mean(dim=1)], dim=1)
-        keys = ("critic_loss", "actor_loss", "q_mean", "alpha", "alpha_loss", "entropy")
-        return [dict(zip(keys, row, strict=True)) for row in stats.tolist()]
+        return torch.stack([critic_loss.detach(), actor_loss.detach(), q.detach().mean(dim=(1, 2)), alpha[:, 0],
+                            alpha_loss, -logp_pi.detach().mean(dim=1)], dim=1)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import torch
+from torch import Tensor
 
 from rlx.algos.ddpg import DDPG, DDPGConfig
 from rlx.algos.sac import member_batch
@@ -48,13 +49,21 @@ class TD3(DDPG):
 
     def update(self, batch: Transitions, progress: float) -> list[dict[str, float]]:
         mask, batch = self._mask(), member_batch(batch)
-        with torch.no_grad():
-            mu_next = self.actor_target(batch.next_obs)  # [K, B, A]; ε from each member's own stream
-            a_next = td3_smoothed_target_action(mu_next, self.target_noise, self.target_clip, -1.0, 1.0,
-                                                noise=self.target_noise * self.random.normal_like(mu_next))
-            q_next = self.critic_target(batch.next_obs, a_next)  # [K, 2, B]
-            y = clipped_double_q_target(batch.rewards, q_next[:, 0], q_next[:, 1], batch.terminated, self.gamma)
-        critic_loss, q = self.critic_step(batch, y, mask)
-        if self.updates % self.hp.policy_delay == 0:
-            self.last_actor_loss = self.actor_step(batch.obs, mask)
-        return self._metrics(critic_loss, q, self.last_actor_loss)
+        eps = self.random.normal_like(batch.obs.new_empty(self.members.k, batch.obs.shape[1], self.bounds.dim))
+        actor = (self.updates + 1) % self.hp.policy_delay == 0  # the delayed actor (and target) step
+        critic_loss, q_mean, actor_loss = self.step(batch.obs, batch.actions, batch.rewards, batch.next_obs,
+                                                    batch.terminated, eps, actor, mask=mask)
+        self.updates += 1
+        if actor_loss is not None:
+            self.last_actor_loss = actor_loss
+        return self._metrics(critic_loss, q_mean, self.last_actor_loss)
+
+    def target(self, rewards: Tensor, next_obs: Tensor, terminated: Tensor, eps: Tensor | None) -> Tensor:
+        """y = r + γ(1−d) min(Q'_1, Q'_2)(s', ã'), ã' = clip(μ'(s') + clip(σε, −c, c), −1, 1); ε ``[K, B, A]``
+        from each member's own stream."""
+        assert eps is not None
+        mu_next = self.actor_target(next_obs)  # [K, B, A]
+        a_next = td3_smoothed_target_action(mu_next, self.target_noise, self.target_clip, -1.0, 1.0,
+                                            noise=self.target_noise * eps)
+        q_next = self.critic_target(next_obs, a_next)  # [K, 2, B]
+        return clipped_double_q_target(rewards, q_next[:, 0], q_next[:, 1], terminated, self.gamma)

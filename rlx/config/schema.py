@@ -96,6 +96,9 @@ class PBTConfig:
                                           "writes for a PBT winner: pbt_schedule_<member>.json)")
 
 
+COMPILE_DEFAULT: Literal["auto"] = "auto"  # compile=null's value (rlx/algos/compiled.py: the auto rule)
+
+
 @dataclass
 class RunConfig:
     seed: int = param(0, ge=0, le=2**32 - 1, help="seeds Python, NumPy and torch; NumPy takes 0 to 2**32 - 1")
@@ -107,6 +110,12 @@ class RunConfig:
                                              "state and statistics, with this config's hyperparameters (RL-Zoo's "
                                              "--trained-agent); env steps count from 0")
 
+    compile: Literal["auto", True, False] | None = param(
+        None, help="torch.compile the update step (SAC, TD3, DDPG): auto | true | false; null: the default, "
+                   f"{COMPILE_DEFAULT!r} (on where it pays: CUDA; README 'Speed')")
+
     def __post_init__(self) -> None:
+        if self.compile is None:  # config.yaml leaves it null: the one default is here
+            self.compile = COMPILE_DEFAULT
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise UserError(f"device={self.device!r}: expected 'auto' | 'cpu' | 'cuda' | 'cuda:N'")

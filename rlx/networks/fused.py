@@ -47,8 +47,9 @@ def double_backward() -> Iterator[None]:
 
 
 def fused_enabled() -> bool:
-    """False inside :func:`double_backward`."""
-    return _plain_depth == 0
+    """False inside :func:`double_backward`, and while ``torch.compile`` traces (``compile=true``: plain ops,
+    which inductor fuses; the hand-written nodes are for eager)."""
+    return _plain_depth == 0 and not torch.compiler.is_compiling()
 
 
 # Below this many elements torch's own (scalar) CPU tanh beats the four vectorized ops of the identity
@@ -140,7 +141,7 @@ def fused_mlp(x: Tensor, params: Sequence[Tensor], activation: str) -> Tensor:
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
     if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
-        out = FusedMLP.apply(activation, x2, *params) if _plain_depth == 0 else _plain_forward(x2, params, activation)
+        out = FusedMLP.apply(activation, x2, *params) if fused_enabled() else _plain_forward(x2, params, activation)
     else:
         out = mlp_forward(x2, params, activation)[0]
     return out.reshape(*lead, out.shape[-1])

@@ -145,10 +145,13 @@ class MemberTanhGaussianActor(nn.Module):
         mean, log_std = self.net(_member_features(self.encoder, obs))[:, 0].chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, obs: Tensor, random: MemberNoise | None = None) -> tuple[Tensor, Tensor]:
-        """tanh(μ + σ ε); ``random``: ε from member k's own stream for row k (else torch's global RNG)."""
+    def sample(self, obs: Tensor, random: MemberNoise | None = None, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """tanh(μ + σ ε); ``random``: ε from member k's own stream for row k (else torch's global RNG);
+        ``noise``: ε drawn before (``[K, B, A]``)."""
         mean, log_std = self(obs)
-        return tanh_gaussian_sample(mean, log_std, noise=None if random is None else random.normal_like(mean))
+        if noise is None and random is not None:
+            noise = random.normal_like(mean)
+        return tanh_gaussian_sample(mean, log_std, noise=noise)
 
     def mode(self, obs: Tensor) -> Tensor:
         return tanh_gaussian_deterministic(self(obs)[0])

@@ -300,21 +300,23 @@ class MemberAdam:
         for p in self.params:
             p.grad = None
 
-    def minimize(self, loss: Tensor, mask: Tensor | None = None) -> None:
+    def minimize(self, loss: Tensor, mask: Tensor | list[int] | None = None) -> None:
         """One step on ``loss`` (``[K]``, member k's loss depends on member k's rows only: its sum's
         gradient in row k is d loss_k)."""
         self.zero_grad()
         loss.sum().backward()
         self.step(mask)
+        self.zero_grad()  # no gradients left between updates: every (compiled) step starts from the same state
 
     @torch.no_grad()
-    def step(self, mask: Tensor | None = None) -> None:
-        """Update every member (``mask`` ``[K]`` bool: only those) whose parameters have gradients."""
+    def step(self, mask: Tensor | list[int] | None = None) -> None:
+        """Update every member (``mask`` ``[K]`` bool, or their indices: only those) whose parameters have gradients."""
         with_grad = [i for i, p in enumerate(self.params) if p.grad is not None]
         if not with_grad:
             return
         k = self.members
-        live = range(k) if mask is None else torch.nonzero(mask.reshape(-1)).flatten().tolist()
+        live = range(k) if mask is None else mask if isinstance(mask, list) else \
+            torch.nonzero(mask.reshape(-1)).flatten().tolist()
         groups: dict[float, list[int]] = defaultdict(list)
         for m in live:
             groups[self.lr[m]].append(m)
@@ -329,7 +331,13 @@ class MemberAdam:
                 avgs += member_rows([self.exp_avg[i] for i in with_grad], m, k)
                 sqs += member_rows([self.exp_avg_sq[i] for i in with_grad], m, k)
                 steps += [self.step_count[m]] * len(sel)
-            if self.fused:
+            if torch.compiler.is_compiling():  # traced (compile=true): torch's capturable formula, the step a tensor
+                for p, g, a, s, t in zip(params, grads, avgs, sqs, steps, strict=True):
+                    a.lerp_(g, 1 - beta1)
+                    s.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                    denom = (s.sqrt() / (1 - beta2 ** t).sqrt()).add_(self.eps)
+                    p.sub_(a / denom * (lr / (1 - beta1 ** t)))
+            elif self.fused:
                 torch._fused_adam_(params, grads, avgs, sqs, [], steps, lr=lr, beta1=beta1, beta2=beta2,
                                    weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
             else:  # torch's single-tensor formula

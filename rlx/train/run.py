@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlx.algos.common import check_member_observations
+from rlx.algos.compiled import set_compile
 from rlx.algos.protocols import Algorithm
 from rlx.algos.recurrent import RecurrentPopulationActorCritic
 from rlx.algos.registry import ALGOS
@@ -196,10 +197,13 @@ def build_algorithm(settings: Settings | Sequence[Settings], spec: EnvSpec, devi
         raise UserError(f"network.recurrent={s0.network.recurrent}: recurrent policies are for algo=ppo and algo=a2c, "
                         f"not algo={s0.algo_name}; set network.recurrent=none")
     if getattr(cls, "member_keys", ()):
-        return cls(spec, [s.algo for s in group], s0.network, device, seeds=[s.run.seed for s in group])
-    if len(group) > 1:
+        algo = cls(spec, [s.algo for s in group], s0.network, device, seeds=[s.run.seed for s in group])
+    elif len(group) > 1:
         raise UserError(f"algo={s0.algo_name} has no member dimension: a job of {len(group)} members is not possible")
-    return cls(spec, s0.algo, s0.network, device)
+    else:
+        algo = cls(spec, s0.algo, s0.network, device)
+    set_compile(algo, s0.run.compile, device)  # compile=true|auto: the update step compiled (rlx/algos/compiled.py)
+    return algo
 
 
 def trained_steps(s: Settings) -> int:
@@ -307,7 +311,7 @@ def evaluate_checkpoint(path: str | Path, episodes: int | None = None, determini
 
 
 # Keys a resume may change: they affect how long and how visibly a run goes on, not what it learns.
-RESUMABLE_KEYS = ("total_steps", "device", "torch_threads", "eval.every", "eval.episodes", "checkpoint.every",
+RESUMABLE_KEYS = ("total_steps", "device", "torch_threads", "compile", "eval.every", "eval.episodes", "checkpoint.every",
                   "checkpoint.keep", "logger.every", "logger.progress", "logger.wandb.mode",
                   "logger.tensorboard", "stop.reward_threshold", "stop.patience")
 

@@ -46,17 +46,25 @@ PEERS: dict[str, tuple[list[str], list[str], str]] = {
 # task -> (rlx algo, rlx env, gymnasium id, steps, quick steps, peers that have it)
 TASKS: dict[str, tuple[str, str, str, int, int, tuple[str, ...]]] = {
     "ppo_cartpole": ("ppo", "cartpole", "CartPole-v1", 100_000, 20_000, ("sb3", "sbx", "rejax")),
-    "sac_pendulum": ("sac", "pendulum", "Pendulum-v1", 5_000, 1_000, ("sb3", "sbx")),
+    "sac_pendulum": ("sac", "pendulum", "Pendulum-v1", 5_000, 1_000, ("rlx_compile", "sb3", "sbx")),
+    # RL-Zoo's TD3/DDPG Pendulum presets start learning at 10k steps: 15k = 5k updates (quick: 11k = 1k)
+    "td3_pendulum": ("td3", "pendulum", "Pendulum-v1", 15_000, 11_000, ("rlx_compile", "sb3", "sbx")),
+    "ddpg_pendulum": ("ddpg", "pendulum", "Pendulum-v1", 15_000, 11_000, ("rlx_compile", "sb3", "sbx")),
     # issue 26: RL-Zoo's RecurrentPPO preset on both sides (env=cartpole_novel applies tuned/ppo_cartpole_novel.yaml;
     # RL-Zoo's `normalize: True` also normalizes rewards: env.normalize_reward=true here)
     "recurrent_ppo_cartpole_novel": ("ppo", "cartpole_novel", "CartPoleNoVel-v1", 100_000, 10_000, ("sb3c",)),
 }
 RLX_OVERRIDES: dict[str, list[str]] = {"recurrent_ppo_cartpole_novel": ["env.normalize_reward=true"]}
-TITLES = {"ppo_cartpole": "PPO CartPole-v1", "sac_pendulum": "SAC Pendulum-v1",
-          "recurrent_ppo_cartpole_novel": "Recurrent PPO (LSTM) CartPoleNoVel-v1"}
-NAMES = {"rlx": "rlx", "sb3": "SB3", "sbx": "SBX", "rejax": "rejax", "sb3c": "sb3-contrib RecurrentPPO"}
+# rlx's own variants (no venv): "rlx_compile" is rlx with compile=true (the update step torch.compile'd; the
+# kernels cached under ~/.cache/rlx/inductor: the first repeat compiles cold, later ones load them)
+RLX_VARIANTS: dict[str, list[str]] = {"rlx": [], "rlx_compile": ["compile=true"]}
+TITLES = {"ppo_cartpole": "PPO CartPole-v1", "sac_pendulum": "SAC Pendulum-v1", "td3_pendulum": "TD3 Pendulum-v1",
+          "ddpg_pendulum": "DDPG Pendulum-v1", "recurrent_ppo_cartpole_novel": "Recurrent PPO (LSTM) CartPoleNoVel-v1"}
+NAMES = {"rlx": "rlx", "rlx_compile": "rlx, compile=true", "sb3": "SB3", "sbx": "SBX", "rejax": "rejax",
+         "sb3c": "sb3-contrib RecurrentPPO"}
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled",
+ENV = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(prefix="rlx-peers-inductor-"),  # cold at first
+       "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled",
        "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
        "JAX_PLATFORMS": "cpu", "PYTHONHASHSEED": "0"}
 
@@ -107,12 +115,12 @@ def _timed(cmd: list[str], cwd: str | Path | None = None) -> tuple[subprocess.Co
 
 def run_one(lib: str, task: str, steps: int, seed: int) -> dict[str, Any]:
     algo, env, env_id = TASKS[task][:3]
-    if lib == "rlx":
+    if lib in RLX_VARIANTS:
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, "-c", "from rlx.app.cli import main; main()", "train", f"algo={algo}", f"env={env}",
                    f"total_steps={steps}", f"seed={seed}", "eval.every=0", "checkpoint.every=0", "logger.progress=false",
                    "logger.wandb.mode=disabled", "torch_threads=1", "device=cpu", f"hydra.run.dir={tmp}/run",
-                   *RLX_OVERRIDES.get(task, [])]
+                   *RLX_OVERRIDES.get(task, []), *RLX_VARIANTS[lib]]
             r, wall = _timed(cmd, cwd=tmp)
             if r.returncode != 0:
                 raise RuntimeError(f"rlx failed on {task}: {r.stderr.strip()[-500:]}")
@@ -142,6 +150,8 @@ def main(tasks: list[str], repeats: int, quick: bool, seed: int, peers: list[str
 
     ready = []
     for peer in peers:
+        if peer in RLX_VARIANTS:
+            continue
         try:
             ensure_venv(peer, log)
             ready.append(peer)
@@ -151,7 +161,7 @@ def main(tasks: list[str], repeats: int, quick: bool, seed: int, peers: list[str
     load0 = os.getloadavg()
     for task in tasks:
         steps = TASKS[task][4] if quick else TASKS[task][3]
-        libs = ["rlx"] + [p for p in TASKS[task][5] if p in ready]
+        libs = ["rlx"] + [p for p in TASKS[task][5] if p in ready or (p in RLX_VARIANTS and p in peers)]
         runs: dict[str, list[dict[str, Any]]] = {lib: [] for lib in libs}
         for i in range(repeats):
             order = libs[i % len(libs):] + libs[:i % len(libs)]  # rotate: nobody always goes first
@@ -201,9 +211,13 @@ def render(result: dict[str, Any]) -> str:
              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         base = next(x for x in rows if x["task"] == r["task"] and x["lib"] == "rlx")
+        comp = next((x for x in rows if x["task"] == r["task"] and x["lib"] == "rlx_compile"), None)
         same = r["lib"] == "rlx"
         sps_ratio = "-" if same else f"{base['sps'] / r['sps']:.2f}x"
         wall_ratio = "-" if same else f"{r['process_s'] / base['process_s']:.2f}x"
+        if comp is not None and r["lib"] not in RLX_VARIANTS:  # the peer against rlx eager / rlx compile=true
+            sps_ratio += f" / {comp['sps'] / r['sps']:.2f}x"
+            wall_ratio += f" / {r['process_s'] / comp['process_s']:.2f}x"
         lines.append(f"| {r['title']} | {r['steps']:,} | {NAMES[r['lib']]} | {r['sps']:,.1f} | {r['learn_s']:.1f} | "
                      f"{r['process_s']:.1f} | {sps_ratio} | {wall_ratio} | {r['return']:.1f} |")
         if r["lib"] == "rejax":
@@ -213,7 +227,8 @@ def render(result: dict[str, Any]) -> str:
               "SB3/SBX: `model.learn`, SBX's JIT compile included; rejax: the first `train` call, compile included). "
               "process s: the whole process from the command line to the trained policy (interpreter start-up, imports, "
               "env and model construction, compile, training; rejax's second, compiled call subtracted). "
-              "rlx / it > 1: rlx is faster. Final return: rlx/SB3/SBX deterministic, 10 episodes (rlx: its final eval); "
+              "rlx / it > 1: rlx is faster; \"a / b\": rlx eager / rlx with compile=true (the first repeat compiles "
+              "cold, later ones load inductor's cache). Final return: rlx/SB3/SBX deterministic, 10 episodes (rlx: its final eval); "
               "rejax: its own final evaluation."]
     lines += ["", "Each repeat (the libraries in turn, in the order run):", "",
               "| task | repeat | seed | library | steps/s (learn) | rlx / it (steps/s) | process s | final return |",

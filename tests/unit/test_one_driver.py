@@ -65,15 +65,19 @@ def test_a_population_of_one_is_the_plain_run(algo, tmp_path):
     assert not (tmp_path / "member" / "population.json").exists()  # nothing that depends on K
 
 
-@pytest.mark.parametrize("algo,total,half", [(PPO, 512, 256), (SAC, 400, 200)], ids=["ppo", "sac"])
-def test_a_stopped_and_resumed_population_equals_an_uninterrupted_one(algo, total, half, tmp_path):
+@pytest.mark.parametrize("algo,total,half,compiled", [(PPO, 512, 256, False), (SAC, 400, 200, False), (SAC, 400, 200, True)],
+                         ids=["ppo", "sac", "sac-compiled"])
+def test_a_stopped_and_resumed_population_equals_an_uninterrupted_one(algo, total, half, compiled, tmp_path):
     """Each member's checkpoint carries its slice of the loop (envs mid-episode, observations, its own replay
-    buffer, episode statistics): resuming both members from their own checkpoints continues exactly."""
+    buffer, episode statistics): resuming both members from their own checkpoints continues exactly.
+    ``compiled``: with compile=true (the update step torch.compile'd: each job compiles it, from inductor's
+    cache after the first, tests/unit/test_compile.py's same graph)."""
     every = f"logger.every={half // 2}"  # a log line at the stop in both runs: the same lines
 
     def cfgs(steps: int) -> list:
         fixed = ["algo.anneal_lr=false", "algo.anneal_clip=false"] if algo is PPO else []  # no schedule over total_steps
-        return [_cfg(*algo, *fixed, f"total_steps={steps}", every, f"seed={seed}") for seed in (1, 2)]
+        return [_cfg(*algo, *fixed, f"total_steps={steps}", every, f"seed={seed}", f"compile={str(compiled).lower()}")
+                for seed in (1, 2)]
     straight = [tmp_path / "straight" / m for m in ("a", "b")]
     stopped = [tmp_path / "stopped" / m for m in ("a", "b")]
     train_job(cfgs(total), straight)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import rlx.networks.off_policy as off_policy_nets
+from rlx.algos.compiled import UpdateStep, set_compile
 from rlx.algos.sac import SAC, SACConfig
 from rlx.buffers.replay import MemberReplayBuffer, ReplayBuffer, Transitions, make_replay_buffer
 from rlx.config.schema import NetworkConfig
@@ -55,15 +56,22 @@ def noise(monkeypatch):
     return queue
 
 
-def test_a_sac_population_update_equals_each_members_own_update(noise):
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_a_sac_population_update_equals_each_members_own_update(noise, compiled, monkeypatch):
     """K=3 SAC members (different lr, tau, alpha auto/fixed, gamma) updated as one population == 3 plain
     (K=1) SACs updated one by one from the same weights, batches and noise (1e-5): weights, targets,
-    Adam moments and steps, log-alpha and its optimizer, metrics; over 3 updates."""
+    Adam moments and steps, log-alpha and its optimizer, metrics; over 3 updates. ``compiled``: every
+    update step torch.compile'd (compile=true), traced by dynamo and AOT autograd with the ``aot_eager``
+    backend (inductor's kernels against eager: tests/unit/test_compile.py; four inductor compiles here
+    would cost ~2 min of CI)."""
     spec = env_spec("Pendulum-v1")
     k, b = len(MEMBERS), 8
     hps = [SACConfig(**m) for m in MEMBERS]
     pop = SAC(spec, hps, NET, CPU, seeds=[0, 1, 2])
     singles = [SAC(spec, h, NET, CPU, seeds=[i]) for i, h in enumerate(hps)]
+    if compiled:
+        monkeypatch.setattr(UpdateStep, "backend", "aot_eager")
+        assert all(set_compile(a, True, CPU) for a in (pop, *singles))
     for i, single in enumerate(singles):  # members start as their plain runs
         for a, c in zip(_flat(single.state_dict()), _flat(member_state(pop.state_dict(), i, k)), strict=True):
             torch.testing.assert_close(a, c, rtol=0, atol=0)
