@@ -118,6 +118,9 @@ def main() -> None:
     ap.add_argument("--peer-libs", default="rlx_compile,sb3,sbx,rejax",
                     help="--peers: which peers (rlx_compile: rlx with compile=true, on SAC/TD3/DDPG)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks", help="--peers: where peers.json/peers.md go")
+    ap.add_argument("--population-vs-rejax", action="store_true",
+                    help="PPO CartPole populations of --ks members (default 16,64) vs rejax's vmap over as many configs, "
+                         "rejax in its own venv like --peers; writes benchmarks/population_rejax.{json,md}")
     ap.add_argument("--recurrent", action="store_true",
                     help="recurrent PPO (LSTM) CartPoleNoVel-v1 100k vs sb3-contrib's RecurrentPPO, RL-Zoo's preset on both "
                          "sides, sb3-contrib in its own venv like --peers; repeat i runs seed + i on both sides; "
@@ -129,6 +132,13 @@ def main() -> None:
 
         peers_main(["recurrent_ppo_cartpole_novel"], args.repeats, args.quick, args.seed, ["sb3c"], args.out, sys.argv[1:],
                    seed_per_repeat=True, stem="recurrent")
+        return
+    if args.population_vs_rejax:
+        sys.path.insert(0, str(REPO))
+        from scripts.peers.bench_peers import population_vs_rejax
+
+        population_vs_rejax([int(k) for k in (args.ks or "16,64").split(",")], args.steps or (20_000 if args.quick else 100_000),
+                            1 if args.quick else args.repeats, args.out, sys.argv[1:])
         return
     if args.peers:
         sys.path.insert(0, str(REPO))

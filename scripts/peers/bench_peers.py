@@ -243,3 +243,68 @@ def render(result: dict[str, Any]) -> str:
                 lines.append(f"| {r['title']} | {i + 1} | {run.get('seed', result['seed'])} | {NAMES[r['lib']]} | "
                              f"{run['sps']:,.1f} | {ratio} | {run['process_s']:.1f} | {run['return']:.1f} |")
     return "\n".join(lines)
+
+
+def population_vs_rejax(ks: list[int], steps: int, repeats: int, out_dir: Path | None, argv: list[str]) -> dict[str, Any]:
+    """PPO CartPole-v1 populations (issue 27): one rlx population process of K members (``train_job``, K run
+    dirs, every member's final evaluation) against rejax's ``jax.jit(jax.vmap(PPO.train))`` over K configs
+    (its first call: compile included; ``rejax_ppo_baseline.py K STEPS once``), RL-Zoo's CartPole preset on
+    both sides, clip ε cycling over the members (rlx 0.1/0.2/0.3 with seeds i // 3, rejax 0.1/0.2/0.25/0.3
+    with K split keys: the values do not change the work), alternating, one thread each. Reported: the whole
+    process's wall (start-up and imports included) and the training call's; rlx / rejax > 1: rlx is faster.
+    Writes ``out_dir/population_rejax.{json,md}``."""
+    from scripts.bench_population import POPULATION, QUIET
+
+    ensure_venv("rejax", print)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    load0 = os.getloadavg()
+    for i in range(repeats):
+        for k in ks:
+            for lib in (("rlx", "rejax") if i % 2 == 0 else ("rejax", "rlx")):
+                if lib == "rlx":
+                    with tempfile.TemporaryDirectory() as tmp:
+                        r, wall = _timed([sys.executable, "-c", POPULATION, str(k), str(steps), "ppo", "cartpole", tmp,
+                                          json.dumps(QUIET)], cwd=tmp)
+                    if r.returncode != 0:
+                        raise RuntimeError(f"rlx population K={k} failed: {r.stderr.strip()[-800:]}")
+                    d = json.loads(r.stdout.strip().splitlines()[-1])
+                    run = {"process_s": wall, "train_s": d["wall_s"], "returns": d["returns"]}
+                else:
+                    r, wall = _timed([str(venv_python("rejax")), str(HERE / PEERS["rejax"][2]), str(k), str(steps), "once"])
+                    if r.returncode != 0:
+                        raise RuntimeError(f"rejax K={k} failed: {r.stderr.strip()[-800:]}")
+                    d = json.loads(r.stdout.strip().splitlines()[-1])
+                    run = {"process_s": wall, "train_s": d["first_call_s"], "returns": d["final_eval_mean"]}
+                runs.setdefault(f"{lib}{k}", []).append(run)
+                print(f"population K={k} repeat {i + 1}/{repeats}: {lib} process {wall:.1f} s, training {run['train_s']:.1f} s, "
+                      f"returns min {min(run['returns']):.0f}", file=sys.stderr, flush=True)
+    lines = [f"# rlx populations vs rejax's vmap: PPO CartPole-v1, {steps:,} steps per member", "",
+             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, {os.cpu_count()} "
+             f"cores, Python {platform.python_version()}; load average {load0[0]:.2f} at the start, "
+             f"{os.getloadavg()[0]:.2f} at the end; one thread per process; median of {repeats} alternating repeat(s).",
+             f"Command: `python scripts/bench.py {' '.join(argv)}`. rejax: {versions('rejax')}.", "",
+             "| K | rlx process s | rejax process s | rlx / rejax (process) | rlx training s | rejax first call s "
+             "| rlx / rejax (training) | member returns rlx (min / median) | rejax (min / median) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for k in ks:
+        a, b = runs[f"rlx{k}"], runs[f"rejax{k}"]
+
+        def med(rs: list[dict[str, Any]], key: str) -> float:
+            return statistics.median(r[key] for r in rs)
+
+        ra, rb = sorted(x for r in a for x in r["returns"]), sorted(x for r in b for x in r["returns"])
+        lines.append(f"| {k} | {med(a, 'process_s'):.1f} | {med(b, 'process_s'):.1f} | "
+                     f"{med(b, 'process_s') / med(a, 'process_s'):.2f}x | {med(a, 'train_s'):.1f} | {med(b, 'train_s'):.1f} | "
+                     f"{med(b, 'train_s') / med(a, 'train_s'):.2f}x | {ra[0]:.0f} / {statistics.median(ra):.0f} | "
+                     f"{rb[0]:.0f} / {statistics.median(rb):.0f} |")
+    lines += ["", "rlx training s: the population's `train_job` call (envs, training, K final evaluations, K run dirs); "
+              "rejax first call s: `train` compiled and run once (its in-training evaluation at the end included). "
+              "Returns: rlx deterministic final eval (10 episodes) per member; rejax its own final evaluation."]
+    result = {"steps": steps, "ks": ks, "repeats": repeats, "runs": runs, "command": "python scripts/bench.py " + " ".join(argv)}
+    table = "\n".join(lines)
+    print(table)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "population_rejax.json").write_text(json.dumps(result, indent=1) + "\n")
+        (out_dir / "population_rejax.md").write_text(table + "\n")
+    return result

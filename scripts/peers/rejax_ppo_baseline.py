@@ -1,6 +1,6 @@
-# ruff: noqa  (copied verbatim from ../shared/peer/: the peer scripts as the issue measured them)
+# ruff: noqa  (from ../shared/peer/ as the issue measured it; an optional 3rd argument `once` skips the compiled second call)
 """rejax PPO CartPole-v1 (gymnax), RL-Zoo's CartPole preset sizes: single run and a vmapped population.
-Usage: python rejax_ppo_baseline.py K STEPS   -> prints JSON with compile+run wall, run-only wall, final eval returns."""
+Usage: python rejax_ppo_baseline.py K STEPS [once]   -> prints JSON with compile+run wall, run-only wall, final eval returns."""
 import json, sys, time, os
 import jax, jax.numpy as jnp
 from rejax import PPO
@@ -25,10 +25,11 @@ else:
 t0 = time.perf_counter()
 ts, ev = train(*args); jax.block_until_ready(ev)
 t1 = time.perf_counter()
-ts, ev = train(*args); jax.block_until_ready(ev)   # second call: compiled, same work
+if sys.argv[3:] != ["once"]:
+    ts, ev = train(*args); jax.block_until_ready(ev)   # second call: compiled, same work
 t2 = time.perf_counter()
 lengths, returns = ev
 r = jnp.asarray(returns)
 final = r[..., -1, :].mean(-1) if K > 1 else r[-1].mean()
-print(json.dumps({"K": K, "steps": steps, "first_call_s": round(t1 - t0, 2), "compiled_call_s": round(t2 - t1, 2),
+print(json.dumps({"K": K, "steps": steps, "first_call_s": round(t1 - t0, 2), "compiled_call_s": round(t2 - t1, 2) if sys.argv[3:] != ["once"] else None,
                   "final_eval_mean": [round(float(x), 1) for x in jnp.atleast_1d(final)]}))
