@@ -479,7 +479,7 @@ def make_replay_buffer(capacity: int, observation_space, action_shape: tuple[int
 
     shape = tuple(observation_space.shape)
     layout = dict_layout(observation_space)
-    if layout is not None and members == 1 and any(k.uint8 for k in layout.keys):  # K > 1: refused by member_encoders
+    if layout is not None and members == 1 and any(k.uint8 for k in layout.keys):  # K > 1: refused by check_member_observations
         return DictReplayBuffer(capacity, layout, action_shape, discrete, device)
     if members > 1:
         if stores_as_uint8(observation_space):
