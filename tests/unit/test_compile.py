@@ -13,6 +13,7 @@ from rlx.buffers.replay import Transitions
 from rlx.config.compose import compose_config
 from rlx.errors import UserError
 from rlx.train.run import build_algorithm, parse_settings, prepare_process
+from tests.unit.test_population_offpolicy import flat_tensors
 
 # tests/unit/test_one_driver.py's SAC population (its compile=true resume compiles the same graph: the
 # inductor cache serves it)
@@ -54,20 +55,10 @@ def test_a_compiled_update_matches_the_eager_one_and_compiles_once(overrides, ba
             assert g == pytest.approx(w, rel=1e-3, abs=1e-4), step
     mine, theirs = compiled.state_dict(), eager.state_dict()
     for name in ("actor", "critic", "critic_target", "critic_opt", "actor_opt"):
-        flat_a, flat_b = _tensors(mine[name]), _tensors(theirs[name])
+        flat_a, flat_b = flat_tensors(mine[name]), flat_tensors(theirs[name])
         assert len(flat_a) == len(flat_b) > 0
         for a, b in zip(flat_a, flat_b, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
-
-
-def _tensors(state) -> list[torch.Tensor]:
-    if isinstance(state, torch.Tensor):
-        return [state]
-    if isinstance(state, dict):
-        return [t for v in state.values() for t in _tensors(v)]
-    if isinstance(state, (list, tuple)):
-        return [t for v in state for t in _tensors(v)]
-    return []
 
 
 def test_the_compile_setting_is_checked_and_resolved_in_one_place():

@@ -34,14 +34,14 @@ def _batch(k: int, b: int, seed: int) -> Transitions:
                        terminated=(torch.rand(k, b, generator=g) < 0.2).float())
 
 
-def _flat(state) -> list[torch.Tensor]:
+def flat_tensors(state) -> list[torch.Tensor]:
     """Every tensor of a (nested) state, in order."""
     if isinstance(state, torch.Tensor):
         return [state]
     if isinstance(state, dict):
-        return [t for v in state.values() for t in _flat(v)]
+        return [t for v in state.values() for t in flat_tensors(v)]
     if isinstance(state, (list, tuple)):
-        return [t for v in state for t in _flat(v)]
+        return [t for v in state for t in flat_tensors(v)]
     return []
 
 
@@ -73,7 +73,7 @@ def test_a_sac_population_update_equals_each_members_own_update(noise, compiled,
         monkeypatch.setattr(UpdateStep, "backend", "aot_eager")
         assert all(set_compile(a, True, CPU) for a in (pop, *singles))
     for i, single in enumerate(singles):  # members start as their plain runs
-        for a, c in zip(_flat(single.state_dict()), _flat(member_state(pop.state_dict(), i, k)), strict=True):
+        for a, c in zip(flat_tensors(single.state_dict()), flat_tensors(member_state(pop.state_dict(), i, k)), strict=True):
             torch.testing.assert_close(a, c, rtol=0, atol=0)
     for step in range(3):
         batch = _batch(k, b, seed=step)
@@ -89,7 +89,7 @@ def test_a_sac_population_update_equals_each_members_own_update(noise, compiled,
         mine, theirs = single.state_dict(), member_state(pop.state_dict(), i, k)
         assert mine.keys() == theirs.keys()
         for name in mine:
-            for a, c in zip(_flat(mine[name]), _flat(theirs[name]), strict=True):
+            for a, c in zip(flat_tensors(mine[name]), flat_tensors(theirs[name]), strict=True):
                 torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6, msg=f"member {i}: {name}")
     assert pop.state_dict()["critic_opt"]["step"].tolist() == [3, 3, 3]
     # the fixed member's alpha never moved; the learned ones did
@@ -106,11 +106,11 @@ def test_a_masked_sac_member_is_untouched_and_the_others_train():
     pop.members.active[2] = False
     pop.update(_batch(3, 8, seed=1), 0.0)
     after = [member_state(pop.state_dict(), i, 3) for i in range(3)]
-    for a, c in zip(_flat(before[2]), _flat(after[2]), strict=True):
+    for a, c in zip(flat_tensors(before[2]), flat_tensors(after[2]), strict=True):
         assert torch.equal(a, c)
     for i in (0, 1):
         for name in ("actor", "critic", "critic_target"):
-            assert not all(torch.equal(a, c) for a, c in zip(_flat(before[i][name]), _flat(after[i][name]), strict=True))
+            assert not all(torch.equal(a, c) for a, c in zip(flat_tensors(before[i][name]), flat_tensors(after[i][name]), strict=True))
     assert pop.temperature.log_alpha.detach()[2, 0] == before[2]["temperature"]["log_alpha"][0, 0]
 
 
@@ -229,7 +229,7 @@ def test_a_td3_or_ddpg_population_update_equals_each_members_own_update(algo, ta
     pop = cls(spec, hps, NET, CPU, seeds=[0, 1, 2])
     singles = [cls(spec, h, NET, CPU, seeds=[i]) for i, h in enumerate(hps)]
     for i, single in enumerate(singles):  # members start as their plain runs
-        for a, c in zip(_flat(single.state_dict()), _flat(member_state(pop.state_dict(), i, k)), strict=True):
+        for a, c in zip(flat_tensors(single.state_dict()), flat_tensors(member_state(pop.state_dict(), i, k)), strict=True):
             torch.testing.assert_close(a, c, rtol=0, atol=0)
     for step in range(4):
         batch = _batch(k, b, seed=step)
@@ -246,7 +246,7 @@ def test_a_td3_or_ddpg_population_update_equals_each_members_own_update(algo, ta
         mine, theirs = single.state_dict(), member_state(pop.state_dict(), i, k)
         assert mine.keys() == theirs.keys()
         for name in mine:
-            for a, c in zip(_flat(mine[name]), _flat(theirs[name]), strict=True):
+            for a, c in zip(flat_tensors(mine[name]), flat_tensors(theirs[name]), strict=True):
                 torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6, msg=f"member {i}: {name}")
     assert pop.critic_opt.step_count.tolist() == [4, 4, 4]
     assert pop.actor_opt.step_count.tolist() == ([2, 2, 2] if algo == "td3" else [4, 4, 4])
@@ -305,11 +305,11 @@ def test_a_masked_td3_or_ddpg_member_is_untouched_and_the_others_train(algo):
     for seed in (2, 3):  # TD3: one of these is a delayed actor step
         pop.update(_batch(3, 8, seed=seed), 0.0)
     after = [member_state(pop.state_dict(), i, 3) for i in range(3)]
-    for a, c in zip(_flat(before[2]), _flat(after[2]), strict=True):
+    for a, c in zip(flat_tensors(before[2]), flat_tensors(after[2]), strict=True):
         assert torch.equal(a, c)
     for i in (0, 1):
         for name in ("actor", "actor_target", "critic", "critic_target"):
-            assert not all(torch.equal(a, c) for a, c in zip(_flat(before[i][name]), _flat(after[i][name]), strict=True))
+            assert not all(torch.equal(a, c) for a, c in zip(flat_tensors(before[i][name]), flat_tensors(after[i][name]), strict=True))
     assert pop.critic_opt.step_count.tolist() == [4, 4, 2]
 
 

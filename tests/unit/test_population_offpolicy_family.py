@@ -17,6 +17,7 @@ from rlx.buffers.replay import Transitions
 from rlx.config.schema import NetworkConfig
 from rlx.envs.make import env_spec
 from rlx.members import member_state
+from tests.unit.test_population_offpolicy import flat_tensors
 
 CPU = torch.device("cpu")
 NET = NetworkConfig(hidden_sizes=[16, 16])
@@ -48,17 +49,6 @@ def _batch(algo: str, k: int, b: int, seed: int) -> Transitions:
                        next_obs=torch.randn(k, b, dim, generator=g), terminated=(torch.rand(k, b, generator=g) < 0.2).float())
 
 
-def _flat(state) -> list[torch.Tensor]:
-    """Every tensor of a (nested) state, in order."""
-    if isinstance(state, torch.Tensor):
-        return [state]
-    if isinstance(state, dict):
-        return [t for v in state.values() for t in _flat(v)]
-    if isinstance(state, (list, tuple)):
-        return [t for v in state for t in _flat(v)]
-    return []
-
-
 def _population(algo: str):
     cls, env, hps = SETUPS[algo]
     spec = env_spec(env)
@@ -73,7 +63,7 @@ def test_a_population_update_equals_each_members_own_update(algo):
     pop, singles, spec = _population(algo)
     k, b, n = 3, 8, 2
     for i, single in enumerate(singles):  # members start as their plain runs
-        for a, c in zip(_flat(single.state_dict()), _flat(member_state(pop.state_dict(), i, k)), strict=True):
+        for a, c in zip(flat_tensors(single.state_dict()), flat_tensors(member_state(pop.state_dict(), i, k)), strict=True):
             torch.testing.assert_close(a, c, rtol=0, atol=0)
     obs = torch.randn(k * n, *spec.obs_shape)
     for step in range(3):
@@ -91,7 +81,7 @@ def test_a_population_update_equals_each_members_own_update(algo):
         mine, theirs = single.state_dict(), member_state(pop.state_dict(), i, k)
         assert mine.keys() == theirs.keys()
         for name in mine:
-            for a, c in zip(_flat(mine[name]), _flat(theirs[name]), strict=True):
+            for a, c in zip(flat_tensors(mine[name]), flat_tensors(theirs[name]), strict=True):
                 torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6, msg=f"member {i}: {name}")
         torch.testing.assert_close(pop.act_member(i, obs), single.act(obs))  # evaluation acts as member i
     assert pop.critic_opt.step_count.tolist() == [3, 3, 3]
@@ -112,12 +102,13 @@ def test_a_masked_member_is_untouched_and_the_others_train(algo):
     after = [member_state(pop.state_dict(), i, 3) for i in range(3)]
     for name in before[2]:
         if name != "updates":  # the population's count of update calls
-            for a, c in zip(_flat(before[2][name]), _flat(after[2][name]), strict=True):
+            for a, c in zip(flat_tensors(before[2][name]), flat_tensors(after[2][name]), strict=True):
                 assert torch.equal(a, c), name
     trained = ("actor", "critic", "value", "value_target") if algo == "sac_v" else ("actor", "critic", "critic_target")
     for i in (0, 1):
         for name in trained:
-            assert not all(torch.equal(a, c) for a, c in zip(_flat(before[i][name]), _flat(after[i][name]), strict=True)), name
+            pairs = zip(flat_tensors(before[i][name]), flat_tensors(after[i][name]), strict=True)
+            assert not all(torch.equal(a, c) for a, c in pairs), name
     assert pop.critic_opt.step_count.tolist() == [2, 2, 1]
 
 
@@ -168,5 +159,5 @@ def test_member_0_of_a_population_trains_as_its_plain_run(algo, tmp_path):
     wb = load_checkpoint(tmp_path / "m0" / "checkpoints" / "last.pt", with_buffer=False)["algo"]
     assert wa.keys() == wb.keys()
     for name in wa:
-        for a, c in zip(_flat(wa[name]), _flat(wb[name]), strict=True):
+        for a, c in zip(flat_tensors(wa[name]), flat_tensors(wb[name]), strict=True):
             torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6, msg=name)
