@@ -293,7 +293,7 @@ def test_disk_full_while_checkpointing_stops_cleanly_with_the_last_checkpoint_in
     (["train", "hydra.run.dir=/tmp/a", "b"], "'b' after 'hydra.run.dir=/tmp/a': expected key=value"),
     (["train", "hydra.run.dir=/tmp/é"], "only inside quotes"),
     (["train", "+devic=cpu"], "did you mean 'device'"),
-    (["train", "+foo=1"], "top-level keys: algo, checkpoint, device, env"),
+    (["train", "+foo=1"], "top-level keys: algo, checkpoint, compile, device, env"),
     (["train", "algo.batch_size=5000"], "larger than one rollout"),
 ])
 def test_bad_places_and_overrides_are_one_line(finished_run, tmp_path, args, fragment):

@@ -60,8 +60,8 @@ def constant(module: nn.Module, *values) -> None:
 
 def fixed_policy(algo, log_prob: float = -1.0) -> None:
     """Replace the tanh-Gaussian sampler: a = 0, log π(a|s) = ``log_prob`` (differentiable leaves)."""
-    algo.actor.sample = lambda obs, random=None: (torch.zeros(*obs.shape[:-1], 1, requires_grad=True),
-                                     torch.full(obs.shape[:-1], log_prob, requires_grad=True))
+    algo.actor.sample = lambda obs, random=None, noise=None: (torch.zeros(*obs.shape[:-1], 1, requires_grad=True),
+                                                  torch.full(obs.shape[:-1], log_prob, requires_grad=True))
 
 
 def half_mse(q: list[float], y: list[float]) -> float:
