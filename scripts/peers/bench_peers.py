@@ -113,6 +113,14 @@ def _timed(cmd: list[str], cwd: str | Path | None = None) -> tuple[subprocess.Co
     return r, time.perf_counter() - t
 
 
+def _json_run(cmd: list[str], what: str) -> tuple[dict[str, Any], float]:
+    """Run a peer (or rlx population) script; its last stdout line is its JSON result. (result, process wall)."""
+    r, wall = _timed(cmd)
+    if r.returncode != 0:
+        raise RuntimeError(f"{what} failed: {r.stderr.strip()[-800:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1]), wall
+
+
 def run_one(lib: str, task: str, steps: int, seed: int) -> dict[str, Any]:
     algo, env, env_id = TASKS[task][:3]
     if lib in RLX_VARIANTS:
@@ -127,13 +135,8 @@ def run_one(lib: str, task: str, steps: int, seed: int) -> dict[str, Any]:
             s = json.loads(Path(tmp, "run", "summary.json").read_text())
         return {"sps": s["sps"], "learn_s": s["wall_s"], "process_s": wall, "return": s["eval_return_mean"]}
     script = str(HERE / PEERS[lib][2])
-    if lib == "rejax":
-        r, wall = _timed([str(venv_python(lib)), script, "1", str(steps)])
-    else:
-        r, wall = _timed([str(venv_python(lib)), script, algo, env_id, str(steps), str(seed)])
-    if r.returncode != 0:
-        raise RuntimeError(f"{lib} failed on {task}: {r.stderr.strip()[-800:]}")
-    d = json.loads(r.stdout.strip().splitlines()[-1])
+    args = ["1", str(steps)] if lib == "rejax" else [algo, env_id, str(steps), str(seed)]
+    d, wall = _json_run([str(venv_python(lib)), script, *args], f"{lib} on {task}")
     if lib == "rejax":  # one process trains twice (first call compiles): the process wall counts the first
         return {"sps": steps / d["first_call_s"], "learn_s": d["first_call_s"], "compiled_s": d["compiled_call_s"],
                 "compiled_sps": steps / d["compiled_call_s"], "process_s": wall - d["compiled_call_s"],
@@ -263,17 +266,12 @@ def population_vs_rejax(ks: list[int], steps: int, repeats: int, out_dir: Path |
             for lib in (("rlx", "rejax") if i % 2 == 0 else ("rejax", "rlx")):
                 if lib == "rlx":
                     with tempfile.TemporaryDirectory() as tmp:
-                        r, wall = _timed([sys.executable, "-c", POPULATION, str(k), str(steps), "ppo", "cartpole", tmp,
-                                          json.dumps(QUIET)], cwd=tmp)
-                    if r.returncode != 0:
-                        raise RuntimeError(f"rlx population K={k} failed: {r.stderr.strip()[-800:]}")
-                    d = json.loads(r.stdout.strip().splitlines()[-1])
+                        d, wall = _json_run([sys.executable, "-c", POPULATION, str(k), str(steps), "ppo", "cartpole", tmp,
+                                             json.dumps(QUIET)], f"rlx population K={k}")
                     run = {"process_s": wall, "train_s": d["wall_s"], "returns": d["returns"]}
                 else:
-                    r, wall = _timed([str(venv_python("rejax")), str(HERE / PEERS["rejax"][2]), str(k), str(steps), "once"])
-                    if r.returncode != 0:
-                        raise RuntimeError(f"rejax K={k} failed: {r.stderr.strip()[-800:]}")
-                    d = json.loads(r.stdout.strip().splitlines()[-1])
+                    d, wall = _json_run([str(venv_python("rejax")), str(HERE / PEERS["rejax"][2]), str(k), str(steps), "once"],
+                                        f"rejax K={k}")
                     run = {"process_s": wall, "train_s": d["first_call_s"], "returns": d["final_eval_mean"]}
                 runs.setdefault(f"{lib}{k}", []).append(run)
                 print(f"population K={k} repeat {i + 1}/{repeats}: {lib} process {wall:.1f} s, training {run['train_s']:.1f} s, "
@@ -286,12 +284,11 @@ def population_vs_rejax(ks: list[int], steps: int, repeats: int, out_dir: Path |
              "| K | rlx process s | rejax process s | rlx / rejax (process) | rlx training s | rejax first call s "
              "| rlx / rejax (training) | member returns rlx (min / median) | rejax (min / median) |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    def med(rs: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(r[key] for r in rs)
+
     for k in ks:
         a, b = runs[f"rlx{k}"], runs[f"rejax{k}"]
-
-        def med(rs: list[dict[str, Any]], key: str) -> float:
-            return statistics.median(r[key] for r in rs)
-
         ra, rb = sorted(x for r in a for x in r["returns"]), sorted(x for r in b for x in r["returns"])
         lines.append(f"| {k} | {med(a, 'process_s'):.1f} | {med(b, 'process_s'):.1f} | "
                      f"{med(b, 'process_s') / med(a, 'process_s'):.2f}x | {med(a, 'train_s'):.1f} | {med(b, 'train_s'):.1f} | "
