@@ -1,23 +1,22 @@
 """One logger for a run: metrics.jsonl, Weights & Biases (offline by default), RUN_DIR/rlx.log and the progress
 display.
 
-W&B is off the critical path: its run starts in a background thread (importing wandb and ``wandb.init``
-take seconds, the online mode up to ``logger.wandb.init_timeout`` more), and what the run logs meanwhile
-(metrics lines, the summary) is queued and handed to it in order once it is up. The W&B run id is chosen
-here, synchronously, so a checkpoint written before W&B is up already names the run a resume continues.
-``close()`` waits until W&B has everything and has written its files.
+W&B is off the critical path: its runs live in a child process (:mod:`rlx.rundir.wandb_process`: importing
+wandb and ``wandb.init`` are a second of Python, which in a thread here would hold the GIL against training;
+the online mode may wait up to ``logger.wandb.init_timeout`` more), and what the run logs meanwhile (metrics
+lines, the summary) is queued and handed to it in order. The W&B run id is chosen here, synchronously, so a
+checkpoint written before W&B is up already names the run a resume continues. ``close()`` waits until W&B
+has everything and has written its files.
 """
 from __future__ import annotations
 
 import atexit
 import contextlib
-import copy
 import json
 import math
 import os
 import queue
-import secrets
-import string
+import subprocess
 import sys
 import threading
 import time
@@ -32,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from rlx.config.schema import WandbConfig
 from rlx.errors import RunFault, UserError
+from rlx.rundir.wandb_process import new_wandb_id
 
 # Every message line of a run (start, warnings, stop and end lines, the error that ended it) also goes
 # here, timestamped. The same file as Hydra's job log (hydra.job.name is "rlx"), in Hydra's line format.
@@ -47,11 +47,6 @@ def _clean(value: Any) -> Any:
 
 # Off a TTY a plain progress line every 10% of the run, and at least this often (a long run is never silent).
 PLAIN_PROGRESS_MAX_S = 30.0
-
-
-def new_wandb_id() -> str:
-    """A fresh W&B run id, as ``wandb`` makes them (8 base-36 digits), without importing wandb."""
-    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
 def append_run_log(run_dir: str | Path, text: str) -> None:
@@ -102,8 +97,10 @@ class Logger:
         if wandb_cfg.mode != "disabled":
             os.environ.setdefault("WANDB_SILENT", "true")
             self.wandb_id = run_id = wandb_id or new_wandb_id()
-            config = copy.deepcopy(config)  # W&B reads it later, in its thread
-            self._wandb = _WandbWorker(lambda: self._init_wandb(config, wandb_cfg, run_id, name), self.message)
+            init = {"project": wandb_cfg.project, "entity": wandb_cfg.entity, "group": wandb_cfg.group,
+                    "tags": list(wandb_cfg.tags), "name": name, "config": config, "dir": str(self.run_dir),
+                    "mode": wandb_cfg.mode, "id": run_id, "init_timeout": wandb_cfg.init_timeout}
+            self._wandb = _WandbWorker(init, self.message, self._wandb_id_changed)
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._next_plain = start_steps
@@ -123,46 +120,9 @@ class Logger:
             self._progress.start()
             self._task = self._progress.add_task(name, total=total_steps, completed=start_steps, sps=0.0, ret="-")
 
-    @property
-    def wandb_run(self) -> Any:
-        """The W&B run once it is up (None before, and without W&B)."""
-        return self._wandb.run if self._wandb is not None else None
-
-    def _init_wandb(self, config: dict, cfg: WandbConfig, wandb_id: str, name: str) -> Any:
-        """Start the W&B run (in the W&B thread); None if it cannot start at all."""
-        import wandb
-
-        mode = cfg.mode
-        if mode == "online" and not (os.environ.get("WANDB_API_KEY") or _wandb_logged_in()):
-            self.message("rlx: warning: W&B online mode without WANDB_API_KEY or `wandb login`; logging offline instead")
-            mode = "offline"
-
-        def init(mode: Literal["offline", "online", "disabled"], run_id: str = wandb_id):
-            return wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, tags=list(cfg.tags) or None,
-                              name=name, config=config, dir=str(self.run_dir), mode=mode, id=run_id, resume="allow",
-                              reinit="create_new",  # a population's members: K live runs in one process
-                              settings=wandb.Settings(console="off", silent=True, x_disable_stats=True,
-                                                      init_timeout=cfg.init_timeout))
-
-        # W&B must never stop or stall training: a bounded wait for the server (init_timeout), then
-        # offline files in the run dir (`wandb sync` them later); if even that fails, no W&B at all.
-        try:
-            run = init(mode)
-        except Exception as e:
-            if mode != "online":
-                self.message(f"rlx: warning: W&B could not start ({type(e).__name__}: {_first_line(e)}); training without it")
-                return None
-            self.message(f"rlx: warning: W&B online unreachable within {cfg.init_timeout:g}s "
-                         f"({type(e).__name__}: {_first_line(e)}); logging offline into {self.run_dir / 'wandb'} instead")
-            try:  # under a new id: W&B keeps the failed online run's id "in use" in this process
-                run = init("offline", new_wandb_id())
-                self.wandb_id = run.id  # the checkpoints from now on name the run that has the files
-            except Exception as e2:
-                self.message(f"rlx: warning: W&B offline could not start either ({type(e2).__name__}); training without it")
-                return None
-        run.define_metric("env_steps")
-        run.define_metric("*", step_metric="env_steps")
-        return run
+    def _wandb_id_changed(self, run_id: str) -> None:
+        """W&B's online start failed and its offline files have a new id: the checkpoints from now on name it."""
+        self.wandb_id = run_id
 
     def log(self, metrics: dict[str, Any]) -> None:
         """Append one line; ``metrics`` must contain ``env_steps``."""
@@ -228,69 +188,123 @@ def record_run_error(run_dir: str | Path, error: BaseException) -> None:
         pass
 
 
-# wandb.init is not made for K threads at once (a population's members): one start or finish at a time.
-_WANDB_LOCK = threading.Lock()
 _OPEN: weakref.WeakSet[_WandbWorker] = weakref.WeakSet()  # workers not closed yet: finished at exit
 EXIT_FLUSH_S = 60.0  # at interpreter exit, how long an unclosed logger's W&B may take to write its files
 
 
-class _WandbWorker:
-    """One W&B run fed from a thread: ``start()`` (``wandb.init``) runs there, and every record put meanwhile
-    waits in a queue, so the training thread never waits for W&B. Records reach the run in the order they were
-    put (each log line carries its ``env_steps``, W&B's x-axis); ``close`` hands over the exit code and waits."""
+class _WandbHost:
+    """This process's W&B child process (:mod:`rlx.rundir.wandb_process`) and the two threads that talk to it.
+    Both threads only wait on the pipes (no GIL held meanwhile): a writer, so that a W&B slow to read (an online
+    start) never blocks the training thread on a full pipe, and a reader that hands the child's answers to the
+    workers."""
 
-    def __init__(self, start: Callable[[], Any], warn: Callable[[str], None]):
-        self.run: Any = None
-        self._start, self._warn = start, warn
-        self._records: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    def __init__(self) -> None:
+        root = str(Path(__file__).resolve().parents[2])  # rlx importable in the child wherever this process runs
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), root) if p)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "rlx.rundir.wandb_process"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        self.workers: dict[str, _WandbWorker] = {}
+        self.alive = True
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        threading.Thread(target=self._write, name="rlx-wandb-write", daemon=True).start()
+        threading.Thread(target=self._read, name="rlx-wandb-read", daemon=True).start()
+
+    def send(self, line: str) -> None:
+        self._lines.put(line)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """End the child's input (it finishes what is still open) and wait for it."""
+        self._lines.put(None)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout)
+
+    def _write(self) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None
+        with contextlib.suppress(OSError, ValueError):  # the child is gone: _read tells the workers
+            while (line := self._lines.get()) is not None:
+                stdin.write(line + "\n")
+                stdin.flush()
+        with contextlib.suppress(OSError, ValueError):
+            stdin.close()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            msg = json.loads(line)
+            worker = self.workers.get(msg["w"])
+            if worker is not None:
+                worker.answer(msg)
+        self.alive = False
+        code = self.proc.wait()
+        for worker in list(self.workers.values()):  # the child ended with runs still open (killed, crashed)
+            worker.answer({"kind": "message", "text": f"rlx: warning: the W&B process ended (exit code {code}); "
+                                                      "training goes on without W&B"})
+            worker.answer({"kind": "finished"})
+
+
+_HOST: _WandbHost | None = None
+_HOST_LOCK = threading.Lock()
+
+
+def _wandb_host() -> _WandbHost:
+    """The W&B child process, started on first use (and again if it died)."""
+    global _HOST
+    with _HOST_LOCK:
+        if _HOST is None or not _HOST.alive:
+            _HOST = _WandbHost()
+        return _HOST
+
+
+def _stop_wandb_host(timeout: float | None = None) -> None:
+    """End the W&B child process (tests: the next logger starts a fresh one, with the environment of then)."""
+    global _HOST
+    with _HOST_LOCK:
+        host, _HOST = _HOST, None
+    if host is not None:
+        host.stop(timeout)
+
+
+class _WandbWorker:
+    """One W&B run, in the W&B child process: records go to it in the order they were put (each log line carries
+    its ``env_steps``, W&B's x-axis), and the training thread never waits for it; ``close`` hands over the exit
+    code and waits until the run has written its files."""
+
+    def __init__(self, init: dict[str, Any], warn: Callable[[str], None], id_changed: Callable[[str], None]):
+        self.key = new_wandb_id()
+        self._warn, self._id_changed = warn, id_changed
+        self._finished = threading.Event()
         self._closed = False
-        self._thread = threading.Thread(target=self._work, name="rlx-wandb", daemon=True)
+        self._host = _wandb_host()
+        self._host.workers[self.key] = self
         _OPEN.add(self)
-        self._thread.start()
+        self._send({"op": "start", "init": init})  # serialized now: the caller may change its config later
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        self._host.send(json.dumps({"w": self.key, **msg}, default=str))
 
     def put(self, kind: Literal["log", "summary"], payload: dict[str, Any]) -> None:
         if not self._closed:
-            self._records.put((kind, payload))
+            self._send({"op": kind, "p": payload})
+
+    def answer(self, msg: dict[str, Any]) -> None:
+        """A line from the child for this run (in the host's reader thread)."""
+        if msg["kind"] == "message":
+            self._warn(msg["text"])
+        elif msg["kind"] == "id":
+            self._id_changed(msg["id"])
+        elif msg["kind"] == "finished":
+            self._host.workers.pop(self.key, None)
+            self._finished.set()
 
     def close(self, exit_code: int = 0, timeout: float | None = None) -> None:
         if not self._closed:
             self._closed = True
-            self._records.put(("finish", exit_code))
-        self._thread.join(timeout)
+            self._send({"op": "finish", "code": exit_code})
+        # a child that died before this run's "finished" answers nobody: stop waiting then
+        while not self._finished.wait(1.0 if timeout is None else timeout) and timeout is None and self._host.alive:
+            pass
         _OPEN.discard(self)
-
-    def _work(self) -> None:
-        with _WANDB_LOCK:
-            try:
-                run = self._start()  # reports its own wandb.init failures (and returns None)
-            except Exception as e:  # anything else (wandb not importable, ...): no W&B, training goes on
-                self._warn(f"rlx: warning: W&B could not start ({type(e).__name__}: {_first_line(e)}); training without it")
-                run = None
-            if run is not None:  # after W&B's own exit hook (atexit runs last-registered first)
-                atexit.unregister(_finish_open_runs)
-                atexit.register(_finish_open_runs)
-        self.run = run
-        broken = None
-        while True:
-            kind, payload = self._records.get()
-            if kind == "finish":
-                break
-            if run is None:
-                continue  # W&B did not start: records are dropped (metrics.jsonl has them)
-            try:
-                if kind == "log":
-                    run.log(payload)
-                else:
-                    for k, v in payload.items():
-                        run.summary[k] = v
-            except Exception as e:  # a broken W&B run never stops training; metrics.jsonl has every line
-                self._warn(f"rlx: warning: W&B stopped logging ({type(e).__name__}: {_first_line(e)}); "
-                           "training goes on without it")
-                broken, run = run, None
-        last, code = (run, payload) if run is not None else (broken, 1)
-        if last is not None:
-            with _WANDB_LOCK, contextlib.suppress(Exception):
-                last.finish(exit_code=code)
 
 
 def _finish_open_runs() -> None:
@@ -300,13 +314,7 @@ def _finish_open_runs() -> None:
         worker.close(code, timeout=EXIT_FLUSH_S)
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0][:160]
-
-
-def _wandb_logged_in() -> bool:
-    netrc = Path.home() / ".netrc"
-    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+atexit.register(_finish_open_runs)
 
 
 class RateMeter:

@@ -1,5 +1,7 @@
-"""The run's Logger: W&B starts in the background (records queued, then replayed in order), and every message
+"""The run's Logger: W&B runs in a child process (records queued, then replayed in order), and every message
 line of the run also lands in RUN_DIR/rlx.log."""
+import json
+import os
 import re
 import sys
 import threading
@@ -15,52 +17,96 @@ from rlx.errors import RunFault, UserError
 from rlx.rundir import logging as rlx_logging
 from rlx.rundir.logging import RUN_LOG, Logger, record_run_error
 
+# A stand-in `wandb` package for the W&B child process (rlx.rundir.wandb_process): it appends every call to
+# calls.jsonl in its directory, its init waits for the file `gate` (as a slow W&B start does), fails for the modes
+# listed in `fail_modes`, and a run's log raises a full disk's OSError once the file `broken` exists.
+FAKE_WANDB = """
+import json, os, time
+from pathlib import Path
+HERE = Path(os.environ["RLX_FAKE_WANDB"])
 
-class FakeRun:
-    """Records what the Logger does to its W&B run, in order."""
+def _record(*call):
+    with open(HERE / "calls.jsonl", "a") as f:
+        f.write(json.dumps(call) + "\\n")
 
-    def __init__(self, calls: list, run_id: str, mode: str):
-        self.calls, self.id, self.mode = calls, run_id, mode
-        run = self
+class _Summary(dict):
+    def __setitem__(self, k, v):
+        _record("summary", k, v)
 
-        class Summary(dict):
-            def __setitem__(self, k, v):
-                run.calls.append(("summary", k, v))
-
-        self.summary = Summary()
-
+class _Run:
+    def __init__(self, run_id, mode):
+        self.id, self.mode, self.summary = run_id, mode, _Summary()
     def define_metric(self, name, **kw):
-        self.calls.append(("define_metric", name))
-
+        _record("define_metric", name)
     def log(self, data):
-        self.calls.append(("log", dict(data)))
-
+        if (HERE / "broken").exists():
+            raise OSError(28, "No space left on device")
+        _record("log", data)
     def finish(self, exit_code=0):
-        self.calls.append(("finish", exit_code))
+        _record("finish", exit_code)
+
+def Settings(**kw):
+    return kw
+
+def init(**kw):
+    _record("init", kw)
+    try:
+        deadline = time.time() + 10
+        while not (HERE / "gate").exists() and time.time() < deadline:
+            time.sleep(0.01)
+        fail = json.loads((HERE / "fail_modes").read_text()) if (HERE / "fail_modes").exists() else []
+        if kw["mode"] in fail:
+            raise TimeoutError(kw["mode"] + ": no answer")
+        return _Run(kw["id"], kw["mode"])
+    finally:
+        _record("init_end")
+"""
+
+
+class FakeWandb:
+    """The test's side of FAKE_WANDB: open the gate, set the failing modes, read what W&B was given."""
+
+    def __init__(self, root):
+        self.root = root
+        self.gate = types.SimpleNamespace(set=lambda: (root / "gate").touch())
+
+    def fail(self, *modes):
+        (root := self.root / "fail_modes").write_text(json.dumps(list(modes)))
+        return root
+
+    def _all(self):
+        path = self.root / "calls.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [tuple(json.loads(line)) for line in lines]
+
+    @property
+    def inits(self):
+        return [c[1] for c in self._all() if c[0] == "init"]
+
+    @property
+    def calls(self):
+        return [c for c in self._all() if c[0] not in ("init", "init_end")]
+
+    @property
+    def max_active(self):
+        active = most = 0
+        for c in self._all():
+            active += {"init": 1, "init_end": -1}.get(c[0], 0)
+            most = max(most, active)
+        return most
 
 
 @pytest.fixture
-def fake_wandb(monkeypatch):
-    """A stand-in `wandb` module whose init waits on ``gate`` (as a slow W&B start does) and can fail by mode."""
-    w = types.SimpleNamespace(calls=[], inits=[], gate=threading.Event(), fail_modes=set(), active=0, max_active=0)
-
-    def init(**kw):
-        w.inits.append(kw)
-        w.active += 1
-        w.max_active = max(w.max_active, w.active)
-        try:
-            w.gate.wait(timeout=10)
-            if kw["mode"] in w.fail_modes:
-                raise TimeoutError(f"{kw['mode']}: no answer")
-            return FakeRun(w.calls, kw["id"], kw["mode"])
-        finally:
-            w.active -= 1
-
-    module = types.ModuleType("wandb")
-    module.init = init  # type: ignore[attr-defined]
-    module.Settings = lambda **kw: kw  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "wandb", module)
-    return w
+def fake_wandb(tmp_path, monkeypatch):
+    """FAKE_WANDB importable as `wandb` in a fresh W&B child process (stopped again after the test)."""
+    root = tmp_path / "fake_wandb"
+    (root / "wandb").mkdir(parents=True)
+    (root / "wandb" / "__init__.py").write_text(FAKE_WANDB)
+    monkeypatch.setenv("RLX_FAKE_WANDB", str(root))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
+    rlx_logging._stop_wandb_host()
+    yield FakeWandb(root)
+    rlx_logging._stop_wandb_host(timeout=10)
 
 
 def _logger(tmp_path, mode="offline", **kw):
@@ -73,12 +119,12 @@ def _logger(tmp_path, mode="offline", **kw):
 def test_wandb_starts_in_the_background_and_gets_every_record_in_order(tmp_path, fake_wandb):
     logger, _ = _logger(tmp_path)
     # W&B is still starting (init waits on the gate): the logger is built, its run id known, logging goes on
-    assert logger.wandb_run is None and re.fullmatch(r"[a-z0-9]{8}", logger.wandb_id)
+    assert re.fullmatch(r"[a-z0-9]{8}", logger.wandb_id)
     lines = [{"env_steps": 256 * k, "sps": float(k), "loss": float("nan") if k == 2 else 0.5} for k in range(1, 5)]
     for line in lines:
         logger.log(line)
     logger.summary({"status": "ok", "env_steps": 1024, "nested": {"x": 1}})
-    assert logger.wandb_run is None and fake_wandb.calls == []  # nothing waited for W&B
+    assert fake_wandb.calls == []  # nothing waited for W&B
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 4  # metrics.jsonl does not wait either
     fake_wandb.gate.set()  # W&B comes up
     logger.close(0)
@@ -102,7 +148,7 @@ def test_a_resumed_run_continues_its_wandb_run_and_the_exit_code_reaches_it(tmp_
 
 def test_wandb_online_unreachable_falls_back_offline_without_losing_records(tmp_path, fake_wandb, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    fake_wandb.fail_modes = {"online"}
+    fake_wandb.fail("online")
     logger, out = _logger(tmp_path, mode="online")
     logger.log({"env_steps": 256, "sps": 1.0})
     fake_wandb.gate.set()
@@ -117,7 +163,7 @@ def test_wandb_online_unreachable_falls_back_offline_without_losing_records(tmp_
 
 
 def test_wandb_that_cannot_start_leaves_training_alone(tmp_path, fake_wandb):
-    fake_wandb.fail_modes = {"offline"}
+    fake_wandb.fail("offline")
     fake_wandb.gate.set()
     logger, out = _logger(tmp_path)
     logger.log({"env_steps": 256})
@@ -191,13 +237,7 @@ def test_messages_and_the_error_that_ends_a_run_go_to_rlx_log(tmp_path):
 def test_a_wandb_run_that_breaks_mid_run_is_dropped_with_one_warning(tmp_path, fake_wandb):
     fake_wandb.gate.set()
     logger, out = _logger(tmp_path)
-    while logger.wandb_run is None:  # W&B up; then its log breaks (a full disk)
-        threading.Event().wait(0.01)
-
-    def broken_log(data):
-        raise OSError(28, "No space left on device")
-
-    logger.wandb_run.log = broken_log
+    (fake_wandb.root / "broken").touch()  # W&B's log breaks (a full disk)
     for k in range(1, 5):
         logger.log({"env_steps": 256 * k})
     logger.close(0)
@@ -213,7 +253,10 @@ def test_the_runs_end_waits_for_a_wandb_still_starting_and_flushes_every_record_
     for k in range(1, 9):
         logger.log({"env_steps": 128 * k, "sps": float(k)})
     logger.summary({"status": "ok", "env_steps": 1024})
-    assert logger.wandb_run is None and fake_wandb.inits and fake_wandb.calls == []  # still starting
+    deadline = time.monotonic() + 30
+    while not fake_wandb.inits and time.monotonic() < deadline:  # the W&B process is up and in its init
+        time.sleep(0.01)
+    assert fake_wandb.inits and fake_wandb.calls == []  # still starting
     opened = threading.Timer(0.3, fake_wandb.gate.set)  # W&B comes up only after close() began waiting
     opened.start()
     t = time.perf_counter()
@@ -225,3 +268,27 @@ def test_the_runs_end_waits_for_a_wandb_still_starting_and_flushes_every_record_
     assert kinds == ["define_metric"] * 2 + ["log"] * 8 + ["summary"] * 2 + ["finish"]
     assert [c[1]["env_steps"] for c in fake_wandb.calls if c[0] == "log"] == [128 * k for k in range(1, 9)]
     assert fake_wandb.calls[-1] == ("finish", 0)
+
+
+def test_wandb_is_never_imported_into_the_training_process(tmp_path, fake_wandb):
+    """What made W&B cost ~1 s of every run: importing wandb and ``wandb.init`` in a thread here, holding the GIL
+    against the training loop. The child process does both; this process only writes lines to it."""
+    fake_wandb.gate.set()
+    logger, _ = _logger(tmp_path)
+    logger.log({"env_steps": 256})
+    logger.close(0)
+    assert [c[0] for c in fake_wandb.calls][-2:] == ["log", "finish"]
+    assert "wandb" not in sys.modules and rlx_logging._HOST is not None and rlx_logging._HOST.proc.pid != os.getpid()
+
+
+def test_a_wandb_process_that_dies_leaves_the_run_alone(tmp_path, fake_wandb):
+    logger, out = _logger(tmp_path)  # W&B still starting (the gate is closed) ...
+    logger.log({"env_steps": 256})
+    assert rlx_logging._HOST is not None
+    rlx_logging._HOST.proc.kill()  # ... when its process is killed
+    t = time.perf_counter()
+    logger.log({"env_steps": 512})
+    logger.close(0)  # returns (no answer will come), with one warning
+    assert time.perf_counter() - t < 10
+    assert "the W&B process ended" in out.getvalue()
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2
