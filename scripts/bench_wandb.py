@@ -30,8 +30,9 @@ ENV.pop("WANDB_MODE", None)
 
 def one_run(steps: int, mode: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-c", "from rlx.app.cli import main; main()", "train", "algo=ppo", "env=cartpole", f"total_steps={steps}",
-               f"logger.wandb.mode={mode}", "logger.progress=false", "torch_threads=1", f"hydra.run.dir={tmp}/run"]
+        cmd = [sys.executable, "-c", "from rlx.app.cli import main; main()", "train", "algo=ppo", "env=cartpole",
+               f"total_steps={steps}", f"logger.wandb.mode={mode}", "logger.progress=false", "torch_threads=1",
+               f"hydra.run.dir={tmp}/run"]
         t = time.perf_counter()
         r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=tmp)
         wall = time.perf_counter() - t
@@ -64,11 +65,14 @@ def main() -> None:
     lines = ["# What W&B costs the default run: `rlx train algo=ppo env=cartpole`, offline (the default) vs disabled", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, {os.cpu_count()} cores, "
              f"Python {platform.python_version()}; load average {load0[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; "
-             f"one thread; median of {args.repeats} alternating repeats. Command: `python scripts/bench_wandb.py {' '.join(sys.argv[1:])}`.", "",
-             "| total_steps | process s offline | process s disabled | difference | training s offline | training s disabled | difference |",
+             f"one thread; median of {args.repeats} alternating repeats. "
+             f"Command: `python scripts/bench_wandb.py {' '.join(sys.argv[1:])}`.", "",
+             "| total_steps | process s offline | process s disabled | difference "
+             "| training s offline | training s disabled | difference |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for s in steps:
-        po, pd, to, td = med(f"offline{s}", "process_s"), med(f"disabled{s}", "process_s"), med(f"offline{s}", "train_s"), med(f"disabled{s}", "train_s")
+        po, pd = med(f"offline{s}", "process_s"), med(f"disabled{s}", "process_s")
+        to, td = med(f"offline{s}", "train_s"), med(f"disabled{s}", "train_s")
         lines.append(f"| {s:,} | {po:.2f} | {pd:.2f} | {po - pd:+.2f} | {to:.2f} | {td:.2f} | {to - td:+.2f} |")
     lines += ["", "process s: the whole `rlx train` process; training s: the run's `summary.json` `wall_s`. W&B runs in a child "
               "process (rlx/rundir/wandb_process.py); the run's end waits until W&B has written every record, which on a run "

@@ -69,7 +69,8 @@ class _Runs:
 
         def init(mode: str, run_id: str = a["id"]) -> Any:
             return wandb.init(project=a["project"], entity=a["entity"], group=a["group"], tags=a["tags"] or None,
-                              name=a["name"], config=a["config"], dir=a["dir"], mode=mode, id=run_id, resume="allow",
+                              name=a["name"], config=a["config"], dir=a["dir"], mode=mode,  # type: ignore[arg-type]
+                              id=run_id, resume="allow",
                               reinit="create_new",  # a population's members: K live runs in one process
                               settings=wandb.Settings(console="off", silent=True, x_disable_stats=True,
                                                       init_timeout=a["init_timeout"]))
