@@ -124,6 +124,8 @@ def main() -> None:
             out.flush()
 
     sys.stdout = sys.stderr  # anything wandb prints must not reach the protocol stream
+    with contextlib.suppress(Exception):  # now, before the first run's start arrives
+        import wandb  # noqa: F401
     runs = _Runs(send)
     for line in sys.stdin:
         msg = json.loads(line)
