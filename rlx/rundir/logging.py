@@ -314,7 +314,16 @@ def _finish_open_runs() -> None:
         worker.close(code, timeout=EXIT_FLUSH_S)
 
 
+def _forget_wandb_in_fork() -> None:
+    """A forked child (a vector env's worker, a launcher's) has neither the host's threads nor its runs:
+    its exit must not wait for answers that go to the parent."""
+    global _HOST, _HOST_LOCK
+    _HOST, _HOST_LOCK = None, threading.Lock()  # the parent's lock may have been held by one of its threads
+    _OPEN.clear()
+
+
 atexit.register(_finish_open_runs)
+os.register_at_fork(after_in_child=_forget_wandb_in_fork)
 
 
 class RateMeter:

@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import string
 import sys
 from pathlib import Path
@@ -116,6 +117,11 @@ class _Runs:
 
 
 def main() -> None:
+    # Ctrl-C reaches the whole foreground process group, a scheduler's SIGTERM every process of the job: the
+    # training process decides when its runs end (a graceful stop still logs its last lines); if it dies
+    # instead, the end of input finishes them here
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     out = sys.stdout
 
     def send(msg: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@ line of the run also lands in RUN_DIR/rlx.log."""
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -292,3 +293,35 @@ def test_a_wandb_process_that_dies_leaves_the_run_alone(tmp_path, fake_wandb):
     assert time.perf_counter() - t < 10
     assert "the W&B process ended" in out.getvalue()
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2
+
+
+def test_ctrl_c_and_sigterm_do_not_end_the_wandb_process_under_a_run(tmp_path, fake_wandb):
+    """Ctrl-C reaches the whole process group and a scheduler's SIGTERM every process of the job: the run stops
+    gracefully and still logs its last lines, so its W&B process must outlive those signals."""
+    fake_wandb.gate.set()
+    logger, _ = _logger(tmp_path)
+    logger.log({"env_steps": 256})
+    assert rlx_logging._HOST is not None
+    deadline = time.monotonic() + 30
+    while not fake_wandb.calls and time.monotonic() < deadline:  # W&B is up (its handlers installed)
+        time.sleep(0.01)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        os.kill(rlx_logging._HOST.proc.pid, sig)
+    logger.log({"env_steps": 512})
+    logger.close(0)
+    assert [c[1]["env_steps"] for c in fake_wandb.calls if c[0] == "log"] == [256, 512]
+    assert fake_wandb.calls[-1] == ("finish", 0)
+
+
+def test_a_forked_child_does_not_wait_for_its_parents_wandb_runs_at_exit(tmp_path, fake_wandb):
+    logger, _ = _logger(tmp_path)  # W&B still starting: the parent's close would wait
+    pid = os.fork()
+    if pid == 0:  # a vector env's worker, say: its exit runs the atexit hooks
+        code = 0 if not rlx_logging._OPEN and rlx_logging._HOST is None else 1
+        t = time.perf_counter()
+        rlx_logging._finish_open_runs()
+        os._exit(code if time.perf_counter() - t < 5 else 2)
+    _, status = os.waitpid(pid, 0)
+    fake_wandb.gate.set()
+    logger.close(0)
+    assert os.waitstatus_to_exitcode(status) == 0
