@@ -88,14 +88,13 @@ def kernels(ks: list[int], compile_k: int) -> list[str]:
         def step(a=actor, c=critic, x=x) -> None:
             (a(x).logsumexp(-1).sum() + c(x).sum()).backward()
 
-        h, w, g = torch.randn(k, b, 64), torch.randn(k, 64, 64), torch.randn(k, b, 64)
+        h, w = torch.randn(k, b, 64), torch.randn(k, 64, 64)
         x4, w4, g2 = x, torch.randn(k, 4, 64), torch.randn(k, b, 2)
         mm64 = best_ms(lambda h=h, w=w: torch.bmm(h, w))
         # per head: 64x64 forward, dW and dh (3), first layer forward and dW (2), the narrow last layer (~3 small)
         floor = 2 * (3 * mm64 + 2 * best_ms(lambda x4=x4, w4=w4: torch.bmm(x4, w4))
                      + 3 * best_ms(lambda h=h, g2=g2: torch.bmm(h.transpose(1, 2), g2)))
         lines.append(f"| {k} | {best_ms(step):.2f} | {floor:.2f} | {2 * k * b * 64 * 64 / mm64 / 1e6:.0f} |")
-        del g
     k = compile_k
     actor, critic = StackedMLP(4, 2, [64, 64], "tanh", k), StackedMLP(4, 1, [64, 64], "tanh", k)
     x = torch.randn(k, b, 4)
