@@ -110,6 +110,8 @@ class RunConfig:
                                              "state and statistics, with this config's hyperparameters (RL-Zoo's "
                                              "--trained-agent); env steps count from 0")
 
+    fused_kernels: bool = param(True, help="rlx's hand-written CPU kernels for MLPs (one autograd node per MLP, tanh as "
+                                           "2 sigmoid(2z) - 1, transposed narrow products); false: plain torch ops (README 'Speed')")
     compile: Literal["auto", True, False] | None = param(
         None, help="torch.compile the update step (SAC, TD3, DDPG): auto | true | false; null: the default, "
                    f"{COMPILE_DEFAULT!r} (on where it pays: CUDA; README 'Speed')")

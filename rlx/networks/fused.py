@@ -32,6 +32,25 @@ FUSED_ACTIVATIONS = ("tanh", "relu")
 # >0 inside ``double_backward()``: MLPs run as plain torch ops, whose graph can be differentiated twice.
 _plain_depth = 0
 
+# The run's ``fused_kernels`` setting (process-wide; :func:`set_fused_kernels`): False turns every hand-written
+# kernel of this module and rlx/networks/stacked.py off, so the networks are plain torch ops (LeanRL's rule:
+# CPU micro-tricks only where they pay, behind a switch that turns them off).
+_fused_kernels = True
+
+
+def set_fused_kernels(enabled: bool) -> None:
+    """``fused_kernels=true|false`` for this process (set at a job's start, rlx/train/run.py): True, the default,
+    runs the MLPs through the hand-written kernels (one autograd node per MLP with its backward written out,
+    tanh as 2 sigmoid(2z) - 1 for large CPU tensors, transposed products for narrow outputs on CPU); False,
+    through plain torch ops (``nn.Linear``/``baddbmm`` and ``torch.tanh``), the same functions to float rounding."""
+    global _fused_kernels
+    _fused_kernels = bool(enabled)
+
+
+def fused_kernels() -> bool:
+    """The process's ``fused_kernels`` setting (:func:`set_fused_kernels`)."""
+    return _fused_kernels
+
 
 @contextlib.contextmanager
 def double_backward() -> Iterator[None]:
@@ -47,9 +66,9 @@ def double_backward() -> Iterator[None]:
 
 
 def fused_enabled() -> bool:
-    """False inside :func:`double_backward`, and while ``torch.compile`` traces (``compile=true``: plain ops,
-    which inductor fuses; the hand-written nodes are for eager)."""
-    return _plain_depth == 0 and not torch.compiler.is_compiling()
+    """False with ``fused_kernels=false``, inside :func:`double_backward`, and while ``torch.compile`` traces
+    (``compile=true``: plain ops, which inductor fuses; the hand-written nodes are for eager)."""
+    return _fused_kernels and _plain_depth == 0 and not torch.compiler.is_compiling()
 
 
 # Below this many elements torch's own (scalar) CPU tanh beats the four vectorized ops of the identity
@@ -61,7 +80,7 @@ SIGMOID_TANH_MIN_NUMEL = 4096
 def activate_(z: Tensor, activation: str) -> Tensor:
     """act(z) in place on a fresh pre-activation."""
     if activation == "tanh":
-        if z.device.type != "cpu" or z.numel() < SIGMOID_TANH_MIN_NUMEL:
+        if z.device.type != "cpu" or z.numel() < SIGMOID_TANH_MIN_NUMEL or not _fused_kernels:
             return z.tanh_()
         return z.mul_(2).sigmoid_().mul_(2).sub_(1)  # tanh(z) = 2 sigmoid(2z) - 1
     return z.relu_()

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from rlx.networks.encoders import CNNEncoder
 from rlx.networks.ensemble import EnsembleMLP
-from rlx.networks.fused import FUSED_ACTIVATIONS, SIGMOID_TANH_MIN_NUMEL, activate_, fused_enabled, fused_mlp
+from rlx.networks.fused import FUSED_ACTIVATIONS, SIGMOID_TANH_MIN_NUMEL, activate_, fused_enabled, fused_kernels, fused_mlp
 from rlx.networks.mlp import ACTIVATIONS
 
 _MINUS_ONE = torch.tensor(-1.0)
@@ -90,9 +90,10 @@ def _narrow_output(h: Tensor, w: Tensor) -> bool:
     """Whether ``h @ w`` (``[K, B, in] @ [K, in, out]``) and ``h^T @ g`` are faster computed transposed on
     this CPU: MKL's batched gemm is several times slower for a result with a few columns and many rows than
     for its transpose (one thread, K=16, B=256, in=64: out=2 forward 367 vs 161 us, dW 393 vs 65 us; out=16
-    about equal). Not for one member with one output (a gemv then: 5 vs 12 us) nor acting-sized batches."""
+    about equal). Not for one member with one output (a gemv then: 5 vs 12 us) nor acting-sized batches, nor
+    with ``fused_kernels=false``."""
     out, k, rows, inner = w.shape[-1], w.shape[0], h.shape[-2], h.shape[-1]
-    return h.device.type == "cpu" and out <= 8 and inner >= 16 and rows >= 64 and (k > 1 or out > 1)
+    return fused_kernels() and h.device.type == "cpu" and out <= 8 and inner >= 16 and rows >= 64 and (k > 1 or out > 1)
 
 
 def _affine(b: Tensor, h: Tensor, w: Tensor) -> Tensor:

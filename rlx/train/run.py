@@ -41,6 +41,7 @@ from rlx.config.typed import as_dict, build
 from rlx.envs.make import EnvSpec, env_spec
 from rlx.errors import UserError
 from rlx.networks.dict_obs import dict_layout
+from rlx.networks.fused import set_fused_kernels
 from rlx.rundir.checkpoint import Checkpointer
 from rlx.rundir.files import write_json_atomic
 from rlx.rundir.logging import Logger
@@ -180,6 +181,7 @@ def prepare_process(s: Settings) -> tuple[torch.device, EnvSpec]:
     torch threads, seeds, the device, and the env's spec checked against the algorithm."""
     if s.run.torch_threads:
         torch.set_num_threads(s.run.torch_threads)
+    set_fused_kernels(s.run.fused_kernels)
     seed_everything(s.run.seed)
     device = resolve_device(s.run.device)
     spec = env_spec(s.env.id, s.env.kwargs, s.env.wrappers, s.env.train_wrappers, s.network.encoder)
@@ -311,8 +313,8 @@ def evaluate_checkpoint(path: str | Path, episodes: int | None = None, determini
 
 
 # Keys a resume may change: they affect how long and how visibly a run goes on, not what it learns.
-RESUMABLE_KEYS = ("total_steps", "device", "torch_threads", "compile", "eval.every", "eval.episodes", "checkpoint.every",
-                  "checkpoint.keep", "logger.every", "logger.progress", "logger.wandb.mode",
+RESUMABLE_KEYS = ("total_steps", "device", "torch_threads", "fused_kernels", "compile", "eval.every", "eval.episodes",
+                  "checkpoint.every", "checkpoint.keep", "logger.every", "logger.progress", "logger.wandb.mode",
                   "logger.tensorboard", "stop.reward_threshold", "stop.patience")
 
 
