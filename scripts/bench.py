@@ -8,6 +8,7 @@
     python scripts/bench.py --population --ks 1,4,16,64 --markdown benchmarks/population.md   # issue 12
     python scripts/bench.py --peers      # rlx vs SB3, SBX and rejax, each peer in its own venv (issue 27)
     python scripts/bench.py --peers --quick --repeats 2    # PPO CartPole 20k, SAC Pendulum 1k, TD3/DDPG 11k
+    python scripts/bench.py --peers --one-core             # every process pinned to CPU 0: one core each, JAX's threads included
     python scripts/bench.py --recurrent --repeats 2        # recurrent PPO CartPoleNoVel 100k vs sb3-contrib (issue 26)
 
 For every task rlx and the peer (../shared/peer/sb3_baseline.py) run the same algorithm, env, steps,
@@ -125,7 +126,15 @@ def main() -> None:
                     help="recurrent PPO (LSTM) CartPoleNoVel-v1 100k vs sb3-contrib's RecurrentPPO, RL-Zoo's preset on both "
                          "sides, sb3-contrib in its own venv like --peers; repeat i runs seed + i on both sides; "
                          "writes benchmarks/recurrent.{json,md}")
+    ap.add_argument("--one-core", action="store_true",
+                    help="--peers/--population-vs-rejax/--recurrent: pin every process to CPU 0 (sched_setaffinity): one "
+                         "core each even for a library that starts threads despite the one-thread flags")
     args = ap.parse_args()
+    if args.one_core:
+        sys.path.insert(0, str(REPO))
+        import scripts.peers.bench_peers as bench_peers
+
+        bench_peers.PIN_CPU = 0
     if args.recurrent:
         sys.path.insert(0, str(REPO))
         from scripts.peers.bench_peers import main as peers_main

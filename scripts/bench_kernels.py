@@ -31,6 +31,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from scripts.profile_population import best_ms  # noqa: E402
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
 QUIET = ["logger.progress=false", "logger.wandb.mode=disabled", "logger.tensorboard=false", "torch_threads=1",
          "checkpoint.every=0"]
@@ -59,18 +61,6 @@ def cpu_model() -> str:
     return platform.processor() or "cpu"
 
 
-def best_ms(f, n: int, rounds: int = 7) -> float:
-    for _ in range(3):
-        f()
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        for _ in range(n):
-            f()
-        times.append((time.perf_counter() - t) / n * 1e3)
-    return min(times)
-
-
 def minibatch(ks: list[int], repeats: int) -> list[dict]:
     from rlx.networks.fused import set_fused_kernels
     from rlx.networks.stacked import StackedMLP
@@ -87,7 +77,7 @@ def minibatch(ks: list[int], repeats: int) -> list[dict]:
         for i in range(repeats):
             for on in ((True, False) if i % 2 == 0 else (False, True)):
                 set_fused_kernels(on)
-                got[on].append(best_ms(step, n=max(5, 200 // k)))
+                got[on].append(best_ms(step, n=max(5, 200 // k), rounds=7))
         set_fused_kernels(True)
         rows.append({"k": k, "on_ms": min(got[True]), "off_ms": min(got[False])})
         print(f"minibatch K={k}: on {rows[-1]['on_ms']:.3f} ms, off {rows[-1]['off_ms']:.3f} ms", file=sys.stderr, flush=True)

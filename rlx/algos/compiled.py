@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -71,11 +71,18 @@ class UpdateStep:
             return self._compiled(*args, None)
 
 
-def set_compile(algo: Any, setting: CompileSetting, device: torch.device) -> bool:
-    """Switch ``algo``'s update steps (its :class:`UpdateStep` attributes) to compiled where the setting says
-    so; returns whether they are. An algorithm without one is left as it is."""
-    steps = [v for v in vars(algo).values() if isinstance(v, UpdateStep)]
-    on = compile_enabled(setting, device) and bool(steps)
-    for step in steps:
-        step.enabled = on
-    return on
+@runtime_checkable
+class CompiledUpdate(Protocol):
+    """An algorithm whose update's tensor part is an :class:`UpdateStep` (SAC; DDPG, and TD3 through it):
+    the one attribute :func:`set_compile` switches. An algorithm without it always updates eagerly."""
+
+    step: UpdateStep
+
+
+def set_compile(algo: object, setting: CompileSetting, device: torch.device) -> bool:
+    """Switch ``algo``'s update step to compiled where the setting says so; returns whether it is. An
+    algorithm that is not a :class:`CompiledUpdate` is left as it is."""
+    if not (isinstance(algo, CompiledUpdate) and isinstance(algo.step, UpdateStep)):
+        return False
+    algo.step.enabled = compile_enabled(setting, device)
+    return algo.step.enabled

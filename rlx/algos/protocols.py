@@ -3,7 +3,7 @@
 A loop knows an algorithm only through these; anything else an algorithm has is its own business.
 Populations (issue 12): ``update`` returns one metrics dict per member (a plain run: a list of one, or
 a bare dict for algorithms without a member dimension yet); :class:`PopulationAlgorithm` adds what the
-population runner (rlx/train/population.py) needs.
+population runner (rlx/train/population.py) needs; rlx.algos.compiled.CompiledUpdate, what ``compile`` switches.
 """
 from __future__ import annotations
 

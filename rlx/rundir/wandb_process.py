@@ -14,7 +14,7 @@ The protocol (one JSON object per line; ``w`` names the run: a population's K me
   "id"}`` (the run's W&B id changed: online fell back to offline under a new id), ``{"w", "kind": "finished"}``.
 
 Runs start and finish one at a time (the ops are handled in order), as ``wandb.init`` wants. Only the standard
-library and wandb are imported here: this process never loads torch.
+library, wandb and rlx.errors (no imports) are imported here: this process never loads torch.
 """
 from __future__ import annotations
 
@@ -28,14 +28,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlx.errors import first_line  # stdlib only: this process still never loads torch
+
 
 def new_wandb_id() -> str:
     """A fresh W&B run id, as ``wandb`` makes them (8 base-36 digits), without importing wandb."""
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
-
-
-def first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0][:160]
 
 
 def _logged_in() -> bool:
@@ -61,7 +59,7 @@ class _Runs:
         try:
             import wandb
         except Exception as e:  # wandb not importable: training goes on without it
-            self.warn(w, f"rlx: warning: W&B could not start ({type(e).__name__}: {first_line(e)}); training without it")
+            self.warn(w, f"rlx: warning: W&B could not start ({type(e).__name__}: {first_line(e, 160)}); training without it")
             return
         mode = a["mode"]
         if mode == "online" and not (os.environ.get("WANDB_API_KEY") or _logged_in()):
@@ -80,10 +78,10 @@ class _Runs:
             run = init(mode)
         except Exception as e:
             if mode != "online":
-                self.warn(w, f"rlx: warning: W&B could not start ({type(e).__name__}: {first_line(e)}); training without it")
+                self.warn(w, f"rlx: warning: W&B could not start ({type(e).__name__}: {first_line(e, 160)}); training without it")
                 return
             self.warn(w, f"rlx: warning: W&B online unreachable within {a['init_timeout']:g}s "
-                         f"({type(e).__name__}: {first_line(e)}); logging offline into {Path(a['dir']) / 'wandb'} instead")
+                         f"({type(e).__name__}: {first_line(e, 160)}); logging offline into {Path(a['dir']) / 'wandb'} instead")
             try:  # under a new id: W&B keeps the failed online run's id "in use" in this process
                 run = init("offline", new_wandb_id())
             except Exception as e2:
@@ -105,7 +103,7 @@ class _Runs:
                 for k, v in payload.items():
                     run.summary[k] = v
         except Exception as e:  # a broken W&B run never stops training; metrics.jsonl has every line
-            self.warn(w, f"rlx: warning: W&B stopped logging ({type(e).__name__}: {first_line(e)}); training goes on without it")
+            self.warn(w, f"rlx: warning: W&B stopped logging ({type(e).__name__}: {first_line(e, 160)}); training goes on without it")
             self.broken[w] = self.runs.pop(w)
 
     def finish(self, w: str, code: int) -> None:

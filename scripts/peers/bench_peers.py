@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -107,10 +108,33 @@ def versions(peer: str) -> str:
     return ", ".join(f"{k} {v}" for k, v in json.loads(r.stdout).items())
 
 
+# --one-core (scripts/bench.py): every process pinned to this one CPU (``sched_setaffinity``), so "one thread per
+# process" holds for libraries that start threads of their own despite the flags above (XLA does); None: unpinned
+PIN_CPU: int | None = None
+# the CPU seconds (user + system) of the last _timed process: cores used = CPU s / wall s
+LAST_CPU_S = 0.0
+
+
+def pinned() -> str:
+    """How the processes ran, for a report's header."""
+    return "" if PIN_CPU is None else f" (every process pinned to CPU {PIN_CPU}: --one-core)"
+
+
+def _pin() -> None:
+    if PIN_CPU is not None:
+        os.sched_setaffinity(0, {PIN_CPU})
+
+
 def _timed(cmd: list[str], cwd: str | Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``cmd`` (pinned with --one-core); (its result, its wall). Its CPU seconds go to ``LAST_CPU_S``."""
+    global LAST_CPU_S
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=cwd)
-    return r, time.perf_counter() - t
+    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=cwd, preexec_fn=_pin)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_CPU_S = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return r, wall
 
 
 def _json_run(cmd: list[str], what: str) -> tuple[dict[str, Any], float]:
@@ -133,15 +157,15 @@ def run_one(lib: str, task: str, steps: int, seed: int) -> dict[str, Any]:
             if r.returncode != 0:
                 raise RuntimeError(f"rlx failed on {task}: {r.stderr.strip()[-500:]}")
             s = json.loads(Path(tmp, "run", "summary.json").read_text())
-        return {"sps": s["sps"], "learn_s": s["wall_s"], "process_s": wall, "return": s["eval_return_mean"]}
+        return {"sps": s["sps"], "learn_s": s["wall_s"], "process_s": wall, "cpu_s": LAST_CPU_S, "return": s["eval_return_mean"]}
     script = str(HERE / PEERS[lib][2])
     args = ["1", str(steps)] if lib == "rejax" else [algo, env_id, str(steps), str(seed)]
     d, wall = _json_run([str(venv_python(lib)), script, *args], f"{lib} on {task}")
     if lib == "rejax":  # one process trains twice (first call compiles): the process wall counts the first
         return {"sps": steps / d["first_call_s"], "learn_s": d["first_call_s"], "compiled_s": d["compiled_call_s"],
                 "compiled_sps": steps / d["compiled_call_s"], "process_s": wall - d["compiled_call_s"],
-                "return": d["final_eval_mean"][0]}
-    return {"sps": d["sps"], "learn_s": d["wall_s"], "process_s": wall, "return": d["eval_mean"]}
+                "cpu_s": LAST_CPU_S, "wall_both_calls_s": wall, "return": d["final_eval_mean"][0]}
+    return {"sps": d["sps"], "learn_s": d["wall_s"], "process_s": wall, "cpu_s": LAST_CPU_S, "return": d["eval_mean"]}
 
 
 def main(tasks: list[str], repeats: int, quick: bool, seed: int, peers: list[str], out_dir: Path | None,
@@ -181,6 +205,7 @@ def main(tasks: list[str], repeats: int, quick: bool, seed: int, peers: list[str
                    "sps": med("sps"), "learn_s": med("learn_s"), "process_s": med("process_s"), "return": med("return")}
             if lib == "rejax":
                 row.update(compiled_s=med("compiled_s"), compiled_sps=med("compiled_sps"))
+            row["cores"] = statistics.median(cores_used(r) for r in runs[lib])
             rows.append(row)
     result = {
         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -188,7 +213,7 @@ def main(tasks: list[str], repeats: int, quick: bool, seed: int, peers: list[str
         "loadavg_start": [round(x, 2) for x in load0], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "repeats": repeats, "quick": quick, "seed": seed, "seed_per_repeat": seed_per_repeat,
         "command": "python scripts/bench.py " + " ".join(argv),
-        "versions": {p: versions(p) for p in ready}, "rows": rows,
+        "versions": {p: versions(p) for p in ready}, "rows": rows, "pinned": pinned(),
     }
     table = render(result)
     print(table)
@@ -199,19 +224,24 @@ def main(tasks: list[str], repeats: int, quick: bool, seed: int, peers: list[str
     return result
 
 
+def cores_used(run: dict[str, Any]) -> float:
+    """The cores a run's process kept busy on average: its CPU seconds over its wall (rejax: both calls)."""
+    return run.get("cpu_s", 0.0) / run.get("wall_both_calls_s", run["process_s"])
+
+
 def render(result: dict[str, Any]) -> str:
     rows = result["rows"]
     seeds = f"seeds {result['seed']}.. (repeat i: seed + i, the same on every side)" if result.get("seed_per_repeat") \
         else f"seed {result['seed']}"
     lines = ["# rlx vs " + ", ".join(NAMES[p] for p in result["versions"]), "",
              f"Measured {result['measured']} on {result['machine']}; load average {result['loadavg_start'][0]} at the "
-             f"start, {result['loadavg_end'][0]} at the end (1 min); one thread per process, {seeds}, "
+             f"start, {result['loadavg_end'][0]} at the end (1 min); one thread per process{result.get('pinned', '')}, {seeds}, "
              f"median of {result['repeats']} alternating repeats{' (--quick: short runs)' if result['quick'] else ''}.",
              f"Command: `{result['command']}`. Peers: " + "; ".join(f"{NAMES[p]}: {v}" for p, v in result["versions"].items())
              + ".", "",
              "| task | steps | library | steps/s (learn) | learn s | process s | rlx / it (steps/s) | rlx / it (process) "
-             "| final return |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+             "| final return | cores used |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         base = next(x for x in rows if x["task"] == r["task"] and x["lib"] == "rlx")
         comp = next((x for x in rows if x["task"] == r["task"] and x["lib"] == "rlx_compile"), None)
@@ -221,18 +251,20 @@ def render(result: dict[str, Any]) -> str:
         if comp is not None and r["lib"] not in RLX_VARIANTS:  # the peer against rlx eager / rlx compile=true
             sps_ratio += f" / {comp['sps'] / r['sps']:.2f}x"
             wall_ratio += f" / {r['process_s'] / comp['process_s']:.2f}x"
+        cores = f"{r['cores']:.2f}" if "cores" in r else "-"  # results written before cores were recorded: -
         lines.append(f"| {r['title']} | {r['steps']:,} | {NAMES[r['lib']]} | {r['sps']:,.1f} | {r['learn_s']:.1f} | "
-                     f"{r['process_s']:.1f} | {sps_ratio} | {wall_ratio} | {r['return']:.1f} |")
+                     f"{r['process_s']:.1f} | {sps_ratio} | {wall_ratio} | {r['return']:.1f} | {cores} |")
         if r["lib"] == "rejax":
             lines.append(f"| {r['title']} | {r['steps']:,} | rejax, compiled (2nd call) | {r['compiled_sps']:,.1f} | "
-                         f"{r['compiled_s']:.1f} | - | {base['sps'] / r['compiled_sps']:.2f}x | - | - |")
+                         f"{r['compiled_s']:.1f} | - | {base['sps'] / r['compiled_sps']:.2f}x | - | - | - |")
     lines += ["", "steps/s (learn): env steps over the library's own timed training call (rlx: summary.json's `wall_s`; "
               "SB3/SBX: `model.learn`, SBX's JIT compile included; rejax: the first `train` call, compile included). "
               "process s: the whole process from the command line to the trained policy (interpreter start-up, imports, "
               "env and model construction, compile, training; rejax's second, compiled call subtracted). "
               "rlx / it > 1: rlx is faster; \"a / b\": rlx eager / rlx with compile=true (the first repeat compiles "
               "cold, later ones load inductor's cache). Final return: rlx/SB3/SBX deterministic, 10 episodes (rlx: its final eval); "
-              "rejax: its own final evaluation."]
+              "rejax: its own final evaluation. cores used: the process's CPU seconds (user + system) over its wall, "
+              "median (1.00: one core kept busy; with --one-core every process is pinned to one CPU)."]
     lines += ["", "Each repeat (the libraries in turn, in the order run):", "",
               "| task | repeat | seed | library | steps/s (learn) | rlx / it (steps/s) | process s | final return |",
               "|---|---:|---:|---|---:|---:|---:|---:|"]
@@ -268,22 +300,22 @@ def population_vs_rejax(ks: list[int], steps: int, repeats: int, out_dir: Path |
                     with tempfile.TemporaryDirectory() as tmp:
                         d, wall = _json_run([sys.executable, "-c", POPULATION, str(k), str(steps), "ppo", "cartpole", tmp,
                                              json.dumps(QUIET)], f"rlx population K={k}")
-                    run = {"process_s": wall, "train_s": d["wall_s"], "returns": d["returns"]}
+                    run = {"process_s": wall, "train_s": d["wall_s"], "cpu_s": LAST_CPU_S, "returns": d["returns"]}
                 else:
                     d, wall = _json_run([str(venv_python("rejax")), str(HERE / PEERS["rejax"][2]), str(k), str(steps), "once"],
                                         f"rejax K={k}")
-                    run = {"process_s": wall, "train_s": d["first_call_s"], "returns": d["final_eval_mean"]}
+                    run = {"process_s": wall, "train_s": d["first_call_s"], "cpu_s": LAST_CPU_S, "returns": d["final_eval_mean"]}
                 runs.setdefault(f"{lib}{k}", []).append(run)
                 print(f"population K={k} repeat {i + 1}/{repeats}: {lib} process {wall:.1f} s, training {run['train_s']:.1f} s, "
                       f"returns min {min(run['returns']):.0f}", file=sys.stderr, flush=True)
     lines = [f"# rlx populations vs rejax's vmap: PPO CartPole-v1, {steps:,} steps per member", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, {os.cpu_count()} "
              f"cores, Python {platform.python_version()}; load average {load0[0]:.2f} at the start, "
-             f"{os.getloadavg()[0]:.2f} at the end; one thread per process; median of {repeats} alternating repeat(s).",
+             f"{os.getloadavg()[0]:.2f} at the end; one thread per process{pinned()}; median of {repeats} alternating repeat(s).",
              f"Command: `python scripts/bench.py {' '.join(argv)}`. rejax: {versions('rejax')}.", "",
              "| K | rlx process s | rejax process s | rlx / rejax (process) | rlx training s | rejax first call s "
-             "| rlx / rejax (training) | member returns rlx (min / median) | rejax (min / median) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| rlx / rejax (training) | member returns rlx (min / median) | rejax (min / median) | cores used rlx / rejax |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     def med(rs: list[dict[str, Any]], key: str) -> float:
         return statistics.median(r[key] for r in rs)
 
@@ -293,10 +325,13 @@ def population_vs_rejax(ks: list[int], steps: int, repeats: int, out_dir: Path |
         lines.append(f"| {k} | {med(a, 'process_s'):.1f} | {med(b, 'process_s'):.1f} | "
                      f"{med(b, 'process_s') / med(a, 'process_s'):.2f}x | {med(a, 'train_s'):.1f} | {med(b, 'train_s'):.1f} | "
                      f"{med(b, 'train_s') / med(a, 'train_s'):.2f}x | {ra[0]:.0f} / {statistics.median(ra):.0f} | "
-                     f"{rb[0]:.0f} / {statistics.median(rb):.0f} |")
+                     f"{rb[0]:.0f} / {statistics.median(rb):.0f} | "
+                     f"{statistics.median(map(cores_used, a)):.2f} / {statistics.median(map(cores_used, b)):.2f} |")
     lines += ["", "rlx training s: the population's `train_job` call (envs, training, K final evaluations, K run dirs); "
               "rejax first call s: `train` compiled and run once (its in-training evaluation at the end included). "
-              "Returns: rlx deterministic final eval (10 episodes) per member; rejax its own final evaluation."]
+              "Returns: rlx deterministic final eval (10 episodes) per member; rejax its own final evaluation. "
+              "Cores used: each process's CPU seconds over its wall (1.00: one core kept busy; --one-core pins every "
+              "process to one CPU)."]
     result = {"steps": steps, "ks": ks, "repeats": repeats, "runs": runs, "command": "python scripts/bench.py " + " ".join(argv)}
     table = "\n".join(lines)
     print(table)

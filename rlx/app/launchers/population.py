@@ -46,6 +46,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from rlx.errors import first_line
 from rlx.rundir.populations import population_status, read_populations, write_populations
 
 log = logging.getLogger(__name__)
@@ -275,10 +276,8 @@ def _train_on_ray(settings: dict[str, Any], populations: list[_Population], firs
         try:
             outcomes.append(ray.get(ref))
         except ray.exceptions.RayError as e:  # worker process or node died (after max_retries), or Ray failed
-            lines = [line for line in str(e).splitlines() if line.strip()]
-            first_line = f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
             outcomes.append((None, (f"Ray task of population {first + k} failed after {settings['max_retries']} "
-                                    f"retries: {first_line}", "")))
+                                    f"retries: {type(e).__name__}: {first_line(e)}", "")))
     return outcomes
 
 

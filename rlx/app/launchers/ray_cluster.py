@@ -28,6 +28,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
+from rlx.errors import first_line
+
 log = logging.getLogger(__name__)
 NO_RAY = "hydra/launcher=ray_cluster needs Ray: pip install 'rlx[ray]'"
 
@@ -80,7 +82,7 @@ class RayClusterLauncher(Launcher):
             try:
                 results.append(ray.get(ref))
             except ray.exceptions.RayError as e:  # worker process or node died (after max_retries), or Ray itself failed
-                error = f"Ray task of job {idx} failed after {self.max_retries} retries: {_first_line(e)}"
+                error = f"Ray task of job {idx} failed after {self.max_retries} retries: {type(e).__name__}: {first_line(e)}"
                 print(f"rlx: run {job_dir} failed: {error}", file=sys.stderr)
                 _record_failure(job_dir, error)
                 # COMPLETED with no value, as rlx records any failed run: the sweep goes on and reports it
@@ -88,11 +90,6 @@ class RayClusterLauncher(Launcher):
                                          task_name=str(cfg.hydra.job.name), status=JobStatus.COMPLETED, _return_value=None))
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return results
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [line for line in str(e).splitlines() if line.strip()]
-    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _record_failure(job_dir: Path, error: str) -> None:
