@@ -27,7 +27,7 @@ import torch
 import torch.multiprocessing as mp
 
 from rlx.envs.make import EpisodeTracker, make_vec_env
-from rlx.networks.fused import set_fused_kernels
+from rlx.networks.fused import fused_kernels, set_fused_kernels
 from rlx.train.loops import on_policy
 from rlx.train.session import Session
 
@@ -45,7 +45,9 @@ def run(algo: Any, envs: gym.vector.VectorEnv, session: Session, device: torch.d
     messages = ctx.Queue()
     stop = ctx.Event()
     counter = ctx.Value("q", session.env_steps)  # env steps of all workers: each stops at total_steps
-    env, run_cfg = session.config["env"], {k: session.config.get(k) for k in ("seed", "torch_threads", "fused_kernels")}
+    env = session.config["env"]
+    # fused_kernels: this process's setting (prepare_process resolved it; an older checkpoint's config has no such key)
+    run_cfg = {**{k: session.config.get(k) for k in ("seed", "torch_threads")}, "fused_kernels": fused_kernels()}
     workers = [ctx.Process(target=_worker_main, name=f"rlx-a3c-worker-{rank}", daemon=True,
                            args=(rank, algo, env, run_cfg, session.total_steps, messages, stop, counter))
                for rank in range(algo.num_workers)]
@@ -188,7 +190,7 @@ def _worker_main(rank: int, algo: Any, env: dict, run_cfg: dict, total_steps: in
     try:
         if run_cfg.get("torch_threads"):
             torch.set_num_threads(run_cfg["torch_threads"])
-        set_fused_kernels(run_cfg.get("fused_kernels", True))  # a spawned worker starts with the module's default
+        set_fused_kernels(run_cfg["fused_kernels"])  # a new process starts with the module's default
         seed = int(run_cfg["seed"]) + 1000 * (rank + 1)  # distinct, reproducible streams per worker
         torch.manual_seed(seed)
         envs = make_vec_env(env["id"], env["num_envs"], seed, env.get("kwargs"), env.get("max_episode_steps"),

@@ -40,7 +40,7 @@ from rlx.algos.common import ActorCritic, anneal_lr
 from rlx.buffers.rollout import Rollout
 from rlx.envs.make import EpisodeTracker, make_vec_env
 from rlx.errors import UserError
-from rlx.networks.fused import set_fused_kernels
+from rlx.networks.fused import fused_kernels, set_fused_kernels
 from rlx.train.loops import on_policy
 from rlx.train.loops.async_workers import WorkerError
 from rlx.train.session import Session
@@ -81,7 +81,8 @@ def run(algo: Any, envs: gym.vector.VectorEnv, session: Session, device: torch.d
     hp = algo.hp
     owns_connection = connect(ray, hp.ray_address)
     env_cfg = session.config["env"]
-    run_cfg = {k: session.config.get(k) for k in ("seed", "torch_threads", "fused_kernels")}
+    # fused_kernels: this process's setting (prepare_process resolved it; an older checkpoint's config has no such key)
+    run_cfg = {**{k: session.config.get(k) for k in ("seed", "torch_threads")}, "fused_kernels": fused_kernels()}
     res = dict(hp.worker_resources or {})
     actor_cls = ray.remote(_RayWorker).options(num_cpus=res.pop("CPU", 1), num_gpus=res.pop("GPU", 0), resources=res or None,
                                                max_restarts=MAX_RESTARTS, max_task_retries=0)
@@ -230,7 +231,7 @@ class _RayWorker:
 
     def __init__(self, rank: int, spec: Any, hp: Any, net: Any, env: dict, run_cfg: dict):
         torch.set_num_threads(int(run_cfg.get("torch_threads") or 1))
-        set_fused_kernels(run_cfg.get("fused_kernels", True))  # a worker process starts with the module's default
+        set_fused_kernels(run_cfg["fused_kernels"])  # a new process starts with the module's default
         seed = int(run_cfg["seed"]) + 1000 * (rank + 1)  # distinct streams per worker, as with backend=processes
         torch.manual_seed(seed)
         self.envs = make_vec_env(env["id"], env["num_envs"], seed, env.get("kwargs"), env.get("max_episode_steps"),
